@@ -1,0 +1,38 @@
+"""modeldeploy: from a trained model to a healthy production deployment, in your own process."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from modeldeploy.exceptions import (
+    AliasNotFoundError,
+    DeploymentError,
+    IntegrityError,
+    ModelDeployError,
+    ModelNotFoundError,
+    PredictionTimeoutError,
+    SchemaError,
+    VersionNotFoundError,
+)
+from modeldeploy.registry import Event, ModelRegistry, ModelVersion, Signature
+
+try:
+    __version__ = version("modeldeploy")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+    __version__ = "0.0.0+unknown"
+
+__all__ = [
+    "AliasNotFoundError",
+    "DeploymentError",
+    "Event",
+    "IntegrityError",
+    "ModelDeployError",
+    "ModelNotFoundError",
+    "ModelRegistry",
+    "ModelVersion",
+    "PredictionTimeoutError",
+    "SchemaError",
+    "Signature",
+    "VersionNotFoundError",
+    "__version__",
+]

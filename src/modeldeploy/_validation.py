@@ -1,0 +1,96 @@
+"""Parameter checks that give every bad argument the same sentence shape."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Collection
+from typing import Any
+
+from modeldeploy.exceptions import InvalidParameterError
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def _fail(param: str, owner: str, expected: str, got: Any) -> InvalidParameterError:
+    return InvalidParameterError(
+        f"The {param!r} parameter of {owner} must be {expected}. Got {got!r} instead."
+    )
+
+
+def check_name(value: Any, param: str, owner: str) -> str:
+    """A model name or alias: letters, digits, ``.``, ``_`` and ``-``, at most 128 characters."""
+    if not isinstance(value, str) or not _NAME_RE.match(value):
+        raise _fail(
+            param,
+            owner,
+            "a non-empty str of letters, digits, '.', '_' or '-' (at most 128, starting with a "
+            "letter or digit)",
+            value,
+        )
+    return value
+
+
+def check_int(value: Any, param: str, owner: str, *, min_value: int | None = None) -> int:
+    """An int (not a bool), at least ``min_value`` when given."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        try:
+            import numpy as np
+
+            if isinstance(value, np.integer):
+                value = int(value)
+            else:
+                raise TypeError
+        except TypeError:
+            bound = f" >= {min_value}" if min_value is not None else ""
+            raise _fail(param, owner, f"an int{bound}", value) from None
+    if min_value is not None and value < min_value:
+        raise _fail(param, owner, f"an int >= {min_value}", value)
+    return int(value)
+
+
+def check_float(
+    value: Any,
+    param: str,
+    owner: str,
+    *,
+    min_value: float | None = None,
+    max_value: float | None = None,
+    min_inclusive: bool = True,
+) -> float:
+    """A finite real number within the given bounds."""
+    lo = "" if min_value is None else (f" >= {min_value}" if min_inclusive else f" > {min_value}")
+    hi = "" if max_value is None else f" <= {max_value}"
+    expected = f"a float{lo}{' and' if lo and hi else ''}{hi}"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise _fail(param, owner, expected, value) from None
+    number = float(value)
+    if not math.isfinite(number):
+        raise _fail(param, owner, expected, value)
+    if min_value is not None and (
+        number < min_value or (not min_inclusive and number == min_value)
+    ):
+        raise _fail(param, owner, expected, value)
+    if max_value is not None and number > max_value:
+        raise _fail(param, owner, expected, value)
+    return number
+
+
+def check_choice(value: Any, param: str, owner: str, choices: Collection[str]) -> str:
+    """One of a fixed set of strings."""
+    if value not in choices:
+        listed = ", ".join(repr(c) for c in choices)
+        raise _fail(param, owner, f"one of {listed}", value)
+    return str(value)
+
+
+def check_mapping(value: Any, param: str, owner: str) -> dict[str, Any]:
+    """A dict with str keys (``None`` gives an empty dict)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise _fail(param, owner, "a dict with str keys or None", value)
+    return dict(value)

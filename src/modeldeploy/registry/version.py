@@ -1,0 +1,206 @@
+"""Immutable records: one registered model version, and one event of a model's history."""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from modeldeploy.registry.signature import Signature
+
+if TYPE_CHECKING:
+    from modeldeploy.registry.registry import ModelRegistry
+
+__all__ = ["Event", "ModelVersion"]
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """One registered version of a model, as it was recorded.
+
+    Get one from :meth:`ModelRegistry.register` or :meth:`ModelRegistry.get`; hand it to a
+    deployer or a monitor. :meth:`load` returns the model itself, verified and cached.
+
+    Attributes
+    ----------
+    name, version
+        The model's name and the version number (from 1, never reused).
+    created_at
+        Registration time (UTC).
+    sha256, size, format
+        The artifact's checksum, its size in bytes and the serialization format.
+    signature
+        The input schema and reference profile, when a sample or signature was given.
+    metrics, params, tags, description
+        What the user recorded about the version.
+    parent
+        The version this one was derived from (lineage), if any.
+    environment
+        Python, numpy, scikit-learn and joblib versions the model was saved with.
+    aliases
+        The aliases pointing at this version when the record was read.
+    """
+
+    name: str
+    version: int
+    created_at: datetime
+    sha256: str
+    size: int
+    format: str
+    signature: Signature | None = None
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+    params: Mapping[str, Any] = field(default_factory=dict)
+    tags: Mapping[str, Any] = field(default_factory=dict)
+    description: str = ""
+    parent: int | None = None
+    environment: Mapping[str, str] = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()
+    _registry: ModelRegistry | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def ref(self) -> str:
+        """``"name:version"``, how logs, stats and the command line name this version."""
+        return f"{self.name}:{self.version}"
+
+    def load(self) -> Any:
+        """The model object, sha256-verified before deserializing, and cached in-process."""
+        if self._registry is None:
+            raise RuntimeError(
+                f"{self.ref} is a detached record (not read from a registry); load it with "
+                "registry.load(name, version=...)."
+            )
+        return self._registry._load_artifact(self.name, self.version, self.sha256, self.format)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly dict of the record."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "created_at": self.created_at.isoformat(),
+            "sha256": self.sha256,
+            "size": self.size,
+            "format": self.format,
+            "signature": self.signature.to_dict() if self.signature is not None else None,
+            "metrics": dict(self.metrics),
+            "params": dict(self.params),
+            "tags": dict(self.tags),
+            "description": self.description,
+            "parent": self.parent,
+            "environment": dict(self.environment),
+            "aliases": list(self.aliases),
+        }
+
+    def __repr__(self) -> str:
+        aliases = f" @{',@'.join(self.aliases)}" if self.aliases else ""
+        metrics = ", ".join(f"{k}={_fmt(v)}" for k, v in list(self.metrics.items())[:4])
+        return (
+            f"<ModelVersion {self.ref}{aliases} {self.format} {self.sha256[:12]} "
+            f"{self.created_at:%Y-%m-%d %H:%M:%S}Z{' ' + metrics if metrics else ''}>"
+        )
+
+    def _repr_html_(self) -> str:
+        rows = [
+            ("version", self.ref),
+            ("aliases", ", ".join(self.aliases) or "-"),
+            ("created", f"{self.created_at:%Y-%m-%d %H:%M:%S} UTC"),
+            ("format", f"{self.format}, {self.size:,} bytes"),
+            ("sha256", self.sha256),
+            ("parent", str(self.parent) if self.parent is not None else "-"),
+            ("description", self.description or "-"),
+            ("metrics", _kv(self.metrics)),
+            ("tags", _kv(self.tags)),
+            ("params", _kv(self.params, limit=12)),
+            ("signature", repr(self.signature) if self.signature is not None else "-"),
+            ("environment", _kv(self.environment)),
+        ]
+        body = "".join(
+            f"<tr><th style='text-align:left'>{k}</th><td>{html.escape(v)}</td></tr>"
+            for k, v in rows
+        )
+        return f"<table>{body}</table>"
+
+
+@dataclass(frozen=True)
+class Event:
+    """One entry of a model's history: a registration, an alias move, a delete, a custom event.
+
+    Attributes
+    ----------
+    id
+        Increasing number across the whole registry (orders events between models too).
+    time
+        When it happened (UTC).
+    kind
+        ``"registered"``, ``"promoted"``, ``"rolled_back"``, ``"alias_deleted"``,
+        ``"deleted"``, ``"updated"``, or a kind recorded with ``record_event``.
+    version, alias, previous
+        The version concerned, the alias moved, and the version the alias held before.
+    reason
+        Why, in the user's words.
+    details
+        Anything else, JSON-friendly.
+    """
+
+    id: int
+    name: str
+    time: datetime
+    kind: str
+    version: int | None = None
+    alias: str | None = None
+    previous: int | None = None
+    reason: str = ""
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        parts = [f"{self.time:%Y-%m-%d %H:%M:%S}Z", self.kind, f"{self.name}"]
+        if self.alias is not None:
+            moved = f"{self.previous}->{self.version}" if self.previous else f"{self.version}"
+            parts.append(f"@{self.alias}={moved}")
+        elif self.version is not None:
+            parts.append(f"v{self.version}")
+        if self.reason:
+            parts.append(repr(self.reason))
+        return f"<Event {' '.join(parts)}>"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly dict of the event."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "time": self.time.isoformat(),
+            "kind": self.kind,
+            "version": self.version,
+            "alias": self.alias,
+            "previous": self.previous,
+            "reason": self.reason,
+            "details": dict(self.details),
+        }
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def _kv(mapping: Mapping[str, Any], limit: int = 20) -> str:
+    if not mapping:
+        return "-"
+    items = list(mapping.items())
+    text = ", ".join(f"{k}={_fmt(v)}" for k, v in items[:limit])
+    return text + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
+
+
+def _json_default(obj: Any) -> Any:
+    """Make numpy scalars and other simple objects JSON-friendly."""
+    if hasattr(obj, "item") and callable(obj.item):
+        return obj.item()
+    if hasattr(obj, "tolist") and callable(obj.tolist):
+        return obj.tolist()
+    return repr(obj)
+
+
+def to_json_friendly(mapping: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Round-trip a user mapping through JSON so it stores exactly as it will read back."""
+    return dict(json.loads(json.dumps(dict(mapping or {}), default=_json_default)))
