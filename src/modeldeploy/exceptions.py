@@ -51,7 +51,10 @@ __all__ = [
 
 def _suggest(word: str, candidates: Iterable[str]) -> str:
     """Return a sentence suggesting close matches of ``word``, or an empty string."""
-    close = get_close_matches(word, list(candidates), n=3, cutoff=0.6)
+    candidates = list(candidates)
+    lowered = word.lower()
+    partial = [c for c in candidates if lowered and (lowered in c.lower() or c.lower() in lowered)]
+    close = list(dict.fromkeys(partial + get_close_matches(word, candidates, n=3, cutoff=0.6)))[:3]
     if not close:
         return ""
     quoted = ", ".join(repr(c) for c in close)

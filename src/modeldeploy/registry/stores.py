@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import threading
 import time
@@ -151,9 +152,13 @@ class LocalArtifactStore(ArtifactStore):
         removed = 0
         for folder in (self._tmp, self._trash):
             for path in folder.iterdir():
-                if path.is_file() and path.stat().st_mtime < cutoff:
+                if path.stat().st_mtime >= cutoff:
+                    continue
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
                     path.unlink(missing_ok=True)
-                    removed += 1
+                removed += 1
         return removed
 
 

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import modeldeploy
+import modeldeploy.exceptions
+
+
+def test_all_is_sorted_and_complete() -> None:
+    assert modeldeploy.__all__ == sorted(modeldeploy.__all__)
+    for name in modeldeploy.__all__:
+        assert hasattr(modeldeploy, name), name
+
+
+def test_public_names() -> None:
+    expected = {
+        "AliasNotFoundError",
+        "DeploymentError",
+        "Event",
+        "IntegrityError",
+        "ModelDeployError",
+        "ModelNotFoundError",
+        "ModelRegistry",
+        "ModelVersion",
+        "PredictionTimeoutError",
+        "SchemaError",
+        "Signature",
+        "VersionNotFoundError",
+        "__version__",
+    }
+    assert expected <= set(modeldeploy.__all__)
+
+
+def test_version_comes_from_package_metadata() -> None:
+    from importlib.metadata import version
+
+    assert modeldeploy.__version__ == version("modeldeploy")
+
+
+def test_every_error_is_a_modeldeploy_error() -> None:
+    for name in modeldeploy.exceptions.__all__:
+        obj = getattr(modeldeploy.exceptions, name)
+        if name.endswith("Error"):
+            assert issubclass(obj, modeldeploy.exceptions.ModelDeployError), name
+        else:
+            assert issubclass(obj, modeldeploy.exceptions.ModelDeployWarning), name
