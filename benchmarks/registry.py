@@ -75,6 +75,7 @@ def main() -> None:
     if mlflow is not None:
         mlflow.set_tracking_uri(f"sqlite:///{tmp / 'mlflow.db'}")
         mlflow.set_registry_uri(f"sqlite:///{tmp / 'mlflow.db'}")
+        mlflow.create_experiment("bench", artifact_location=(tmp / "mlruns").as_uri())
         mlflow.set_experiment("bench")
 
         def mlflow_register() -> None:

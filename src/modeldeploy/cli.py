@@ -1,0 +1,343 @@
+"""The ``modeldeploy`` command: see and move model versions from a shell, score files.
+
+Exit codes: 0 success, 1 not found or refused (or a failed ``verify``), 2 usage error.
+Errors are one line on stderr; ``--debug`` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from modeldeploy._config import DEFAULT_ALIAS, DEFAULT_REGISTRY_ROOT
+from modeldeploy.exceptions import ModelDeployError
+from modeldeploy.registry import Event, ModelRegistry, ModelVersion
+
+__all__ = ["main"]
+
+ENV_REGISTRY = "MODELDEPLOY_REGISTRY"
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class CommandError(Exception):
+    """A failure to report on one line with exit code 1."""
+
+
+# ---------------------------------------------------------------------- output helpers
+
+
+def _table(rows: Sequence[Sequence[Any]], header: Sequence[str], out: TextIO) -> None:
+    text = [[str(c) for c in header]] + [["" if c is None else str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in text) for i in range(len(header))]
+    for i, row in enumerate(text):
+        out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
+        if i == 0:
+            out.write("  ".join("-" * w for w in widths) + "\n")
+
+
+def _emit_json(data: Any, out: TextIO) -> None:
+    json.dump(data, out, indent=2, sort_keys=False, default=str)
+    out.write("\n")
+
+
+def _metrics(version: ModelVersion, limit: int = 3) -> str:
+    items = list(version.metrics.items())[:limit]
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in items)
+
+
+def _ref(text: str) -> tuple[str, int | None, str | None]:
+    """Parse ``NAME``, ``NAME:VERSION`` or ``NAME@ALIAS``."""
+    if "@" in text:
+        name, alias = text.split("@", 1)
+        return name, None, alias
+    if ":" in text:
+        name, number = text.split(":", 1)
+        if not number.isdigit():
+            raise CommandError(f"Expected NAME:VERSION with a whole number, got {text!r}.")
+        return name, int(number), None
+    return text, None, None
+
+
+# ---------------------------------------------------------------------- commands
+
+
+def cmd_models(reg: ModelRegistry, args: argparse.Namespace, out: TextIO) -> int:
+    rows = reg.metadata.list_models()
+    data = [
+        {
+            "name": m["name"],
+            "versions": m["versions"],
+            "latest": m["latest"],
+            "aliases": reg.metadata.aliases(m["name"]),
+            "created_at": m["created_at"],
+        }
+        for m in rows
+    ]
+    if args.json:
+        _emit_json(data, out)
+    elif not data:
+        out.write("No models registered.\n")
+    else:
+        _table(
+            [
+                (
+                    d["name"],
+                    d["versions"],
+                    d["latest"],
+                    ", ".join(f"{a}=v{v}" for a, v in d["aliases"].items()) or "-",
+                    str(d["created_at"])[:19].replace("T", " "),
+                )
+                for d in data
+            ],
+            ("MODEL", "VERSIONS", "LATEST", "ALIASES", "CREATED (UTC)"),
+            out,
+        )
+    return EXIT_OK
+
+
+def cmd_versions(reg: ModelRegistry, args: argparse.Namespace, out: TextIO) -> int:
+    versions = reg.versions(args.name)
+    if args.json:
+        _emit_json([v.to_dict() | {"signature": None} for v in versions], out)
+        return EXIT_OK
+    _table(
+        [
+            (
+                v.version,
+                f"{v.created_at:%Y-%m-%d %H:%M:%S}",
+                ", ".join(v.aliases) or "-",
+                v.format,
+                v.sha256[:12],
+                _metrics(v) or "-",
+                v.description[:40],
+            )
+            for v in versions
+        ],
+        ("VERSION", "CREATED (UTC)", "ALIASES", "FORMAT", "SHA256", "METRICS", "DESCRIPTION"),
+        out,
+    )
+    return EXIT_OK
+
+
+def cmd_show(reg: ModelRegistry, args: argparse.Namespace, out: TextIO) -> int:
+    name, number, alias = _ref(args.ref)
+    v = reg.get(name, number, alias=alias)
+    if args.json:
+        _emit_json(v.to_dict(), out)
+        return EXIT_OK
+    lines = [
+        ("version", v.ref),
+        ("aliases", ", ".join(v.aliases) or "-"),
+        ("created", f"{v.created_at:%Y-%m-%d %H:%M:%S} UTC"),
+        ("format", v.format),
+        ("size", f"{v.size:,} bytes"),
+        ("sha256", v.sha256),
+        ("parent", f"{v.name}:{v.parent}" if v.parent is not None else "-"),
+        ("description", v.description or "-"),
+        ("metrics", json.dumps(dict(v.metrics)) if v.metrics else "-"),
+        ("tags", json.dumps(dict(v.tags)) if v.tags else "-"),
+        ("params", json.dumps(dict(v.params), default=str) if v.params else "-"),
+        ("environment", ", ".join(f"{k} {val}" for k, val in v.environment.items())),
+    ]
+    width = max(len(k) for k, _ in lines)
+    for key, value in lines:
+        out.write(f"{key.ljust(width)}  {value}\n")
+    if v.signature is None:
+        out.write(f"{'signature'.ljust(width)}  - (registered without a sample)\n")
+    else:
+        sig = v.signature
+        out.write(
+            f"{'signature'.ljust(width)}  {sig.n_features} features from {sig.input_type}, "
+            f"profiled on {sig.n_rows:,} rows\n"
+        )
+        _table(
+            [
+                (f.name, f.dtype, f.kind, "yes" if f.allow_nan else "no", _profile(f.profile))
+                for f in sig.features
+            ],
+            ("FEATURE", "DTYPE", "KIND", "NAN OK", "PROFILE"),
+            out,
+        )
+    return EXIT_OK
+
+
+def _profile(p: dict[str, Any] | Any) -> str:
+    if "values" in p:
+        top = list(p["values"].items())[:3]
+        return ", ".join(f"{k} ({n})" for k, n in top) + (" ..." if len(p["values"]) > 3 else "")
+    if "min" in p:
+        return f"min {p['min']:.4g}, mean {p['mean']:.4g}, max {p['max']:.4g}"
+    return "-"
+
+
+def cmd_promote(reg: ModelRegistry, args: argparse.Namespace, out: TextIO) -> int:
+    before = reg.metadata.aliases(args.name).get(args.alias)
+    v = reg.promote(args.name, args.version, alias=args.alias, reason=args.reason)
+    if args.json:
+        _emit_json(
+            {"name": v.name, "alias": args.alias, "version": v.version, "previous": before}, out
+        )
+    else:
+        was = f" (was v{before})" if before is not None else ""
+        out.write(f"{v.name}@{args.alias} -> v{v.version}{was}\n")
+    return EXIT_OK
+
+
+def cmd_rollback(reg: ModelRegistry, args: argparse.Namespace, out: TextIO) -> int:
+    before = reg.metadata.aliases(args.name).get(args.alias)
+    v = reg.rollback(args.name, alias=args.alias, reason=args.reason)
+    if args.json:
+        _emit_json(
+            {"name": v.name, "alias": args.alias, "version": v.version, "previous": before}, out
+        )
+    else:
+        out.write(f"{v.name}@{args.alias} -> v{v.version} (rolled back from v{before})\n")
+    return EXIT_OK
+
+
+def cmd_history(reg: ModelRegistry, args: argparse.Namespace, out: TextIO) -> int:
+    events: list[Event] = list(reg.history(args.name))
+    if args.json:
+        _emit_json([e.to_dict() for e in events], out)
+        return EXIT_OK
+    _table(
+        [
+            (
+                f"{e.time:%Y-%m-%d %H:%M:%S}",
+                e.kind,
+                e.version,
+                e.alias or "",
+                e.previous if e.previous is not None else "",
+                e.reason,
+            )
+            for e in events
+        ],
+        ("TIME (UTC)", "EVENT", "VERSION", "ALIAS", "BEFORE", "REASON"),
+        out,
+    )
+    return EXIT_OK
+
+
+def cmd_verify(reg: ModelRegistry, args: argparse.Namespace, out: TextIO) -> int:
+    names = [args.name] if args.name else reg.models()
+    checked = sum(len(reg.metadata.list_versions(n)) for n in names)
+    problems = reg.verify(args.name)
+    if args.json:
+        _emit_json({"checked": checked, "problems": problems}, out)
+    else:
+        for p in problems:
+            out.write(f"{p['name']}:{p['version']}  {p['problem']}  (sha256 {p['sha256']})\n")
+        out.write(
+            f"{checked} artifact{'s' if checked != 1 else ''} checked, "
+            f"{len(problems)} problem{'s' if len(problems) != 1 else ''}.\n"
+        )
+    return EXIT_FAILED if problems else EXIT_OK
+
+
+# ---------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``modeldeploy`` command."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--registry",
+        metavar="PATH",
+        default=argparse.SUPPRESS,
+        help=f"registry folder (default: ${ENV_REGISTRY}, else ./{DEFAULT_REGISTRY_ROOT})",
+    )
+    common.add_argument(
+        "--json", action="store_true", default=argparse.SUPPRESS, help="print JSON for scripts"
+    )
+    common.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors"
+    )
+
+    parser = argparse.ArgumentParser(
+        prog="modeldeploy",
+        description="See and move model versions in a modeldeploy registry; score files.",
+        epilog="Exit codes: 0 ok, 1 not found or refused, 2 usage.",
+        parents=[common],
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, func: Callable[..., int], help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help, parents=[common])
+        p.set_defaults(func=func)
+        return p
+
+    add("models", cmd_models, "list the registered models")
+    p = add("versions", cmd_versions, "list the versions of a model")
+    p.add_argument("name", metavar="NAME")
+    p = add("show", cmd_show, "show one version in full (signature, lineage, sha256)")
+    p.add_argument("ref", metavar="NAME[:VERSION|@ALIAS]")
+    p = add("promote", cmd_promote, "point an alias at a version")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("version", metavar="VERSION", type=int)
+    p.add_argument("--alias", default=DEFAULT_ALIAS, help=f"default: {DEFAULT_ALIAS}")
+    p.add_argument("--reason", default="", help="why, kept in the history")
+    p = add("rollback", cmd_rollback, "move an alias back to the version it held before")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--alias", default=DEFAULT_ALIAS, help=f"default: {DEFAULT_ALIAS}")
+    p.add_argument("--reason", default="", help="why, kept in the history")
+    p = add("history", cmd_history, "every registration and alias move of a model")
+    p.add_argument("name", metavar="NAME")
+    p = add("verify", cmd_verify, "recompute every artifact's sha256; exit 1 on a mismatch")
+    p.add_argument("name", metavar="NAME", nargs="?")
+    return parser
+
+
+def _registry_root(args: argparse.Namespace) -> Path:
+    root = getattr(args, "registry", None) or os.environ.get(ENV_REGISTRY) or DEFAULT_REGISTRY_ROOT
+    path = Path(root)
+    if not (path / "registry.db").exists():
+        raise CommandError(
+            f"No registry at {str(path)!r}. Pass --registry PATH or set ${ENV_REGISTRY} to the "
+            "folder given to ModelRegistry(...)."
+        )
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; return its exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for flag in ("json", "debug"):
+        if not hasattr(args, flag):
+            setattr(args, flag, False)
+    try:
+        reg = ModelRegistry(_registry_root(args))
+        try:
+            code: int = args.func(reg, args, sys.stdout)
+        finally:
+            reg.close()
+        return code
+    except (ModelDeployError, CommandError) as exc:
+        if args.debug:
+            traceback.print_exc()
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"modeldeploy: error: {message}", file=sys.stderr)
+        return EXIT_FAILED
+    except Exception as exc:  # an unexpected failure: still one line unless --debug
+        if args.debug:
+            traceback.print_exc()
+        print(
+            f"modeldeploy: error: unexpected {type(exc).__name__}: {exc} (run with --debug for "
+            "the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    except KeyboardInterrupt:  # pragma: no cover - interactive
+        print("modeldeploy: interrupted", file=sys.stderr)
+        return 130
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

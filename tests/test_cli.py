@@ -1,0 +1,152 @@
+"""The ``modeldeploy`` command, through its real entry points (subprocess)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from modeldeploy import ModelRegistry
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("cli") / "reg"
+    X = np.random.default_rng(0).normal(size=(100, 3))
+    y = (X[:, 0] > 0).astype(int)
+    reg = ModelRegistry(path)
+    for c in (0.5, 1.0, 2.0):
+        reg.register(
+            "churn",
+            LogisticRegression(C=c).fit(X, y),
+            sample=X,
+            metrics={"f1": 0.9},
+            description=f"C={c}",
+        )
+    reg.promote("churn", 1, reason="first")
+    reg.promote("churn", 2, reason="better")
+    reg.close()
+    return path
+
+
+def run(
+    *args: str, root: Path | None = None, env_root: Path | None = None, module: bool = False
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "MODELDEPLOY_REGISTRY"}
+    if env_root is not None:
+        env["MODELDEPLOY_REGISTRY"] = str(env_root)
+    prefix = (
+        [sys.executable, "-m", "modeldeploy"]
+        if module
+        else [str(Path(sys.executable).with_name("modeldeploy"))]
+    )
+    cmd = [*prefix, *(["--registry", str(root)] if root is not None else []), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+
+
+def test_models_table_and_json(root: Path) -> None:
+    out = run("models", root=root)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[0].split() == [
+        "MODEL",
+        "VERSIONS",
+        "LATEST",
+        "ALIASES",
+        "CREATED",
+        "(UTC)",
+    ]
+    assert "churn  3" in out.stdout and "production=v2" in out.stdout
+    data = json.loads(run("models", "--json", root=root).stdout)
+    assert data[0]["name"] == "churn" and data[0]["aliases"] == {"production": 2}
+
+
+def test_registry_from_environment_variable_and_python_m(root: Path) -> None:
+    out = run("versions", "churn", "--json", env_root=root, module=True)
+    assert out.returncode == 0, out.stderr
+    assert [v["version"] for v in json.loads(out.stdout)] == [1, 2, 3]
+
+
+def test_show_by_alias_and_version(root: Path) -> None:
+    out = run("show", "churn@production", root=root)
+    assert out.returncode == 0, out.stderr
+    assert "churn:2" in out.stdout and "FEATURE" in out.stdout and "x2" in out.stdout
+    data = json.loads(run("show", "churn:3", "--json", root=root).stdout)
+    assert data["version"] == 3 and len(data["sha256"]) == 64
+    assert data["signature"]["features"][0]["name"] == "x0"
+
+
+def test_promote_rollback_and_history(tmp_path: Path, root: Path) -> None:
+    import shutil
+
+    mine = tmp_path / "reg"
+    shutil.copytree(root, mine)
+    out = run("promote", "churn", "3", "--alias", "production", "--reason", "canary ok", root=mine)
+    assert (out.returncode, out.stdout.strip()) == (0, "churn@production -> v3 (was v2)")
+    out = run("rollback", "churn", "--reason", "complaints", "--json", root=mine)
+    assert json.loads(out.stdout) == {
+        "name": "churn",
+        "alias": "production",
+        "version": 2,
+        "previous": 3,
+    }
+    events = json.loads(run("history", "churn", "--json", root=mine).stdout)
+    assert [(e["kind"], e["version"], e["reason"]) for e in events[-2:]] == [
+        ("promoted", 3, "canary ok"),
+        ("rolled_back", 2, "complaints"),
+    ]
+    assert "rolled_back" in run("history", "churn", root=mine).stdout
+
+
+def test_verify_reports_a_corrupt_artifact_with_exit_1(tmp_path: Path, root: Path) -> None:
+    import shutil
+
+    mine = tmp_path / "reg"
+    shutil.copytree(root, mine)
+    ok = run("verify", root=mine)
+    assert (ok.returncode, ok.stdout.strip()) == (0, "3 artifacts checked, 0 problems.")
+    sha = ModelRegistry(mine).get("churn", 1).sha256
+    path = mine / "artifacts" / "sha256" / sha[:2] / sha
+    path.write_bytes(path.read_bytes()[:-1] + b"X")
+    bad = run("verify", "churn", root=mine)
+    assert bad.returncode == 1
+    assert f"churn:1  sha256 mismatch  (sha256 {sha})" in bad.stdout
+    assert json.loads(run("verify", "--json", root=mine).stdout)["problems"][0]["version"] == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("show", "chrun"), "No model named 'chrun' in the registry. Did you mean 'churn'?"),
+        (("show", "churn:9"), "Model 'churn' has no version 9."),
+        (("show", "churn@prod"), "Model 'churn' has no alias 'prod'."),
+        (("show", "churn:x"), "Expected NAME:VERSION with a whole number"),
+        (("rollback", "churn", "--alias", "staging"), "has no alias 'staging'"),
+    ],
+)
+def test_errors_are_one_line_with_exit_1(root: Path, args: tuple[str, ...], message: str) -> None:
+    out = run(*args, root=root)
+    assert out.returncode == 1
+    assert out.stdout == ""
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("modeldeploy: error: ")
+    assert message in lines[0]
+
+
+def test_debug_shows_the_traceback(root: Path) -> None:
+    out = run("show", "chrun", "--debug", root=root)
+    assert out.returncode == 1 and "Traceback" in out.stderr
+
+
+def test_missing_registry_and_usage_errors(tmp_path: Path) -> None:
+    out = run("models", root=tmp_path / "nowhere")
+    assert out.returncode == 1 and "No registry at" in out.stderr
+    assert not (tmp_path / "nowhere").exists()  # a read command never creates a registry
+    usage = run("bogus")
+    assert usage.returncode == 2 and "invalid choice: 'bogus'" in usage.stderr
+    assert run("promote", "churn", "two").returncode == 2
