@@ -20,7 +20,7 @@ from modeldeploy import ModelRegistry
 
 
 def main() -> None:
-    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    X, y = load_breast_cancer(return_X_y=True)
     X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, random_state=0)
 
     root = Path(tempfile.mkdtemp()) / "model-registry"
@@ -47,7 +47,7 @@ def main() -> None:
     model = production.load()  # sha256-verified, cached
     signature = production.signature
     assert signature is not None  # registered with sample=
-    rows = signature.validate(X_test.iloc[:5])  # checked against the registered schema
+    rows = signature.validate(X_test[:5])  # checked against the registered schema
     print(f"{production.ref} predicts {model.predict(signature.to_model_input(rows))}")
 
     back = reg.rollback("cancer", reason="complaints from support")
