@@ -417,10 +417,10 @@ class RetrainPolicy:
             X_train, y_train, X_hold, y_hold = self._split(data)
             challenger = self._fit(X_train, y_train)
         except Exception as exc:  # a failing trainer leaves the champion in place
-            reasons = (f"training failed: {type(exc).__name__}: {exc}",)
+            failed = (f"training failed: {type(exc).__name__}: {exc}",)
             logger.exception("retraining %s failed", self.name)
-            self._record("retrain_failed", reasons, details={"error": repr(exc)})
-            return Outcome("training_failed", reasons, decision, error=repr(exc))
+            self._record("retrain_failed", failed, details={"error": repr(exc)})
+            return Outcome("training_failed", failed, decision, error=repr(exc))
         self._last_retrain = decision.time
         self._labels_at_last_retrain = labels_seen
         champion_version = self.registry.get(self.name, alias=self.alias)
