@@ -12,6 +12,7 @@ def test_all_is_sorted_and_complete() -> None:
 
 def test_public_names() -> None:
     expected = {
+        "Alert",
         "AliasNotFoundError",
         "DeploymentError",
         "Event",
@@ -20,6 +21,7 @@ def test_public_names() -> None:
         "ModelNotFoundError",
         "ModelRegistry",
         "ModelVersion",
+        "Monitor",
         "PredictionTimeoutError",
         "SchemaError",
         "Signature",

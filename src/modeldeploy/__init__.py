@@ -14,6 +14,7 @@ from modeldeploy.exceptions import (
     SchemaError,
     VersionNotFoundError,
 )
+from modeldeploy.monitoring import Alert, Monitor
 from modeldeploy.registry import Event, ModelRegistry, ModelVersion, Signature
 
 try:
@@ -22,6 +23,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
     __version__ = "0.0.0+unknown"
 
 __all__ = [
+    "Alert",
     "AliasNotFoundError",
     "DeploymentError",
     "Event",
@@ -30,6 +32,7 @@ __all__ = [
     "ModelNotFoundError",
     "ModelRegistry",
     "ModelVersion",
+    "Monitor",
     "PredictionTimeoutError",
     "SchemaError",
     "Signature",

@@ -34,3 +34,44 @@ DEFAULT_LATENCY_WINDOW = 4096
 DEFAULT_BACKGROUND_QUEUE_SIZE = 1024
 #: Seconds between two registry polls of ``OnlineDeployer.follow``.
 DEFAULT_POLL_S = 5.0
+#: Rows per chunk of ``BatchDeployer`` (bounded memory: about chunk_size x n_jobs x 2 rows live).
+DEFAULT_BATCH_CHUNK_SIZE = 50_000
+#: Chunks in flight per worker of ``BatchDeployer``: one being scored, one read and waiting.
+DEFAULT_BATCH_IN_FLIGHT_PER_WORKER = 2
+#: Rows of each scored chunk that ``BatchDeployer`` hands to its monitor (a uniform sample).
+DEFAULT_BATCH_MONITOR_ROWS = 1_000
+#: ``BatchDeployer.submit``: score the accumulated records once this many rows are waiting.
+DEFAULT_BATCH_FLUSH_ROWS = 10_000
+#: ``BatchDeployer.submit``: ... or once the oldest waiting record is this many seconds old.
+DEFAULT_BATCH_FLUSH_INTERVAL_S = 60.0
+#: Rows in a Monitor's count-based window.
+DEFAULT_MONITOR_WINDOW = 5_000
+#: Buckets a Monitor's window is split into (the window slides one bucket at a time).
+DEFAULT_MONITOR_BUCKETS = 10
+#: Labelled rows (or rows, for drift) a window needs before its metrics may alert.
+DEFAULT_MONITOR_MIN_SAMPLES = 100
+#: Predictions a Monitor remembers by id while waiting for their labels.
+DEFAULT_MAX_PENDING_LABELS = 100_000
+#: How long a Monitor waits for a prediction's label, in seconds (7 days).
+DEFAULT_LABEL_TTL_S = 7 * 24 * 3600.0
+#: Quantile bins of the drift sketch a Monitor fits from raw reference data (KS resolution).
+DEFAULT_SKETCH_BINS = 200
+#: Quantile bins of the PSI computed against raw reference data.
+DEFAULT_PSI_BINS = 10
+#: PSI above which a feature counts as drifted (0.1 is the usual "moderate" level).
+DEFAULT_PSI_THRESHOLD = 0.25
+#: p-value below which a KS or chi-squared test counts a feature as drifted.
+DEFAULT_DRIFT_P_VALUE = 0.01
+#: Points of metric history a Monitor keeps for reports and plots.
+DEFAULT_MONITOR_HISTORY = 1_000
+#: Most distinct class labels a Monitor tracks (confusion matrices grow with its square).
+DEFAULT_MAX_CLASSES = 100
+#: Reference rows a fast path is checked on when none are given (drawn from the signature).
+DEFAULT_FAST_PATH_REFERENCE_ROWS = 1_000
+#: Most threshold-stress rows (each split threshold and one ulp either side) a fast path is
+#: checked on.
+DEFAULT_FAST_PATH_STRESS_ROWS = 30_000
+#: Largest |fast - model| probability (or |diff| / max(1, |value|) for regressors) accepted.
+DEFAULT_FAST_PATH_ATOL = 1e-9
+#: Rows a Monitor's window needs before drift may alert (PSI is noisy on small samples).
+DEFAULT_MONITOR_MIN_DRIFT_SAMPLES = 1_000
