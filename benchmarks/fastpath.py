@@ -1,0 +1,165 @@
+"""Verified fast paths against the model's own ``predict``, in one process.
+
+Run with ``python benchmarks/fastpath.py`` (about a minute on 2 cores; ``--quick`` for a
+shorter run). Models, on 20 features: LogisticRegression, RandomForestClassifier(n_estimators=50,
+max_depth=8) and HistGradientBoostingClassifier(max_iter=100).
+
+For each model it times, one row at a time (p50 / p99) and in 64-row batches (p50):
+
+* ``sklearn``: ``model.predict(X)`` on a 2-D array, the floor a user calls without us;
+* ``fast``: ``fp.predict(X)`` on a validated array (what a deployer calls after validation);
+* ``validate + fast``: ``fp.predict(signature.validate(x))`` from a raw 1-D row, the work at a
+  deployer's boundary (no queueing or batching).
+
+and counts label mismatches against ``model.predict`` on 10,000 held-out rows plus a stress set:
+rows at every split threshold and one ulp either side (float64 and float32), or on the linear
+model's decision boundary and one ulp either side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from sklearn.datasets import make_classification
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+
+from modeldeploy.deployers.fastpath import compile_fast_path
+from modeldeploy.registry.signature import Signature
+
+
+def latencies(fn: Callable[[Any], Any], inputs: list[Any], budget_s: float) -> np.ndarray:
+    """Per-call seconds over ``inputs`` (cycled), within a time budget, after a warm-up."""
+    for x in inputs[:20]:
+        fn(x)
+    out = []
+    deadline = time.perf_counter() + budget_s
+    i = 0
+    while i < 200 or (time.perf_counter() < deadline and i < 20 * len(inputs)):
+        x = inputs[i % len(inputs)]
+        t0 = time.perf_counter()
+        fn(x)
+        out.append(time.perf_counter() - t0)
+        i += 1
+    return np.asarray(out)
+
+
+def threshold_rows(model: Any, rows: np.ndarray, n: int) -> np.ndarray:
+    """Rows with one feature at a split threshold or one ulp either side, float64 and float32."""
+    if hasattr(model, "_predictors"):
+        nodes = [p.nodes[p.nodes["is_leaf"] == 0] for it in model._predictors for p in it]
+        feats = np.concatenate([nd["feature_idx"] for nd in nodes]).astype(np.int64)
+        thrs = np.concatenate([nd["num_threshold"] for nd in nodes]).astype(np.float64)
+    else:
+        trees = [e.tree_ for e in model.estimators_]
+        feats = np.concatenate([t.feature[t.children_left >= 0] for t in trees]).astype(np.int64)
+        thrs = np.concatenate([t.threshold[t.children_left >= 0] for t in trees])
+    rng = np.random.default_rng(1)
+    pick = rng.choice(feats.size, size=min(feats.size, n // 6), replace=False)
+    feats, thrs = feats[pick], thrs[pick]
+    t32 = thrs.astype(np.float32)
+    blocks = []
+    for values in (
+        thrs,
+        np.nextafter(thrs, np.inf),
+        np.nextafter(thrs, -np.inf),
+        t32.astype(np.float64),
+        np.nextafter(t32, np.float32(np.inf)).astype(np.float64),
+        np.nextafter(t32, np.float32(-np.inf)).astype(np.float64),
+    ):
+        block = rows[rng.integers(0, rows.shape[0], size=feats.size)].copy()
+        block[np.arange(feats.size), feats] = values
+        blocks.append(block)
+    return np.concatenate(blocks)
+
+
+def boundary_rows(model: Any, rows: np.ndarray) -> np.ndarray:
+    """Rows moved onto a binary linear model's decision boundary, and one ulp either side."""
+    w, b = model.coef_[0], model.intercept_[0]
+    on = rows - ((rows @ w + b) / (w @ w))[:, None] * w
+    return np.concatenate([on, np.nextafter(on, np.inf), np.nextafter(on, -np.inf)])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller time budgets")
+    args = parser.parse_args()
+    budget = 0.5 if args.quick else 2.0
+
+    X, y = make_classification(
+        n_samples=30_000, n_features=20, n_informative=10, random_state=0, class_sep=0.8
+    )
+    X_train, y_train, X_test = X[:20_000], y[:20_000], X[20_000:]
+    signature = Signature.infer(X_train)
+    models = {
+        "LogisticRegression": LogisticRegression(max_iter=1000),
+        "RandomForest(50, depth 8)": RandomForestClassifier(
+            n_estimators=50, max_depth=8, random_state=0
+        ),
+        "HistGradientBoosting(100)": HistGradientBoostingClassifier(max_iter=100, random_state=0),
+    }
+    single_raw = [X_test[i] for i in range(500)]
+    single_2d = [X_test[i : i + 1] for i in range(500)]
+    batches = [X_test[i : i + 64] for i in range(0, 64 * 50, 64)]
+    table = []
+    for name, model in models.items():
+        model.fit(X_train, y_train)
+        fp = compile_fast_path(model, signature=signature)
+        report = fp.report
+        if hasattr(model, "_predictors") or hasattr(model, "estimators_"):
+            stress = threshold_rows(model, X_test, 30_000)
+        else:
+            stress = boundary_rows(model, X_test)
+        check = np.concatenate([X_test, stress])
+        mismatches = int((fp.predict(check) != model.predict(check)).sum())
+        proba_diff = float(np.abs(fp.predict_proba(check) - model.predict_proba(check)).max())
+        print(
+            f"{name}: served by {report.served_by} ({report.reason}); compile + check "
+            f"{report.compile_s:.2f} s on {report.reference_rows} + {report.stress_rows} rows"
+        )
+
+        def boundary(x: Any, fp: Any = fp) -> Any:
+            return fp.predict(signature.validate(x))
+
+        paths: dict[str, tuple[Callable[[Any], Any], list[Any], Callable[[Any], Any]]] = {
+            "sklearn predict": (model.predict, single_2d, model.predict),
+            "fast": (fp.predict, single_2d, fp.predict),
+            "validate + fast": (boundary, single_raw, boundary),
+        }
+        base = None
+        for path, (one, inputs, many) in paths.items():
+            t1 = latencies(one, inputs, budget) * 1e6
+            t64 = latencies(many, batches, budget / 2) * 1e6
+            p50 = float(np.percentile(t1, 50))
+            base = base or p50
+            table.append(
+                (
+                    name,
+                    path,
+                    p50,
+                    float(np.percentile(t1, 99)),
+                    float(np.percentile(t64, 50)),
+                    base / p50,
+                    "" if path == "sklearn predict" else f"{mismatches} / {check.shape[0]:,}",
+                    "" if path == "sklearn predict" else f"{proba_diff:.1e}",
+                )
+            )
+    print()
+    print(
+        "| model | path | 1 row p50 (µs) | 1 row p99 (µs) | 64 rows p50 (µs) | speed-up (1 row "
+        "p50) | label mismatches | max abs proba diff |"
+    )
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for row in table:
+        print(
+            f"| {row[0]} | {row[1]} | {row[2]:.1f} | {row[3]:.1f} | {row[4]:.1f} | "
+            f"{row[5]:.0f}x | {row[6]} | {row[7]} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
