@@ -7,6 +7,8 @@ Run: python benchmarks/monitor.py  (about a minute on 2 cores)
    (``log_predictions``) and a check (``drift()``) only sums bins, so both parts are shown.
 2. Logging 1,000,000 labelled predictions in batches of 1,000 and reading accuracy, precision,
    recall and F1, next to sklearn.metrics on the same labels; then one-at-a-time logging.
+3. A canary: two versions' traffic into one monitor, labels by id later, each version's metrics
+   read with ``metrics(version=...)``, next to sklearn.metrics on each version's rows.
 """
 
 from __future__ import annotations
@@ -189,10 +191,76 @@ def metrics_benchmark(rows: list[tuple[str, float, str]]) -> None:
     ]
 
 
+def canary_benchmark(rows: list[tuple[str, float, str]]) -> None:
+    n = N_LABELLED
+    rng = np.random.default_rng(3)
+    y_true = rng.integers(0, 2, n)
+    canary = rng.random(n) < 0.2
+    y_pred = np.where(rng.random(n) < np.where(canary, 0.2, 0.1), 1 - y_true, y_true)
+    ids = np.arange(n)
+
+    def sklearn_per_version() -> list[float]:
+        return [
+            f(y_true[rows_], y_pred[rows_])
+            for rows_ in (canary, ~canary)
+            for f in (skm.accuracy_score, skm.precision_score, skm.recall_score, skm.f1_score)
+        ]
+
+    batches = []
+    for a in range(0, n, BATCH):
+        sel = slice(a, a + BATCH)
+        for flag, version in ((True, "churn:9"), (False, "churn:8")):
+            rows_ = ids[sel][canary[sel] == flag]
+            batches.append((version, rows_))
+
+    def log_and_label() -> Monitor:
+        m = Monitor(window=n, max_pending=n, thresholds={})
+        for version, rows_ in batches:
+            m.log_predictions(None, y_pred[rows_], ids=rows_, version=version)
+        for a in range(0, n, 10 * BATCH):
+            m.log_labels(ids[a : a + 10 * BATCH], y_true[a : a + 10 * BATCH])
+        return m
+
+    def unversioned() -> None:
+        m = Monitor(window=n, max_pending=n, thresholds={})
+        for _, rows_ in batches:
+            m.log_predictions(None, y_pred[rows_], ids=rows_)
+        for a in range(0, n, 10 * BATCH):
+            m.log_labels(ids[a : a + 10 * BATCH], y_true[a : a + 10 * BATCH])
+
+    t_sk, expected = best_of(sklearn_per_version, 3)
+    t_log, mon = best_of(log_and_label, 3)
+    t_plain, _ = best_of(unversioned, 3)
+
+    def read() -> list[float]:
+        out = []
+        for v in ("churn:9", "churn:8"):
+            m = mon.metrics(version=v)
+            out += [m[k] for k in ("accuracy", "precision", "recall", "f1")]
+        return out
+
+    t_read, got = best_of(read, 20)
+    assert np.allclose(got, expected), "per-version metrics differ from sklearn"
+    rows += [
+        ("sklearn.metrics: 4 calls x 2 versions' rows (floor)", t_sk, ""),
+        (
+            "Monitor.metrics(version=...) x 2 versions",
+            t_read,
+            f"{t_sk / t_read:.0f}x faster than sklearn",
+        ),
+        (
+            "Monitor: log 1,000,000 rows of 2 versions by id, label them later",
+            t_log,
+            f"{n / t_log / 1e6:.2f} M rows/s; the same without version=: {t_plain:.2f} s",
+        ),
+    ]
+
+
 def main() -> None:
     rows: list[tuple[str, float, str]] = []
     drift_benchmark(rows)
     metrics_benchmark(rows)
+    canary_benchmark(rows)
     print("| what | time (s) | note |")
     print("| --- | ---: | --- |")
     for what, value, note in rows:

@@ -75,3 +75,5 @@ DEFAULT_FAST_PATH_STRESS_ROWS = 30_000
 DEFAULT_FAST_PATH_ATOL = 1e-9
 #: Rows a Monitor's window needs before drift may alert (PSI is noisy on small samples).
 DEFAULT_MONITOR_MIN_DRIFT_SAMPLES = 1_000
+#: Model versions a Monitor keeps separate windows for (the least recently seen is dropped).
+DEFAULT_MONITOR_MAX_VERSIONS = 8

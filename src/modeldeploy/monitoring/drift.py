@@ -28,16 +28,15 @@ unseen in the reference pooled in an "other" cell) and the PSI over the same cel
 
 from __future__ import annotations
 
-import html
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats
 
+from modeldeploy.monitoring._results import DriftResult, FeatureDrift, Kind
 from modeldeploy.registry.signature import Signature
 
 __all__ = [
@@ -50,8 +49,6 @@ __all__ = [
 ]
 
 PSI_EPS = 1e-4
-_HEADERS = ("feature", "test", "statistic", "p-value", "PSI", "n", "drift")
-Kind = Literal["numeric", "categorical"]
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
 
@@ -101,160 +98,13 @@ def ks_pvalue(statistic: float, n_reference: int, n_current: int) -> float:
     """
     if n_reference <= 0 or n_current <= 0 or math.isnan(statistic):
         return math.nan
+    from scipy import stats  # lazy: scipy.stats takes about half a second to import
+
     en = max(1, round(n_reference * n_current / (n_reference + n_current)))
     limit = float(stats.kstwobign.sf(statistic * math.sqrt(en)))
     if limit < 1e-3 or en > 10_000:
         return limit
     return float(np.clip(stats.kstwo.sf(statistic, en), 0.0, 1.0))
-
-
-@dataclass(frozen=True)
-class FeatureDrift:
-    """Drift of one feature (or of the predictions) in the current window.
-
-    Attributes
-    ----------
-    feature
-        Feature name, or ``"prediction"`` for the model's outputs.
-    kind
-        ``"numeric"`` or ``"categorical"``.
-    test
-        ``"ks"`` or ``"chi2"``: the two-sample test behind ``statistic`` and ``p_value``.
-    statistic
-        The KS distance or the chi-squared statistic.
-    p_value
-        The test's p-value.
-    psi
-        The population stability index over the reference bins.
-    n_reference, n_current
-        Non-missing rows on each side.
-    drifted
-        Whether the statistic chosen to alert (``method``) crosses its threshold.
-    method
-        ``"psi"`` or ``"ks"`` (test-based: KS for numeric, chi-squared for categorical).
-
-    Examples
-    --------
-    >>> d = compare_categories("color", [50, 50], [50, 50], method="psi")
-    >>> d.feature, d.psi, d.drifted
-    ('color', 0.0, False)
-    """
-
-    feature: str
-    kind: Kind
-    test: str
-    statistic: float
-    p_value: float
-    psi: float
-    n_reference: int
-    n_current: int
-    drifted: bool
-    method: str
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-friendly dict."""
-        return {
-            "feature": self.feature,
-            "kind": self.kind,
-            "test": self.test,
-            "statistic": self.statistic,
-            "p_value": self.p_value,
-            "psi": self.psi,
-            "n_reference": self.n_reference,
-            "n_current": self.n_current,
-            "drifted": self.drifted,
-            "method": self.method,
-        }
-
-
-class DriftResult(Mapping[str, FeatureDrift]):
-    """Drift of every feature in the current window, and of the predictions.
-
-    A read-only mapping from feature name to :class:`FeatureDrift`; the predictions' drift is
-    :attr:`prediction` (``None`` until a prediction reference exists).
-
-    Examples
-    --------
-    >>> r = DriftResult([], None, method="psi", n_current=0)
-    >>> r.drifted, len(r)
-    ([], 0)
-    """
-
-    def __init__(
-        self,
-        features: Sequence[FeatureDrift],
-        prediction: FeatureDrift | None,
-        *,
-        method: str,
-        n_current: int,
-    ) -> None:
-        self._features = {f.feature: f for f in features}
-        self.prediction = prediction
-        self.method = method
-        self.n_current = n_current
-
-    def __getitem__(self, name: str) -> FeatureDrift:
-        return self._features[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._features)
-
-    def __len__(self) -> int:
-        return len(self._features)
-
-    @property
-    def drifted(self) -> list[str]:
-        """Names of the drifted features (``"prediction"`` included when it drifted)."""
-        names = [f.feature for f in self._features.values() if f.drifted]
-        if self.prediction is not None and self.prediction.drifted:
-            names.append("prediction")
-        return names
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-friendly dict."""
-        return {
-            "method": self.method,
-            "n_current": self.n_current,
-            "features": {k: v.to_dict() for k, v in self._features.items()},
-            "prediction": None if self.prediction is None else self.prediction.to_dict(),
-            "drifted": self.drifted,
-        }
-
-    def __repr__(self) -> str:
-        return (
-            f"DriftResult({len(self)} features, {len(self.drifted)} drifted by {self.method}: "
-            f"{self.drifted[:8]}, window of {self.n_current} rows)"
-        )
-
-    def _repr_html_(self) -> str:
-        rows = list(self._features.values())
-        if self.prediction is not None:
-            rows.append(self.prediction)
-        body = "".join(
-            "<tr>"
-            + "".join(
-                f"<td>{html.escape(str(v))}</td>"
-                for v in (
-                    f.feature,
-                    f.test,
-                    f"{f.statistic:.4g}",
-                    f"{f.p_value:.3g}",
-                    f"{f.psi:.4f}",
-                    f.n_current,
-                    "yes" if f.drifted else "no",
-                )
-            )
-            + "</tr>"
-            for f in rows
-        )
-        head = "".join(
-            f"<th>{h}</th>"
-            for h in ("feature", "test", "statistic", "p-value", "PSI", "n", "drift")
-        )
-        return (
-            f"<table><caption>Drift by {self.method} over {self.n_current} rows</caption>"
-            f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-        )
 
 
 @dataclass
@@ -608,5 +458,7 @@ def _chi2_from_counts(ref: FloatArray, cur: FloatArray) -> tuple[float, float]:
     used = (ref > 0) | (cur > 0)
     if ref.sum() <= 0 or cur.sum() <= 0 or used.sum() < 2:
         return (0.0, 1.0) if ref.sum() > 0 and cur.sum() > 0 else (math.nan, math.nan)
+    from scipy import stats  # lazy: scipy.stats takes about half a second to import
+
     res = stats.chi2_contingency(np.vstack([ref[used], cur[used]]), correction=False)
     return float(res.statistic), float(res.pvalue)

@@ -25,6 +25,7 @@ import numpy.typing as npt
 
 __all__ = [
     "AVERAGES",
+    "CLASS_METRICS",
     "BucketRing",
     "LATENCY_EDGES",
     "PendingLabels",
@@ -36,6 +37,8 @@ __all__ = [
 ]
 
 AVERAGES = ("binary", "macro", "weighted", "micro")
+#: The classification metrics, each also reported per average (``f1_macro``, ...).
+CLASS_METRICS = ("accuracy", "precision", "recall", "f1")
 #: Latency histogram edges in seconds: 20 log-spaced bins per decade from 1 us to 1000 s, so a
 #: percentile is read within about 6% of its value.
 LATENCY_EDGES = np.logspace(-6, 3, 181)
@@ -252,6 +255,7 @@ def latency_percentiles(
 
 LABELLED, EXPIRED, EVICTED = 0, 1, 2
 LABEL_COUNTERS = (
+    "labels_total",
     "predictions_duplicate_id",
     "predictions_evicted",
     "predictions_expired",
@@ -267,7 +271,8 @@ LABEL_COUNTERS = (
 class PendingLabels:
     """Predictions waiting for their label, by id: bounded in number and in age.
 
-    Each pending id remembers its bucket key, its encoded prediction and when it was logged.
+    Each pending id remembers its bucket key, its encoded prediction, when it was logged and
+    the source it came from (an integer tag: the monitor's per-version window, ``-1`` for none).
     When more than ``max_pending`` wait, the oldest are evicted; those older than ``ttl_s``
     expire. A bounded memory of recently resolved ids (labelled, expired, evicted) tells a
     duplicate or a too-late label from an id never seen.
@@ -276,7 +281,7 @@ class PendingLabels:
     --------
     >>> p = PendingLabels(max_pending=2, ttl_s=None)
     >>> p.add(["a", "b", "c"], np.array([0, 0, 0]), np.array([1.0, 0.0, 1.0]), np.zeros(3))
-    >>> [i for i, _, _ in p.take(["a", "c", "c", "zz"])]
+    >>> [i for i, _, _, _ in p.take(["a", "c", "c", "zz"])]
     [1]
     >>> p.counts["labels_evicted"], p.counts["labels_duplicate"], p.counts["labels_unknown"]
     (1, 1, 1)
@@ -285,14 +290,21 @@ class PendingLabels:
     def __init__(self, max_pending: int, ttl_s: float | None) -> None:
         self.max_pending = max_pending
         self.ttl_s = ttl_s
-        self.pending: dict[Any, tuple[int, float, float]] = {}
+        self.pending: dict[Any, tuple[int, float, float, int]] = {}
         self.resolved: dict[Any, int] = {}
         self.counts: dict[str, int] = dict.fromkeys(LABEL_COUNTERS, 0)
 
     def __len__(self) -> int:
         return len(self.pending)
 
-    def add(self, ids: list[Any], keys: np.ndarray, codes: np.ndarray, times: np.ndarray) -> None:
+    def add(
+        self,
+        ids: list[Any],
+        keys: np.ndarray,
+        codes: np.ndarray,
+        times: np.ndarray,
+        source: int = -1,
+    ) -> None:
         """Remember predictions by id (a repeated id replaces the older prediction)."""
         skip = max(0, len(ids) - self.max_pending)
         if skip:  # only the newest max_pending of a huge batch could ever stay
@@ -310,7 +322,7 @@ class PendingLabels:
             if i in pending:
                 dup += 1
                 del pending[i]  # re-inserted last, so eviction order stays by age
-            pending[i] = (key, code, t)
+            pending[i] = (key, code, t, source)
         self.counts["predictions_duplicate_id"] += dup
         overflow = len(pending) - self.max_pending
         if overflow > 0:
@@ -326,7 +338,7 @@ class PendingLabels:
             return
         cutoff = now - self.ttl_s
         old = []
-        for i, (_, _, t) in self.pending.items():
+        for i, (_, _, t, _) in self.pending.items():
             if t >= cutoff:
                 break
             old.append(i)
@@ -335,14 +347,14 @@ class PendingLabels:
         self.counts["predictions_expired"] += len(old)
         self._resolve(old, EXPIRED)
 
-    def take(self, ids: list[Any]) -> list[tuple[int, int, float]]:
-        """Pop the pending predictions of ``ids``: ``(position in ids, key, code)`` of matches."""
+    def take(self, ids: list[Any]) -> list[tuple[int, int, float, int]]:
+        """Pop the pending predictions of ``ids``: ``(position, key, code, source)`` of matches."""
         found = []
         pending, resolved, counts = self.pending, self.resolved, self.counts
         for pos, i in enumerate(ids):
             hit = pending.pop(i, None)
             if hit is not None:
-                found.append((pos, hit[0], hit[1]))
+                found.append((pos, hit[0], hit[1], hit[3]))
                 resolved.pop(i, None)
                 resolved[i] = LABELLED
                 continue

@@ -19,7 +19,6 @@ from modeldeploy.exceptions import MissingDependencyError
 
 __all__ = ["Report"]
 
-_HEADERS = ("feature", "test", "statistic", "p-value", "PSI", "n", "drift")
 _SHOWN_METRICS = (
     "accuracy",
     "precision",
@@ -66,6 +65,11 @@ class Report:
     def metrics(self) -> dict[str, float]:
         """The window's metrics."""
         return dict(self._data.get("metrics") or {})
+
+    @property
+    def version_metrics(self) -> dict[str, dict[str, float]]:
+        """Each model version's metrics, when the window saw more than one (else empty)."""
+        return {k: dict(v) for k, v in (self._data.get("version_metrics") or {}).items()}
 
     @property
     def drifted(self) -> list[str]:
@@ -158,6 +162,7 @@ class Report:
         alerts = "".join(
             f"<li>{esc(a['at'][:19])} {esc(a['message'])}</li>" for a in d.get("alerts") or []
         )
+        versions = self._versions_html()
         labels = d.get("labels") or {}
         label_text = ", ".join(f"{esc(k)} {v}" for k, v in labels.items() if v)
         imgs = "".join(
@@ -177,9 +182,28 @@ class Report:
             f"</p><table><caption>Metrics (estimated_* are estimates from probabilities, not "
             f"measured)</caption><tbody>{metric_rows}</tbody></table>"
             f"<table><caption>Drift</caption><thead><tr>{head}</tr></thead>"
-            f"<tbody>{drift_rows}</tbody></table>"
+            f"<tbody>{drift_rows}</tbody></table>{versions}"
             f"<p>Labels: {label_text or 'none yet'}</p>"
             f"<p>Alerts:</p><ul>{alerts or '<li>none</li>'}</ul>{imgs}</div>"
+        )
+
+    def _versions_html(self) -> str:
+        per_version = self.version_metrics
+        if not per_version:
+            return ""
+        have = {k for m in per_version.values() for k in m}
+        keys = [k for k in (*_SHOWN_METRICS, "n_predictions", "n_labelled") if k in have]
+        esc = html.escape
+        head = "".join(f"<th>{esc(k)}</th>" for k in ("version", *keys))
+        body = "".join(
+            f"<tr><td>{esc(v)}</td>"
+            + "".join(f"<td>{esc(_fmt(m.get(k, math.nan)))}</td>" for k in keys)
+            + "</tr>"
+            for v, m in per_version.items()
+        )
+        return (
+            f"<table><caption>Per version (the window's rows of each)</caption><thead><tr>"
+            f"{head}</tr></thead><tbody>{body}</tbody></table>"
         )
 
     def save_html(self, path: str | os.PathLike[str], *, plots: bool = True) -> Path:

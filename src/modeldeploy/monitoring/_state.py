@@ -1,0 +1,184 @@
+"""Saving a Monitor's state to one ``.npz`` file and loading it back (counts, never rows)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import os
+import time
+import warnings
+from collections.abc import Callable, Hashable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from modeldeploy.exceptions import DriftWarning, InvalidParameterError
+from modeldeploy.monitoring._windows import scalar
+from modeldeploy.monitoring.alerts import Alert, AlertCallback
+from modeldeploy.monitoring.drift import ReferenceProfile
+from modeldeploy.monitoring.estimation import ProbabilityCalibrator
+from modeldeploy.monitoring.metrics import BucketRing
+from modeldeploy.registry.signature import Signature
+
+if TYPE_CHECKING:
+    from modeldeploy.monitoring.monitor import Monitor
+
+__all__ = ["STATE_FORMAT", "load_monitor", "save_monitor"]
+
+STATE_FORMAT = 2  # 1: before per-version windows (still loads)
+
+
+def save_monitor(mon: Monitor, path: str | os.PathLike[str]) -> Path:
+    """What :meth:`Monitor.save <modeldeploy.Monitor.save>` does: arrays and a JSON header.
+
+    The file holds counts and sketches, never raw rows; it is written atomically (a temporary
+    file, fsync, rename).
+    """
+    with mon._lock:
+        mon._flush()
+        meta = _state_meta(mon)
+        arrays = {f"ring_{k}": v for k, v in mon._ring.arrays.items()}
+        arrays["ring_keys"] = mon._ring.keys
+        for tag, ring in mon._version_rings.items():
+            arrays.update({f"ver{tag}_{k}": v for k, v in ring.arrays.items()})
+            arrays[f"ver{tag}_keys"] = ring.keys
+        arrays["ref_pred_counts"] = mon._ref_pred_counts
+        arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+        blob = io.BytesIO()
+        np.savez_compressed(blob, allow_pickle=False, **arrays)
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(blob.getvalue())
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, target)
+    return target
+
+
+def _state_meta(mon: Monitor) -> dict[str, Any]:
+    pending = [[i, k, c, t, g] for i, (k, c, t, g) in mon._labels.pending.items() if _jsonable(i)]
+    return {
+        "format": STATE_FORMAT,
+        "params": {
+            "window": (
+                {"seconds": mon._bucket_s * mon.buckets}
+                if not mon._bucket_size
+                else {"rows": mon._window_rows}
+            ),
+            "buckets": mon.buckets,
+            "task": mon.task,
+            "classes": mon.classes,
+            "pos_label": scalar(mon.pos_label),
+            "average": mon.average,
+            "thresholds": mon.thresholds,
+            "min_samples": mon.min_samples,
+            "min_drift_samples": mon.min_drift_samples,
+            "max_pending": mon.max_pending,
+            "label_ttl_s": mon.label_ttl_s,
+            "sketch_bins": mon.sketch_bins,
+            "psi_bins": mon.psi_bins,
+            "max_classes": mon.max_classes,
+            "max_versions": mon.max_versions,
+            "name": mon.name,
+        },
+        "signature": None if mon.signature is None else mon.signature.to_dict(),
+        "profile": None if mon._profile is None else mon._profile.to_dict(),
+        "pred_profile": None if mon._pred_profile is None else mon._pred_profile.to_dict(),
+        "pred_reference_rows": [r.tolist() for r in mon._pred_reference_rows],
+        "pred_reference_ready": mon._pred_reference_ready,
+        "calibrator": None if mon._calibrator is None else mon._calibrator.to_dict(),
+        "task": mon._task,
+        "class_list": mon._class_list,
+        "seq": mon._seq,
+        "last_key": mon._last_key,
+        "errors": {"total": mon._n_errors_total, "by_type": mon._error_types},
+        "versions": mon._versions,
+        "version_tags": list(mon._version_tags.items()),
+        "next_tag": mon._next_tag,
+        "breached": sorted(mon._alerts.breached),
+        "history": list(mon._history),
+        "alerts": [a.to_dict() for a in mon._alerts.recent],
+        "pending": pending,
+        "resolved": [[i, r] for i, r in mon._labels.resolved.items() if _jsonable(i)],
+        "label_counts": mon._labels.counts,
+    }
+
+
+def load_monitor(
+    cls: type[Monitor],
+    path: str | os.PathLike[str],
+    *,
+    on_alert: AlertCallback | Sequence[AlertCallback] | None = None,
+    clock: Callable[[], float] = time.time,
+) -> Monitor:
+    """What :meth:`Monitor.load <modeldeploy.Monitor.load>` does; format 1 files load too."""
+    with np.load(Path(path), allow_pickle=False) as data:
+        meta = json.loads(data["meta"].tobytes().decode())
+        arrays = {k[5:]: data[k] for k in data.files if k.startswith("ring_")}
+        by_tag: dict[int, dict[str, np.ndarray]] = {}
+        for k in data.files:
+            if k.startswith("ver"):
+                tag, _, name = k[3:].partition("_")
+                by_tag.setdefault(int(tag), {})[name] = data[k]
+        ref_pred_counts = np.asarray(data["ref_pred_counts"])
+    if meta.get("format") not in (1, STATE_FORMAT):
+        raise InvalidParameterError(
+            f"{path} is not a Monitor state file of format {STATE_FORMAT} (got "
+            f"{meta.get('format')!r}). Save it again with Monitor.save."
+        )
+    p = dict(meta["params"])
+    window = p.pop("window")
+    p["window"] = window["rows"] if "rows" in window else dt.timedelta(seconds=window["seconds"])
+    sig = None if meta["signature"] is None else Signature.from_dict(meta["signature"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DriftWarning)  # it warned when first built
+        mon = cls(signature=sig, on_alert=on_alert, clock=clock, **p)
+    mon._profile = None if meta["profile"] is None else ReferenceProfile.from_dict(meta["profile"])
+    if meta["pred_profile"] is not None:
+        mon._pred_profile = ReferenceProfile.from_dict(meta["pred_profile"])
+    mon._pred_reference_rows = [np.asarray(r) for r in meta["pred_reference_rows"]]
+    mon._pred_reference_ready = bool(meta["pred_reference_ready"])
+    if meta["calibrator"] is not None:
+        mon._calibrator = ProbabilityCalibrator.from_dict(meta["calibrator"])
+    mon._task = meta["task"]
+    for c in (scalar(c) for c in meta["class_list"]):
+        mon._class_code(c)
+    mon._ring.keys = np.asarray(arrays.pop("keys"), dtype=np.int64)
+    mon._ring.arrays = {k: np.array(v) for k, v in arrays.items()}
+    mon._ref_pred_counts = ref_pred_counts.astype(np.float64)
+    mon._seq = int(meta["seq"])
+    mon._last_key = int(meta["last_key"])
+    mon._n_errors_total = int(meta["errors"]["total"])
+    mon._error_types = dict(meta["errors"]["by_type"])
+    mon._versions = dict(meta["versions"])
+    for version, tag in meta.get("version_tags", []):
+        ring = BucketRing(mon.buckets)
+        ring.keys = np.asarray(by_tag[tag].pop("keys"), dtype=np.int64)
+        ring.arrays = {k: np.array(v) for k, v in by_tag[tag].items()}
+        mon._version_tags[version] = int(tag)
+        mon._version_rings[int(tag)] = ring
+    mon._next_tag = int(meta.get("next_tag", 0))
+    mon._alerts.breached = set(meta["breached"])
+    mon._history.extend(meta["history"])
+    mon._labels.pending = {
+        _key(e[0]): (int(e[1]), e[2], float(e[3]), int(e[4]) if len(e) > 4 else -1)
+        for e in meta["pending"]
+    }
+    mon._labels.resolved = {_key(i): int(r) for i, r in meta["resolved"]}
+    mon._labels.counts.update(meta["label_counts"])
+    for a in meta["alerts"]:
+        a = dict(a)
+        a["at"] = dt.datetime.fromisoformat(a["at"])
+        mon._alerts.recent.append(Alert(**a))
+    return mon
+
+
+def _key(value: Any) -> Hashable:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _jsonable(value: Any) -> bool:
+    return isinstance(value, (str, int, float, bool)) or value is None
