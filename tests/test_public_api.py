@@ -23,6 +23,7 @@ def test_public_names() -> None:
         "ModelVersion",
         "Monitor",
         "PredictionTimeoutError",
+        "RetrainPolicy",
         "SchemaError",
         "Signature",
         "VersionNotFoundError",

@@ -16,6 +16,7 @@ from modeldeploy.exceptions import (
 )
 from modeldeploy.monitoring import Alert, Monitor
 from modeldeploy.registry import Event, ModelRegistry, ModelVersion, Signature
+from modeldeploy.retraining import RetrainPolicy
 
 try:
     __version__ = version("modeldeploy")
@@ -34,6 +35,7 @@ __all__ = [
     "ModelVersion",
     "Monitor",
     "PredictionTimeoutError",
+    "RetrainPolicy",
     "SchemaError",
     "Signature",
     "VersionNotFoundError",

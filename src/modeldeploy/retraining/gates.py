@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sklearn import metrics as skm
 
 from modeldeploy import _validation as val
 from modeldeploy.exceptions import InvalidParameterError
@@ -19,11 +18,17 @@ __all__ = ["Gate", "GateResult", "score"]
 Scorer = Callable[[np.ndarray, np.ndarray], float]
 
 
-def _rmse(y: np.ndarray, p: np.ndarray) -> float:
-    return float(np.sqrt(skm.mean_squared_error(y, p)))
+def _scorers(task: str, average: str) -> dict[str, Scorer]:
+    # sklearn.metrics pulls in scipy.stats: imported when scoring, not with modeldeploy.
+    from sklearn import metrics as skm
 
-
-def _classification(average: str) -> dict[str, Scorer]:
+    if task == "regression":
+        return {
+            "mae": lambda y, p: float(skm.mean_absolute_error(y, p)),
+            "mse": lambda y, p: float(skm.mean_squared_error(y, p)),
+            "rmse": lambda y, p: float(np.sqrt(skm.mean_squared_error(y, p))),
+            "r2": lambda y, p: float(skm.r2_score(y, p)),
+        }
     return {
         "accuracy": lambda y, p: float(skm.accuracy_score(y, p)),
         "precision": lambda y, p: float(
@@ -32,14 +37,6 @@ def _classification(average: str) -> dict[str, Scorer]:
         "recall": lambda y, p: float(skm.recall_score(y, p, average=average, zero_division=0)),
         "f1": lambda y, p: float(skm.f1_score(y, p, average=average, zero_division=0)),
     }
-
-
-_REGRESSION: dict[str, Scorer] = {
-    "mae": lambda y, p: float(skm.mean_absolute_error(y, p)),
-    "mse": lambda y, p: float(skm.mean_squared_error(y, p)),
-    "rmse": _rmse,
-    "r2": lambda y, p: float(skm.r2_score(y, p)),
-}
 
 
 def score(model: Any, X: Any, y: Any, *, task: str = "auto") -> dict[str, float]:
@@ -57,10 +54,10 @@ def score(model: Any, X: Any, y: Any, *, task: str = "auto") -> dict[str, float]
             else ("classification")
         )
     if task == "regression":
-        return {k: f(y_true, y_pred) for k, f in _REGRESSION.items()}
+        return {k: f(y_true, y_pred) for k, f in _scorers(task, "").items()}
     labels = np.unique(np.concatenate([y_true, y_pred]))
     average = "binary" if len(labels) <= 2 and set(labels.tolist()) <= {0, 1} else "macro"
-    return {k: f(y_true, y_pred) for k, f in _classification(average).items()}
+    return {k: f(y_true, y_pred) for k, f in _scorers(task, average).items()}
 
 
 @dataclass(frozen=True)

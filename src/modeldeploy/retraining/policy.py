@@ -365,6 +365,13 @@ class RetrainPolicy:
         force
             Retrain even though no trigger fired (the cooldown still applies).
         """
+        if isinstance(self.rollout, Canary) and (
+            deployer is None or not hasattr(deployer, "set_canary")
+        ):
+            raise InvalidParameterError(
+                "A Canary rollout needs the online deployer: policy.run(monitor, data, "
+                "deployer=dep)."
+            )
         with self._lock:
             watched = self._watch(monitor, deployer)
             if watched is not None:
@@ -506,12 +513,7 @@ class RetrainPolicy:
         result: GateResult,
     ) -> Outcome:
         rollout = self.rollout
-        assert isinstance(rollout, Canary)
-        if deployer is None or not hasattr(deployer, "set_canary"):
-            raise InvalidParameterError(
-                "A Canary rollout needs the online deployer: policy.run(monitor, data, "
-                "deployer=dep)."
-            )
+        assert isinstance(rollout, Canary)  # only called for a Canary rollout
         deployer.set_canary(version, fraction=rollout.fraction)
         metric = rollout.metric or self.gate.metric
         self._canary = _CanaryState(champion, version, rollout, metric, self.clock())

@@ -1,0 +1,285 @@
+"""RetrainPolicy on a real registry and a real Monitor, with concept drift from a fixed seed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from modeldeploy import ModelRegistry, ModelVersion, Monitor
+from modeldeploy.exceptions import InvalidParameterError
+from modeldeploy.retraining import (
+    Canary,
+    Gate,
+    RetrainPolicy,
+    drift_detected,
+    every,
+    metric_below,
+)
+
+RNG = np.random.default_rng(7)
+
+
+def world(n: int, *, drifted: bool, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Before the drift the label follows x0; after it, x1."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 4))
+    y = ((X[:, 1] if drifted else X[:, 0]) > 0).astype(int)
+    return X, y
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 27, 9, 0, tzinfo=timezone.utc)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class FakeDeployer:
+    """Records what the policy asks of an online deployer."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+
+    def swap(self, version: ModelVersion) -> None:
+        self.calls.append(("swap", version.ref))
+
+    def set_canary(self, version: ModelVersion, fraction: float) -> None:
+        self.calls.append(("set_canary", (version.ref, fraction)))
+
+    def promote_canary(self) -> None:
+        self.calls.append(("promote_canary", None))
+
+    def clear_canary(self) -> None:
+        self.calls.append(("clear_canary", None))
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> tuple[ModelRegistry, ModelVersion, Monitor]:
+    reg = ModelRegistry(tmp_path / "reg")
+    X, y = world(2000, drifted=False, seed=1)
+    v1 = reg.register("churn", LogisticRegression().fit(X, y), sample=X, metrics={"f1": 0.97})
+    reg.promote("churn", v1, reason="first")
+    v1 = reg.get("churn", alias="production")
+    mon = Monitor.for_version(v1, window=4000, thresholds={"drift": "ks"})
+    return reg, v1, mon
+
+
+def serve(
+    mon: Monitor,
+    version: ModelVersion,
+    X: np.ndarray,
+    y: np.ndarray,
+    start: int,
+    *,
+    labels: np.ndarray | None = None,
+) -> None:
+    """Predict with ``version`` and log the predictions, then their (delayed) labels."""
+    model = version.load()
+    ids = [f"r{start + i}" for i in range(len(X))]
+    mon.log_predictions(X, model.predict(X), ids=ids, version=version.ref)
+    mon.log_labels(ids, y if labels is None else labels)
+
+
+def recent(seed: int = 3) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
+    return lambda: world(3000, drifted=True, seed=seed)
+
+
+def make_policy(reg: ModelRegistry, clock: Clock, **kwargs: Any) -> RetrainPolicy:
+    options: dict[str, Any] = {
+        "trainer": lambda X, y: LogisticRegression().fit(X, y),
+        "triggers": [metric_below("f1", 0.8, min_samples=500)],
+        "gate": Gate(metric="f1", min_improvement=0.01, guard={"recall": -0.05}),
+        "cooldown": timedelta(hours=6),
+        "clock": clock,
+    }
+    options.update(kwargs)
+    return RetrainPolicy(reg, "churn", **options)
+
+
+def test_no_trigger_no_retrain_and_the_decision_is_recorded(setup: Any) -> None:
+    reg, v1, mon = setup
+    serve(mon, v1, *world(1000, drifted=False, seed=2), start=0)
+    policy = make_policy(reg, Clock())
+    decision = policy.evaluate(mon)
+    assert not decision.retrain
+    assert "f1 0.9" in decision.reasons[0]
+    outcome = policy.run(mon, recent())
+    assert outcome.status == "skipped"
+    assert reg.history("churn")[-1].kind == "retrain_skipped"
+    assert [v.version for v in reg.versions("churn")] == [1]
+
+
+def test_drift_is_caught_retrained_gated_and_promoted(setup: Any) -> None:
+    reg, v1, mon = setup
+    X_new, y_new = world(1500, drifted=True, seed=2)
+    serve(mon, v1, X_new, y_new, start=0)
+    clock = Clock()
+    deployer = FakeDeployer()
+    policy = make_policy(
+        reg, clock, triggers=[metric_below("f1", 0.8, min_samples=500), drift_detected(share=0.99)]
+    )
+    decision = policy.evaluate(mon)
+    assert decision.retrain and decision.fired == ["metric_below('f1', 0.8)"]
+    outcome = policy.run(mon, recent(), deployer=deployer)
+    assert outcome.status == "promoted", outcome
+    v2 = outcome.version
+    assert v2 is not None and v2.version == 2 and v2.parent == 1
+    assert v2.aliases == ("production",)
+    assert v2.metrics["holdout_f1"] > v2.metrics["champion_holdout_f1"] + 0.01
+    assert "retrained by RetrainPolicy" in v2.description
+    assert deployer.calls == [("swap", "churn:2")]
+    kinds = [e.kind for e in reg.history("churn")]
+    assert kinds[-4:] == ["retrain_decided", "registered", "retrained", "promoted"]
+    # the new version really is better on post-drift data
+    X_test, y_test = world(2000, drifted=True, seed=9)
+    assert (v2.load().predict(X_test) == y_test).mean() > (
+        v1.load().predict(X_test) == y_test
+    ).mean() + 0.2
+
+
+def test_gate_refuses_a_worse_challenger_and_nothing_changes(setup: Any) -> None:
+    reg, v1, mon = setup
+    serve(mon, v1, *world(1500, drifted=True, seed=2), start=0)
+    policy = make_policy(
+        reg,
+        Clock(),
+        trainer=lambda X, y: LogisticRegression().fit(X[:, [2, 3]] * 0, y) and _Const(),
+    )
+    outcome = policy.run(mon, lambda: world(3000, drifted=False, seed=4))
+    assert outcome.status == "rejected"
+    assert outcome.gate is not None and not outcome.gate.passed
+    assert reg.aliases("churn") == {"production": 1}
+    assert [v.version for v in reg.versions("churn")] == [1]
+    assert reg.history("churn")[-1].kind == "challenger_rejected"
+
+
+class _Const:
+    """A challenger that always answers 0."""
+
+    def predict(self, X: Any) -> np.ndarray:
+        return np.zeros(len(X), dtype=int)
+
+
+def test_failing_trainer_leaves_the_champion_and_records_why(setup: Any) -> None:
+    reg, v1, mon = setup
+    serve(mon, v1, *world(1500, drifted=True, seed=2), start=0)
+
+    def broken(X: Any, y: Any) -> Any:
+        raise RuntimeError("out of memory")
+
+    outcome = make_policy(reg, Clock(), trainer=broken).run(mon, recent())
+    assert outcome.status == "training_failed"
+    assert "RuntimeError: out of memory" in outcome.reasons[0]
+    assert reg.aliases("churn") == {"production": 1}
+    assert reg.history("churn")[-1].kind == "retrain_failed"
+
+
+def test_cooldown_prevents_thrashing_and_survives_a_restart(setup: Any) -> None:
+    reg, v1, mon = setup
+    serve(mon, v1, *world(1500, drifted=True, seed=2), start=0)
+    clock = Clock()
+    policy = make_policy(reg, clock, gate=Gate(metric="f1", min_improvement=0.0))
+    assert policy.run(mon, recent()).status == "promoted"
+    again = make_policy(reg, clock)  # a new process: state comes from the registry history
+    clock.now += timedelta(hours=1)
+    decision = again.evaluate(mon)
+    assert not decision.retrain and decision.reasons[0].startswith("in cooldown until")
+    clock.now += timedelta(hours=6)
+    assert again.evaluate(mon).retrain  # the old window still shows the decay
+
+
+def test_schedule_trigger_uses_the_last_retrain(setup: Any) -> None:
+    reg, _, mon = setup
+    clock = Clock()
+    policy = make_policy(
+        reg,
+        clock,
+        triggers=[every(days=7)],
+        cooldown=timedelta(0),
+        gate=Gate(metric="f1", min_improvement=-1.0),
+    )
+    assert policy.run(mon, lambda: world(2000, drifted=False, seed=5)).status == "promoted"
+    clock.now += timedelta(days=3)
+    assert not policy.evaluate(mon).retrain
+    clock.now += timedelta(days=4)
+    assert policy.evaluate(mon).retrain
+
+
+def test_canary_is_promoted_when_it_is_no_worse(setup: Any) -> None:
+    reg, v1, mon = setup
+    serve(mon, v1, *world(1500, drifted=True, seed=2), start=0)
+    deployer = FakeDeployer()
+    policy = make_policy(reg, Clock(), rollout=Canary(fraction=0.2, min_samples=300))
+    started = policy.run(mon, recent(), deployer=deployer)
+    assert started.status == "canary_started"
+    assert deployer.calls == [("set_canary", ("churn:2", 0.2))]
+    assert reg.aliases("churn") == {"production": 1}  # not promoted yet
+    v2 = reg.get("churn", 2)
+    X, y = world(600, drifted=True, seed=11)
+    serve(mon, v2, X[:200], y[:200], start=10_000)
+    waiting = policy.run(mon, recent(), deployer=deployer)
+    assert waiting.status == "canary_waiting" and "churn:2 200" in waiting.reasons[0]
+    serve(mon, v2, X[200:], y[200:], start=10_200)
+    serve(mon, v1, *world(400, drifted=True, seed=12), start=20_000)
+    done = policy.run(mon, recent(), deployer=deployer)
+    assert done.status == "canary_promoted", done
+    assert reg.aliases("churn") == {"production": 2}
+    assert deployer.calls[-1] == ("promote_canary", None)
+
+
+def test_canary_is_withdrawn_when_it_does_worse(setup: Any) -> None:
+    reg, v1, mon = setup
+    serve(mon, v1, *world(1500, drifted=True, seed=2), start=0)
+    deployer = FakeDeployer()
+    policy = make_policy(reg, Clock(), rollout=Canary(fraction=0.1, min_samples=300))
+    assert policy.run(mon, recent(), deployer=deployer).status == "canary_started"
+    v2 = reg.get("churn", 2)
+    X, y = world(400, drifted=True, seed=13)
+    wrong = 1 - v2.load().predict(X)  # in production the canary turns out to be always wrong
+    serve(mon, v2, X, y, start=30_000, labels=wrong)
+    outcome = policy.run(mon, recent(), deployer=deployer)
+    assert outcome.status == "canary_rolled_back"
+    assert reg.aliases("churn") == {"production": 1}
+    assert deployer.calls[-1] == ("clear_canary", None)
+    assert reg.history("churn")[-1].kind == "canary_rolled_back"
+
+
+def test_a_promoted_version_that_does_harm_is_rolled_back(setup: Any) -> None:
+    reg, v1, mon = setup
+    serve(mon, v1, *world(1500, drifted=True, seed=2), start=0)
+    deployer = FakeDeployer()
+    policy = make_policy(reg, Clock(), rollback_min_samples=300, rollback_margin=0.05)
+    assert policy.run(mon, recent(), deployer=deployer).status == "promoted"
+    v2 = reg.get("churn", 2)
+    X, y = world(500, drifted=True, seed=14)
+    serve(mon, v2, X, y, start=40_000, labels=1 - v2.load().predict(X))
+    outcome = policy.run(mon, recent(), deployer=deployer)
+    assert outcome.status == "rolled_back"
+    assert outcome.version is not None and outcome.version.version == 1
+    assert reg.aliases("churn") == {"production": 1}
+    assert deployer.calls[-1] == ("swap", "churn:1")
+    assert reg.history("churn")[-1].kind == "rolled_back"
+
+
+def test_estimator_trainer_is_cloned_and_bad_arguments_are_refused(setup: Any) -> None:
+    reg, v1, mon = setup
+    serve(mon, v1, *world(1500, drifted=True, seed=2), start=0)
+    template = LogisticRegression(C=0.5)
+    outcome = make_policy(reg, Clock(), trainer=template).run(mon, recent())
+    assert outcome.status == "promoted"
+    assert not hasattr(template, "coef_")  # the template itself stays unfitted
+    with pytest.raises(InvalidParameterError, match="'trainer' parameter"):
+        RetrainPolicy(reg, "churn", trainer=42)
+    with pytest.raises(InvalidParameterError, match="needs data="):
+        make_policy(reg, Clock(), cooldown=timedelta(0)).run(mon, force=True)
+    with pytest.raises(InvalidParameterError, match="Canary rollout needs the online deployer"):
+        make_policy(reg, Clock(), cooldown=timedelta(0), rollout=Canary()).run(
+            mon, recent(), force=True
+        )
