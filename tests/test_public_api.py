@@ -14,6 +14,7 @@ def test_public_names() -> None:
     expected = {
         "Alert",
         "AliasNotFoundError",
+        "Deployer",
         "DeploymentError",
         "Event",
         "IntegrityError",
@@ -22,6 +23,7 @@ def test_public_names() -> None:
         "ModelRegistry",
         "ModelVersion",
         "Monitor",
+        "OnlineDeployer",
         "PredictionTimeoutError",
         "RetrainPolicy",
         "SchemaError",

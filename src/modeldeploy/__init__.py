@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from modeldeploy.deployers import Deployer, FunctionDeployer, OnlineDeployer
 from modeldeploy.exceptions import (
     AliasNotFoundError,
     DeploymentError,
@@ -26,14 +27,17 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
 __all__ = [
     "Alert",
     "AliasNotFoundError",
+    "Deployer",
     "DeploymentError",
     "Event",
+    "FunctionDeployer",
     "IntegrityError",
     "ModelDeployError",
     "ModelNotFoundError",
     "ModelRegistry",
     "ModelVersion",
     "Monitor",
+    "OnlineDeployer",
     "PredictionTimeoutError",
     "RetrainPolicy",
     "SchemaError",

@@ -23,7 +23,7 @@ DEFAULT_ALIAS = "production"
 #: Most rows an OnlineDeployer coalesces into one model call.
 DEFAULT_MAX_BATCH_SIZE = 64
 #: Longest an OnlineDeployer request waits for others to share its model call, in milliseconds.
-DEFAULT_MAX_WAIT_MS = 1.0
+DEFAULT_MAX_WAIT_MS = 2.0
 #: Consecutive failures after which an OnlineDeployer's circuit breaker opens.
 DEFAULT_BREAKER_THRESHOLD = 5
 #: Seconds an open circuit breaker waits before trying the failing model again.

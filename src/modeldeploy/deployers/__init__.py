@@ -4,3 +4,23 @@ Custom deployers subclass :class:`Deployer`; a plain function deploys with ``Fun
 """
 
 from __future__ import annotations
+
+from modeldeploy.deployers._stats import DeployerStats, VersionStats
+from modeldeploy.deployers.base import Deployer, FunctionDeployer
+from modeldeploy.deployers.batching import MicroBatcher
+from modeldeploy.deployers.fastpath import FastPath, FastPathReport, compile_fast_path
+from modeldeploy.deployers.online import OnlineDeployer
+from modeldeploy.deployers.traffic import DeploymentEvent
+
+__all__ = [
+    "Deployer",
+    "DeployerStats",
+    "DeploymentEvent",
+    "FastPath",
+    "FastPathReport",
+    "FunctionDeployer",
+    "MicroBatcher",
+    "OnlineDeployer",
+    "VersionStats",
+    "compile_fast_path",
+]

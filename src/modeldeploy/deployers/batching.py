@@ -1,0 +1,407 @@
+"""Adaptive micro-batching: concurrent calls share one model call, a lone call never waits.
+
+The batcher has no thread of its own. It uses a leader/follower scheme: a caller that finds the
+model idle and nothing queued runs its own rows at once (the lone-caller path costs a lock and a
+few attribute reads). A caller that finds the model busy queues its rows and sleeps. When the
+running call ends, its caller hands the lead to the oldest queued caller, which gathers what has
+queued (up to ``max_batch_size`` rows), runs it as one model call and wakes the callers it served,
+each with its own slice of the answer. While the model runs, the next batch forms by itself.
+
+The batcher learns how many callers to expect: after calls shared by several requests it waits
+(at most ``max_wait_ms`` from the oldest queued request) for about as many requests as recent
+calls held, because in a closed loop of N callers the N requests come back microseconds apart
+and a call of N rows costs little more than a call of one. When a wait ends with half or fewer
+of the expected requests, the load has fallen and it expects what arrived, so that a caller left
+alone again pays the wait once, then none.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections import deque
+from collections.abc import Callable
+from time import perf_counter
+from typing import Any
+
+import numpy as np
+
+from modeldeploy._config import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_WAIT_MS
+from modeldeploy._validation import check_float, check_int
+from modeldeploy.exceptions import DeploymentError
+
+__all__ = ["BatchTimeoutError", "CallPool", "MicroBatcher"]
+
+logger = logging.getLogger("modeldeploy.deployers.batching")
+
+_allocate_lock = threading.Lock
+_HISTORY = 8
+
+
+def _wrong_length(got: int, rows: int) -> DeploymentError:
+    return DeploymentError(
+        f"The model returned {got} answers for {rows} rows; it must return one answer per row."
+    )
+
+
+class BatchTimeoutError(Exception):
+    """A model call did not return before its deadline (the deployer turns this into
+    :class:`~modeldeploy.exceptions.PredictionTimeoutError`)."""
+
+
+class _Job:
+    __slots__ = ("X", "done", "error", "fn", "result")
+
+    def __init__(self, fn: Callable[[Any], Any], X: Any) -> None:
+        self.fn = fn
+        self.X = X
+        self.done = _allocate_lock()
+        self.done.acquire()
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+class CallPool:
+    """Daemon threads that run model calls, so that a caller can stop waiting for a hung one.
+
+    A thread is added whenever every thread is busy, up to ``max_threads``; past that, calls are
+    refused with :class:`~modeldeploy.exceptions.DeploymentError` (that many calls are stuck).
+
+    Examples
+    --------
+    >>> pool = CallPool(max_threads=2)
+    >>> pool.call(sum, [1, 2, 3], timeout_s=5.0)
+    6
+    >>> pool.close()
+    """
+
+    def __init__(self, max_threads: int = 8, name: str = "modeldeploy-call") -> None:
+        self.max_threads = max_threads
+        self.name = name
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._threads = 0
+        self._busy = 0
+        self._closed = False
+
+    def call(self, fn: Callable[[Any], Any], X: Any, timeout_s: float) -> Any:
+        """Run ``fn(X)`` on a pool thread; raise :class:`BatchTimeoutError` after ``timeout_s``."""
+        if timeout_s <= 0:
+            raise BatchTimeoutError
+        job = _Job(fn, X)
+        with self._lock:
+            if self._closed:
+                raise DeploymentError("The deployer is closed; no more model calls are made.")
+            if self._busy >= self._threads:
+                if self._threads >= self.max_threads:
+                    raise DeploymentError(
+                        f"{self._busy} model calls are still running past their timeout; "
+                        "refusing to start another. The model hangs: fix or replace it."
+                    )
+                self._threads += 1
+                threading.Thread(
+                    target=self._work, name=f"{self.name}-{self._threads}", daemon=True
+                ).start()
+            self._busy += 1
+        self._jobs.put(job)
+        if not job.done.acquire(True, timeout_s):
+            raise BatchTimeoutError
+        if job.error is not None:
+            raise job.error
+        return job.result
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            try:
+                job.result = job.fn(job.X)
+            except BaseException as exc:  # handed to the waiting caller
+                job.error = exc
+            with self._lock:
+                self._busy -= 1
+            job.done.release()
+
+    def close(self) -> None:
+        """Let the idle threads end (a hung call keeps its thread until it returns)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            n = self._threads
+        for _ in range(n):
+            self._jobs.put(None)
+
+
+class _Request:
+    __slots__ = ("X", "done", "error", "leader", "n", "result", "t0")
+
+    def __init__(self, X: Any, n: int, t0: float) -> None:
+        self.X = X
+        self.n = n
+        self.t0 = t0
+        self.done = _allocate_lock()
+        self.done.acquire()
+        self.leader = False
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+class MicroBatcher:
+    """Coalesce concurrent calls of ``fn`` on row batches into one call.
+
+    Parameters
+    ----------
+    fn
+        Called with a 2-D array (the rows of one or more requests, stacked in arrival order);
+        must return one answer per row (an array whose first axis has that length).
+    max_batch_size
+        Most rows per call (a request larger than this runs alone, whole).
+    max_wait_ms
+        Longest the oldest queued request waits for others before its batch runs.
+    timeout_ms
+        When given, each call runs on a pool thread and callers stop waiting after this long
+        from their arrival: they get :class:`BatchTimeoutError`.
+    pool
+        The :class:`CallPool` used with ``timeout_ms`` (a private one by default).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> batcher = MicroBatcher(lambda X: X.sum(axis=1), max_batch_size=32, max_wait_ms=0.5)
+    >>> batcher.submit(np.array([[1.0, 2.0], [3.0, 4.0]]))
+    array([3., 7.])
+    >>> batcher.batches, batcher.rows
+    (1, 2)
+    """
+
+    def __init__(
+        self,
+        fn: Callable[[Any], Any],
+        *,
+        max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+        max_wait_ms: float = DEFAULT_MAX_WAIT_MS,
+        timeout_ms: float | None = None,
+        pool: CallPool | None = None,
+    ) -> None:
+        self.fn = fn
+        self._lock = threading.Lock()
+        self._queue: deque[_Request] = deque()
+        self._queued_rows = 0
+        self._busy = False
+        self._history: deque[int] = deque([1], maxlen=_HISTORY)
+        self._want = 1
+        self._doorbell: Any = None
+        self.batches = 0
+        self.rows = 0
+        self.configure(max_batch_size=max_batch_size, max_wait_ms=max_wait_ms)
+        self.timeout_ms = timeout_ms
+        self._timeout_s = None if timeout_ms is None else timeout_ms / 1e3
+        self._pool = pool if pool is not None or timeout_ms is None else CallPool()
+
+    def configure(
+        self, *, max_batch_size: int | None = None, max_wait_ms: float | None = None
+    ) -> None:
+        """Change the batching settings; requests already queued see the new ones."""
+        if max_batch_size is not None:
+            self.max_batch_size = check_int(
+                max_batch_size, "max_batch_size", "MicroBatcher", min_value=1
+            )
+        if max_wait_ms is not None:
+            self.max_wait_ms = check_float(max_wait_ms, "max_wait_ms", "MicroBatcher", min_value=0)
+            self._max_wait_s = self.max_wait_ms / 1e3
+
+    def submit(self, X: Any) -> Any:
+        """Answer the rows of ``X``, sharing the model call with concurrent callers."""
+        lock = self._lock
+        lock.acquire()
+        if (
+            not self._busy
+            and not self._queue
+            and (self._want <= 1 or X.shape[0] >= self.max_batch_size)
+        ):
+            # Nothing running, nothing queued, nobody expected: run at once.
+            self._busy = True
+            lock.release()
+            try:
+                out = self.fn(X) if self._timeout_s is None else self._call(X, perf_counter())
+                if len(out) != X.shape[0]:
+                    raise _wrong_length(len(out), X.shape[0])
+                return out
+            finally:
+                lock.acquire()
+                self.batches += 1
+                self.rows += X.shape[0]
+                if self._queue:
+                    self._hand_over()
+                else:
+                    self._busy = False
+                lock.release()
+        req = _Request(X, X.shape[0], perf_counter())
+        self._queue.append(req)
+        self._queued_rows += req.n
+        if not self._busy:
+            self._busy = True
+            lock.release()
+            return self._lead(req)
+        bell = self._doorbell
+        if bell is not None and (
+            len(self._queue) >= self._want or self._queued_rows >= self.max_batch_size
+        ):
+            self._doorbell = None
+            bell.release()
+        lock.release()
+        try:
+            req.done.acquire()
+        except BaseException:  # KeyboardInterrupt while waiting: leave no one stranded
+            self._abandon(req)
+            raise
+        if req.leader:
+            return self._lead(req)
+        if req.error is not None:
+            raise req.error
+        return req.result
+
+    # ------------------------------------------------------------------ internals
+
+    def _call(self, X: Any, t0: float) -> Any:
+        if self._timeout_s is None:
+            return self.fn(X)
+        assert self._pool is not None
+        return self._pool.call(self.fn, X, t0 + self._timeout_s - perf_counter())
+
+    def _hand_over(self) -> None:
+        """Make the oldest queued request the next leader (call with the lock held)."""
+        nxt = self._queue[0]
+        nxt.leader = True
+        nxt.done.release()
+
+    def _finish(self, requests: int, rows: int, *, expired: bool) -> None:
+        """Record the call that just ended and hand the lead to the oldest queued request."""
+        with self._lock:
+            self.batches += 1
+            self.rows += rows
+            if expired and requests * 2 <= self._want:
+                # Far fewer came than expected: the load fell, stop waiting for it. (A few
+                # stragglers under steady load do not count: they come with the next call.)
+                self._history.clear()
+            self._history.append(requests)
+            self._want = max(self._history)
+            if self._queue:
+                self._hand_over()
+            else:
+                self._busy = False
+
+    def _lead(self, req: _Request) -> Any:
+        """Gather a batch headed by ``req`` (the oldest queued request), run it, deliver it."""
+        deadline = req.t0 + self._max_wait_s
+        lock = self._lock
+        while True:
+            lock.acquire()
+            now = perf_counter()
+            full = len(self._queue) >= self._want or self._queued_rows >= self.max_batch_size
+            if full or now >= deadline:
+                expired = not full
+                batch = self._take()
+                lock.release()
+                break
+            bell = _allocate_lock()
+            bell.acquire()
+            self._doorbell = bell
+            lock.release()
+            try:
+                bell.acquire(True, deadline - now)
+            except BaseException:  # KeyboardInterrupt while gathering: pass the lead on
+                with lock:
+                    if self._doorbell is bell:
+                        self._doorbell = None
+                self._abandon(req)
+                raise
+            with lock:
+                if self._doorbell is bell:
+                    self._doorbell = None
+        rows = 0
+        try:
+            rows = self._run(batch)
+        finally:
+            self._finish(len(batch), rows or sum(r.n for r in batch), expired=expired)
+            for r in batch:
+                if r is not req:
+                    r.done.release()
+        if req.error is not None:
+            raise req.error
+        return req.result
+
+    def _abandon(self, req: _Request) -> None:
+        """Withdraw a request whose caller was interrupted; pass on the lead if it held it."""
+        with self._lock:
+            if req in self._queue:
+                self._queue.remove(req)
+                self._queued_rows -= req.n
+            elif not req.leader:
+                return  # already taken into a batch: its leader answers and forgets it
+            if req.leader:
+                if self._queue:
+                    self._hand_over()
+                else:
+                    self._busy = False
+
+    def _take(self) -> list[_Request]:
+        q = self._queue
+        first = q.popleft()
+        batch = [first]
+        rows = first.n
+        limit = self.max_batch_size
+        while q and rows + q[0].n <= limit:
+            r = q.popleft()
+            batch.append(r)
+            rows += r.n
+        self._queued_rows -= rows
+        return batch
+
+    def _run(self, batch: list[_Request]) -> int:
+        """Call the model on the batch and store each request's answer or error."""
+        if len(batch) == 1:
+            r = batch[0]
+            try:
+                r.result = self._call(r.X, r.t0)
+                if len(r.result) != r.n:
+                    raise _wrong_length(len(r.result), r.n)
+            except BaseException as exc:
+                r.error = exc
+            return r.n
+        X = np.concatenate([r.X for r in batch])
+        rows = int(X.shape[0])
+        try:
+            out = self._call(X, batch[0].t0)
+            if len(out) != rows:
+                raise _wrong_length(len(out), rows)
+        except BatchTimeoutError as exc:
+            for r in batch:
+                r.error = exc
+            return rows
+        except BaseException:
+            # One request may hold the rows the model chokes on: answer each alone, so that the
+            # others still get their answer.
+            logger.debug("batch of %d requests failed; retrying them one by one", len(batch))
+            for r in batch:
+                try:
+                    r.result = self._call(r.X, r.t0)
+                    if len(r.result) != r.n:
+                        raise _wrong_length(len(r.result), r.n)
+                except BaseException as exc:
+                    r.result = None
+                    r.error = exc
+            return rows
+        start = 0
+        for r in batch:
+            r.result = out[start : start + r.n]
+            start += r.n
+        return rows
+
+    def close(self) -> None:
+        """Release the pool threads (only used with ``timeout_ms``)."""
+        if self._pool is not None:
+            self._pool.close()

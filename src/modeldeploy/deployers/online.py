@@ -1,0 +1,910 @@
+"""Real-time predictions in the caller's process: :class:`OnlineDeployer`."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from time import perf_counter
+from typing import Any, Literal
+
+import numpy as np
+
+from modeldeploy._config import (
+    DEFAULT_ALIAS,
+    DEFAULT_BACKGROUND_QUEUE_SIZE,
+    DEFAULT_BREAKER_COOLDOWN_S,
+    DEFAULT_BREAKER_THRESHOLD,
+    DEFAULT_MAX_BATCH_SIZE,
+    DEFAULT_MAX_WAIT_MS,
+    DEFAULT_POLL_S,
+)
+from modeldeploy._validation import check_choice, check_float, check_int
+from modeldeploy.deployers._stats import DeployerStats, _Recorder
+from modeldeploy.deployers.base import Deployer
+from modeldeploy.deployers.batching import BatchTimeoutError, CallPool, MicroBatcher
+from modeldeploy.deployers.traffic import (
+    BackgroundWorker,
+    Breaker,
+    Canary,
+    CircuitOpenError,
+    DeploymentEvent,
+    EventCallback,
+    Fallback,
+    Shadow,
+    is_model_version,
+)
+from modeldeploy.exceptions import (
+    DeploymentError,
+    InvalidParameterError,
+    PredictionTimeoutError,
+    SchemaError,
+)
+from modeldeploy.registry.signature import Signature
+from modeldeploy.typing import MonitorSink
+
+__all__ = ["OnlineDeployer"]
+
+logger = logging.getLogger("modeldeploy.deployers.online")
+
+_OWNER = "OnlineDeployer"
+_MAX_KEPT_VERSIONS = 16
+
+
+class _Slot:
+    """One served model: its batchers, breaker and stats."""
+
+    def __init__(
+        self,
+        model: Any,
+        label: str,
+        signature: Signature | None,
+        recorder: _Recorder,
+        breaker: Breaker,
+        version: Any = None,
+        fast: Any = None,
+    ) -> None:
+        self.model = model
+        self.label = label
+        self.version = version
+        self.recorder = recorder
+        self.breaker = breaker
+        # A verified FastPath answers for the model when given; it takes validated arrays.
+        self.fast = fast
+        self.runner = model if fast is None else fast
+        if fast is None:
+            self.has_proba = callable(getattr(model, "predict_proba", None))
+        else:
+            self.has_proba = bool(fast.has_predict_proba)
+        self.batchers: dict[str, MicroBatcher] = {}
+        self._to_input: Callable[[np.ndarray], Any] | None = None
+        self.set_signature(signature)
+
+    def set_signature(self, signature: Signature | None) -> None:
+        self.signature = signature
+        needs_frame = signature is not None and signature.input_type == "dataframe"
+        if needs_frame and signature is not None and self.fast is None:
+            self._to_input = signature.to_model_input
+        else:
+            self._to_input = None
+        for method, batcher in self.batchers.items():
+            batcher.fn = self.model_fn(method)
+
+    def model_fn(self, method: str) -> Callable[[np.ndarray], Any]:
+        """The model's method, fed what it was trained on (a bound method when that is X)."""
+        if self._to_input is None:
+            return getattr(self.runner, method)  # type: ignore[no-any-return]
+        return functools.partial(self.call, method)
+
+    def call(self, method: str, X: np.ndarray) -> Any:
+        to_input = self._to_input
+        return getattr(self.runner, method)(X if to_input is None else to_input(X))
+
+    def make_batchers(self, **settings: Any) -> None:
+        methods = ("predict", "predict_proba") if self.has_proba else ("predict",)
+        for method in methods:
+            self.batchers[method] = MicroBatcher(self.model_fn(method), **settings)
+
+
+class _Route:
+    """Where requests go; replaced whole (one attribute store) on every change."""
+
+    __slots__ = ("canary", "primary", "shadow", "signature")
+
+    def __init__(
+        self,
+        primary: _Slot,
+        signature: Signature | None,
+        canary: Canary | None = None,
+        shadow: Shadow | None = None,
+    ) -> None:
+        self.primary = primary
+        self.signature = signature
+        self.canary = canary
+        self.shadow = shadow
+
+    def replace(self, **changes: Any) -> _Route:
+        kw = {k: getattr(self, k) for k in self.__slots__}
+        kw.update(changes)
+        return _Route(**kw)
+
+
+class OnlineDeployer(Deployer):
+    """Real-time predictions: validated, micro-batched, hot-swappable, with canary, shadow and
+    fallback.
+
+    Safe to call from many threads and from asyncio. Concurrent requests share model calls
+    (up to ``max_batch_size`` rows, waiting at most ``max_wait_ms``); a lone request runs at
+    once. Building the deployer loads the model and warms it on rows drawn from the signature's
+    profile, so the first request pays for neither.
+
+    Parameters
+    ----------
+    model
+        A registry ``ModelVersion`` (validated against its signature, loaded with ``load()``) or
+        any object with ``predict(X)``.
+    signature
+        The input schema; for a bare model without one, the first request's shape defines it.
+    max_batch_size
+        Most rows per model call. Change it at runtime with :meth:`configure`.
+    max_wait_ms
+        Longest a request waits for others to share its model call. A lone caller never waits.
+    timeout_ms
+        When given, a request that gets no answer within this many milliseconds gets the
+        fallback, or :class:`~modeldeploy.exceptions.PredictionTimeoutError`. Model calls then
+        run on helper threads, which costs a thread hand-off per call.
+    fallback
+        What answers when the model raises, times out or is cut off by the breaker: another
+        ``ModelVersion``, a model, a callable of the validated batch, or a constant (a scalar for
+        ``predict``, a row of probabilities for ``predict_proba``). Without one, the request
+        raises :class:`~modeldeploy.exceptions.DeploymentError` with the cause attached.
+    monitor
+        A :class:`~modeldeploy.typing.MonitorSink` (such as ``Monitor``) that receives every
+        scored request from a background thread; a slow or failing monitor never slows or fails
+        a prediction (when its queue is full, batches are dropped and counted).
+    breaker_threshold, breaker_cooldown_s
+        After this many consecutive failures a model is skipped for this many seconds.
+    warm
+        Warm each model up on ``signature.example()`` rows before it serves.
+    fast_path
+        ``"auto"`` (the default) serves each model, at load and at every swap, through a
+        compiled predictor verified to answer exactly like it (see
+        :func:`~modeldeploy.deployers.fastpath.compile_fast_path`: numpy for linear models,
+        ONNX Runtime for tree ensembles with ``modeldeploy[fast]``), and through the model
+        itself when none passes the check; ``"require"`` raises instead; ``"off"`` always calls
+        the model. Compiling takes from milliseconds (linear) to about half a second (a forest).
+    on_event
+        Called with a :class:`~modeldeploy.deployers.traffic.DeploymentEvent` for every change
+        of what serves: swaps (also those following an alias), canary and shadow changes, and
+        the breaker opening or closing. Its exceptions are logged, never raised.
+    name
+        A label for a bare model in stats (a version's label is its ``ref``, ``"churn:3"``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from modeldeploy import Signature
+    >>> X = np.array([[0.0, 1.0], [1.0, 0.0], [0.2, 0.9], [0.9, 0.1]])
+    >>> model = LogisticRegression().fit(X, [0, 1, 0, 1])
+    >>> with OnlineDeployer(model, signature=Signature.infer(X), name="demo") as dep:
+    ...     dep.predict([0.95, 0.05])
+    ...     dep.predict(X).tolist()
+    ...     dep.stats().primary.requests
+    array([1])
+    [0, 1, 0, 1]
+    2
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        signature: Signature | None = None,
+        max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+        max_wait_ms: float = DEFAULT_MAX_WAIT_MS,
+        timeout_ms: float | None = None,
+        fallback: Any = None,
+        monitor: MonitorSink | None = None,
+        breaker_threshold: int = DEFAULT_BREAKER_THRESHOLD,
+        breaker_cooldown_s: float = DEFAULT_BREAKER_COOLDOWN_S,
+        warm: bool = True,
+        fast_path: Literal["off", "auto", "require"] = "auto",
+        on_event: EventCallback | None = None,
+        name: str | None = None,
+    ) -> None:
+        super().__init__(signature=signature, name=name or _OWNER)
+        self.max_batch_size = check_int(max_batch_size, "max_batch_size", _OWNER, min_value=1)
+        self.max_wait_ms = check_float(max_wait_ms, "max_wait_ms", _OWNER, min_value=0)
+        self.timeout_ms = (
+            None
+            if timeout_ms is None
+            else check_float(timeout_ms, "timeout_ms", _OWNER, min_value=0, min_inclusive=False)
+        )
+        self.breaker_threshold = check_int(
+            breaker_threshold, "breaker_threshold", _OWNER, min_value=1
+        )
+        self.breaker_cooldown_s = check_float(
+            breaker_cooldown_s, "breaker_cooldown_s", _OWNER, min_value=0
+        )
+        if monitor is not None and not isinstance(monitor, MonitorSink):
+            raise InvalidParameterError(
+                f"The 'monitor' parameter of {_OWNER} must have log_predictions and log_error "
+                f"methods (a MonitorSink) or be None. Got {monitor!r} instead."
+            )
+        self.monitor = monitor
+        self.warm = bool(warm)
+        if on_event is not None and not callable(on_event):
+            raise InvalidParameterError(
+                f"The 'on_event' parameter of {_OWNER} must be callable or None. Got "
+                f"{on_event!r} instead."
+            )
+        self.on_event = on_event
+        check_choice(fast_path, "fast_path", _OWNER, ("off", "auto", "require"))
+        self.fast_path = fast_path
+        self._admin = threading.RLock()
+        self._recorders: dict[str, _Recorder] = {}
+        self._slots: dict[str, _Slot] = {}
+        self._bare = 0
+        self._pool = CallPool() if self.timeout_ms is not None else None
+        self._executor: ThreadPoolExecutor | None = None
+        self._follow_stop: threading.Event | None = None
+        self._follow_thread: threading.Thread | None = None
+        self._followed: tuple[Any, str, str] | None = None
+        self.fallback = None if fallback is None else Fallback(fallback)
+        self._fallback_recorder = (
+            None if self.fallback is None else _Recorder(self.fallback.label, "fallback")
+        )
+        self._monitor_worker = (
+            None
+            if monitor is None
+            else BackgroundWorker(
+                self._to_monitor, name="monitor", maxsize=DEFAULT_BACKGROUND_QUEUE_SIZE
+            )
+        )
+        primary = self._make_slot(model, signature, "primary", name=name)
+        self.signature = primary.signature
+        self._route = _Route(primary, primary.signature)
+
+    # ------------------------------------------------------------------ alternative constructor
+
+    @classmethod
+    def follow(
+        cls,
+        registry: Any,
+        name: str,
+        alias: str = DEFAULT_ALIAS,
+        *,
+        poll_s: float = DEFAULT_POLL_S,
+        **kwargs: Any,
+    ) -> OnlineDeployer:
+        """Serve ``registry.get(name, alias=alias)`` and swap whenever the alias moves.
+
+        A background thread polls the registry every ``poll_s`` seconds; when the alias points
+        at another version (or the same number with another sha256), the new version is loaded,
+        warmed and swapped in. Every replica that follows the same alias of a shared registry
+        thus follows a promotion or a rollback by itself. :meth:`poll` checks at once.
+
+        Parameters
+        ----------
+        registry
+            A :class:`~modeldeploy.ModelRegistry` (anything with ``get(name, alias=...)``).
+        name, alias
+            The model and the alias to follow.
+        poll_s
+            Seconds between two checks.
+        **kwargs
+            Passed to :class:`OnlineDeployer`.
+        """
+        poll_s = check_float(poll_s, "poll_s", f"{_OWNER}.follow", min_value=0, min_inclusive=False)
+        dep = cls(registry.get(name, alias=alias), **kwargs)
+        dep._followed = (registry, name, alias)
+        stop = threading.Event()
+        dep._follow_stop = stop
+
+        def loop() -> None:
+            while not stop.wait(poll_s):
+                try:
+                    dep.poll()
+                except Exception:
+                    logger.warning("following %s@%s failed; will retry", name, alias, exc_info=True)
+
+        dep._follow_thread = threading.Thread(
+            target=loop, name=f"modeldeploy-follow-{name}", daemon=True
+        )
+        dep._follow_thread.start()
+        return dep
+
+    def poll(self) -> bool:
+        """Check the followed alias now; swap and return True if it moved.
+
+        A following deployer serves its alias: a manual :meth:`swap` lasts until the next poll.
+        """
+        if self._followed is None:
+            raise InvalidParameterError(
+                f"This {_OWNER} follows no alias; build it with OnlineDeployer.follow(registry, "
+                "name, alias) to poll."
+            )
+        registry, name, alias = self._followed
+        latest = registry.get(name, alias=alias)
+        current = self._route.primary.version
+        if current is not None and (latest.version, latest.sha256) == (
+            current.version,
+            current.sha256,
+        ):
+            return False
+        logger.info("alias %s@%s moved to %s; swapping", name, alias, latest.ref)
+        self._swap(latest, None, None, reason=f"alias {alias!r} moved")
+        return True
+
+    # ------------------------------------------------------------------ predictions
+
+    def predict(self, X: Any, *, ids: Any = None, key: Any = None) -> np.ndarray:
+        """Predict one row (1-D array, dict, one-row DataFrame) or a batch.
+
+        Parameters
+        ----------
+        X
+            The request.
+        ids
+            One id per row, handed to the monitor so that labels arriving later find their
+            prediction.
+        key
+            A request key (user id, session id, ...): with a canary, the same key always goes to
+            the same version.
+
+        Returns
+        -------
+        numpy.ndarray
+            One prediction per row.
+
+        Raises
+        ------
+        SchemaError
+            When ``X`` does not match the signature (this caller only).
+        DeploymentError
+            When the model fails and there is no fallback (the cause is chained).
+        PredictionTimeoutError
+            When the model does not answer within ``timeout_ms`` and there is no fallback.
+        """
+        return self._serve_online("predict", X, ids, key)
+
+    def predict_proba(self, X: Any, *, ids: Any = None, key: Any = None) -> np.ndarray:
+        """Class probabilities, one row per row of ``X`` (see :meth:`predict`)."""
+        return self._serve_online("predict_proba", X, ids, key)
+
+    async def apredict(self, X: Any, *, ids: Any = None, key: Any = None) -> np.ndarray:
+        """:meth:`predict` for asyncio: waits in a helper thread, never blocks the event loop.
+
+        Concurrent ``apredict`` calls are micro-batched together like threads are.
+        """
+        self._check_open()
+        call = functools.partial(self._serve_online, "predict", X, ids, key)
+        return await asyncio.get_running_loop().run_in_executor(self._get_executor(), call)
+
+    async def apredict_proba(self, X: Any, *, ids: Any = None, key: Any = None) -> np.ndarray:
+        """:meth:`predict_proba` for asyncio."""
+        self._check_open()
+        call = functools.partial(self._serve_online, "predict_proba", X, ids, key)
+        return await asyncio.get_running_loop().run_in_executor(self._get_executor(), call)
+
+    def predict_batch(self, X: np.ndarray) -> Any:
+        """Answer an already validated batch (micro-batched, with fallback)."""
+        return self._serve_online("predict", X, None, None)
+
+    def predict_proba_batch(self, X: np.ndarray) -> Any:
+        """Probabilities for an already validated batch."""
+        return self._serve_online("predict_proba", X, None, None)
+
+    def validate(self, X: Any) -> np.ndarray:
+        """Check a request against the current signature; return it as a 2-D array."""
+        sig = self._route.signature
+        if sig is None:
+            sig = self._infer_signature(X)
+        return sig.validate(X)
+
+    def _serve_online(self, method: str, X: Any, ids: Any, key: Any) -> np.ndarray:
+        t0 = perf_counter()
+        if self._closed:
+            self._check_open()
+        route = self._route
+        sig = route.signature
+        if sig is None:
+            sig = self._infer_signature(X)
+            route = self._route
+        try:
+            arr = sig.validate(X)
+            if arr.shape[0] == 0:
+                raise SchemaError(
+                    "Expected at least one row; got an empty request. Skip the call when there "
+                    "is nothing to predict."
+                )
+        except SchemaError:
+            route.primary.recorder.count("rejected")
+            raise
+        if ids is not None:
+            ids = self._check_ids(ids, arr.shape[0])
+        slot = route.primary
+        canary = route.canary
+        if canary is not None and canary.pick(key):
+            slot = canary.target
+        batcher = slot.batchers.get(method)
+        if batcher is None:
+            raise DeploymentError(
+                f"The model {slot.label} has no {method}; call predict instead, or deploy a "
+                f"model that has {method}."
+            )
+        breaker = slot.breaker
+        try:
+            if breaker.open_until != 0.0 and not breaker.allow():
+                raise CircuitOpenError
+            out = batcher.submit(arr)
+        except Exception as exc:
+            return self._failed(slot, method, arr, ids, exc, t0)
+        if breaker.failures:
+            breaker.success()
+        latency = perf_counter() - t0
+        slot.recorder.record(latency, arr.shape[0])
+        shadow = route.shadow
+        if shadow is not None:
+            shadow.offer(method, arr, out)
+        worker = self._monitor_worker
+        if worker is not None and not worker.offer((method, arr, out, ids, slot, latency)):
+            slot.recorder.count("dropped")
+        return out  # type: ignore[no-any-return]
+
+    def _check_ids(self, ids: Any, rows: int) -> Any:
+        if np.ndim(ids) == 0:
+            ids = [ids]
+        if len(ids) != rows:
+            raise InvalidParameterError(
+                f"The 'ids' parameter of {_OWNER}.predict must hold one id per row ({rows}). "
+                f"Got {len(ids)} ids instead."
+            )
+        return ids
+
+    def _failed(
+        self, slot: _Slot, method: str, arr: np.ndarray, ids: Any, exc: Exception, t0: float
+    ) -> np.ndarray:
+        """Count a failure, then answer from the fallback or raise the documented error."""
+        rec = slot.recorder
+        if isinstance(exc, CircuitOpenError):
+            rec.count("short_circuited")
+        else:
+            if isinstance(exc, BatchTimeoutError):
+                rec.count("timeouts")
+            slot.breaker.failure()
+        rec.count("errors")
+        worker = self._monitor_worker
+        if worker is not None and not isinstance(exc, CircuitOpenError):
+            worker.offer(("error", exc, slot.label))
+        fallback = self.fallback
+        if fallback is not None:
+            try:
+                out = fallback.answer(method, arr, self._route.signature)
+            except Exception as fexc:
+                raise DeploymentError(
+                    f"{slot.label} failed ({_describe(exc, self.timeout_ms)}) and its "
+                    f"{fallback.label} failed too: {type(fexc).__name__}: {fexc}"
+                ) from fexc
+            rec.count("fallbacks")
+            latency = perf_counter() - t0
+            assert self._fallback_recorder is not None
+            self._fallback_recorder.record(latency, arr.shape[0])
+            if worker is not None:
+                worker.offer((method, arr, out, ids, None, latency))
+            return out
+        if isinstance(exc, BatchTimeoutError):
+            raise PredictionTimeoutError(
+                f"{slot.label} did not answer within timeout_ms={self.timeout_ms:g}. Give the "
+                "deployer a fallback= to answer meanwhile, or raise timeout_ms."
+            ) from exc
+        if isinstance(exc, CircuitOpenError):
+            raise DeploymentError(
+                f"{slot.label} failed {slot.breaker.failures} times in a row, so its circuit "
+                f"breaker skips it for {self.breaker_cooldown_s:g} s. Give the deployer a "
+                "fallback=, or swap in a working model."
+            ) from exc
+        raise DeploymentError(
+            f"{slot.label} failed on a batch of {arr.shape[0]} rows: {type(exc).__name__}: "
+            f"{exc}. Give the deployer a fallback= to answer meanwhile."
+        ) from exc
+
+    # ------------------------------------------------------------------ changing what serves
+
+    def swap(
+        self, model: Any, *, signature: Signature | None = None, warm: bool | None = None
+    ) -> None:
+        """Replace the primary model with zero downtime.
+
+        The new model is loaded and warmed first (a failure leaves the current one serving);
+        then one atomic switch sends new requests to it, while requests already in flight finish
+        on the model they started with.
+
+        Parameters
+        ----------
+        model
+            A ``ModelVersion`` or a model object.
+        signature
+            The new input schema (default: the version's, else the current one).
+        warm
+            Warm the model up first (default: the deployer's ``warm``).
+
+        Raises
+        ------
+        DeploymentError
+            When the new model fails its warm-up; nothing is swapped.
+        """
+        self._swap(model, signature, warm, reason="")
+
+    def _swap(
+        self, model: Any, signature: Signature | None, warm: bool | None, *, reason: str
+    ) -> None:
+        self._check_open()
+        with self._admin:
+            slot = self._make_slot(
+                model, signature, "primary", warm=warm, default_signature=self._route.signature
+            )
+            old = self._route
+            if slot.signature is None and old.signature is not None:
+                slot.set_signature(old.signature)
+            if old.primary is not slot:
+                old.primary.recorder.role = "retired"
+            slot.recorder.role = "primary"
+            self._route = old.replace(primary=slot, signature=slot.signature)
+            self.signature = slot.signature
+        logger.info("%s swapped %s -> %s", self.name, old.primary.label, slot.label)
+        self._emit("swapped", slot.label, previous=old.primary.label, reason=reason)
+
+    def set_canary(
+        self,
+        model: Any,
+        fraction: float,
+        *,
+        signature: Signature | None = None,
+        warm: bool | None = None,
+    ) -> None:
+        """Send ``fraction`` of the requests to a candidate (sticky by ``key=`` when given).
+
+        Requests with a key go to the candidate when the key's stable hash falls below
+        ``fraction``, so a user sees one version throughout; requests without a key are drawn
+        at random. The candidate takes the primary's validated input, so its signature must
+        have the same features.
+        """
+        self._check_open()
+        fraction = check_float(
+            fraction, "fraction", f"{_OWNER}.set_canary", min_value=0, max_value=1
+        )
+        with self._admin:
+            slot = self._make_slot(
+                model, signature, "canary", warm=warm, default_signature=self._route.signature
+            )
+            self._check_same_features(slot, "canary")
+            self._route = self._route.replace(canary=Canary(slot, fraction))
+        logger.info("%s sends %.3g of its traffic to canary %s", self.name, fraction, slot.label)
+        self._emit("canary_started", slot.label, fraction=fraction)
+
+    def clear_canary(self) -> None:
+        """Stop the canary: every request goes to the primary again."""
+        with self._admin:
+            canary = self._route.canary
+            if canary is None:
+                return
+            canary.target.recorder.role = "retired"
+            self._route = self._route.replace(canary=None)
+        self._emit("canary_stopped", canary.target.label)
+
+    def promote_canary(self) -> None:
+        """Make the canary the primary (already loaded and warm), and end the canary."""
+        with self._admin:
+            canary = self._route.canary
+            if canary is None:
+                raise InvalidParameterError(
+                    f"This {_OWNER} has no canary to promote; set one with set_canary()."
+                )
+            old = self._route.primary
+            old.recorder.role = "retired"
+            canary.target.recorder.role = "primary"
+            self._route = self._route.replace(primary=canary.target, canary=None)
+        logger.info("%s promoted canary %s over %s", self.name, canary.target.label, old.label)
+        self._emit("canary_promoted", canary.target.label, previous=old.label)
+
+    def set_shadow(
+        self,
+        model: Any,
+        sample: float = 1.0,
+        *,
+        signature: Signature | None = None,
+        warm: bool | None = None,
+        max_queue: int = DEFAULT_BACKGROUND_QUEUE_SIZE,
+    ) -> None:
+        """Score a sampled copy of the traffic with a candidate in the background.
+
+        Its answers are compared with the primary's (``stats()`` shows the agreement) and never
+        returned; its errors never reach a caller. When the background queue (``max_queue``
+        requests) is full, copies are dropped and counted rather than slowing callers down.
+        """
+        self._check_open()
+        sample = check_float(sample, "sample", f"{_OWNER}.set_shadow", min_value=0, max_value=1)
+        max_queue = check_int(max_queue, "max_queue", f"{_OWNER}.set_shadow", min_value=1)
+        with self._admin:
+            slot = self._make_slot(
+                model, signature, "shadow", warm=warm, default_signature=self._route.signature
+            )
+            self._check_same_features(slot, "shadow")
+            shadow = Shadow(slot.call, slot.recorder, sample=sample, maxsize=max_queue)
+            previous = self._route.shadow
+            self._route = self._route.replace(shadow=shadow)
+        if previous is not None:
+            previous.close()
+        logger.info("%s shadows %.3g of its traffic to %s", self.name, sample, slot.label)
+        self._emit("shadow_started", slot.label, sample=sample)
+
+    def clear_shadow(self) -> None:
+        """Stop shadowing (the queued copies are still scored)."""
+        with self._admin:
+            shadow = self._route.shadow
+            if shadow is None:
+                return
+            shadow.recorder.role = "retired"
+            self._route = self._route.replace(shadow=None)
+        shadow.close()
+        self._emit("shadow_stopped", shadow.recorder.label)
+
+    def configure(
+        self, *, max_batch_size: int | None = None, max_wait_ms: float | None = None
+    ) -> None:
+        """Change the batching settings at runtime; queued requests see the new ones."""
+        if max_batch_size is not None:
+            self.max_batch_size = check_int(max_batch_size, "max_batch_size", _OWNER, min_value=1)
+        if max_wait_ms is not None:
+            self.max_wait_ms = check_float(max_wait_ms, "max_wait_ms", _OWNER, min_value=0)
+        with self._admin:
+            for slot in self._slots.values():
+                for batcher in slot.batchers.values():
+                    batcher.configure(
+                        max_batch_size=self.max_batch_size, max_wait_ms=self.max_wait_ms
+                    )
+
+    # ------------------------------------------------------------------ state
+
+    def fast_path_report(self) -> Any:
+        """The primary's ``FastPathReport`` (which predictor serves and why), or None when off."""
+        fast = self._route.primary.fast
+        return None if fast is None else fast.report
+
+    @property
+    def version(self) -> str:
+        """Label of the primary (``"churn:3"`` for a registry version)."""
+        return self._route.primary.label
+
+    def stats(self) -> DeployerStats:
+        """Traffic, errors, fallbacks and latency percentiles, per version, side by side.
+
+        The primary comes first, then the canary, the shadow, the fallback and retired
+        versions (the most recent few).
+        """
+        route = self._route
+        live = [route.primary.recorder]
+        if route.canary is not None:
+            live.append(route.canary.target.recorder)
+        if route.shadow is not None:
+            live.append(route.shadow.recorder)
+        if self._fallback_recorder is not None:
+            live.append(self._fallback_recorder)
+        with self._admin:
+            rest = [r for r in self._recorders.values() if r not in live]
+            batchers = [b for s in self._slots.values() for b in s.batchers.values()]
+        return DeployerStats(
+            versions=[r.snapshot() for r in live + rest],
+            batches=sum(b.batches for b in batchers),
+            batched_rows=sum(b.rows for b in batchers),
+            settings={
+                "max_batch_size": self.max_batch_size,
+                "max_wait_ms": self.max_wait_ms,
+                "timeout_ms": self.timeout_ms,
+            },
+        )
+
+    def close(self) -> None:
+        """Stop serving, following and the background threads. Calling it twice is fine."""
+        if self._closed:
+            return
+        super().close()
+        if self._follow_stop is not None:
+            self._follow_stop.set()
+        route = self._route
+        if route.shadow is not None:
+            route.shadow.close()
+        if self._monitor_worker is not None:
+            self._monitor_worker.close()
+        if self._pool is not None:
+            self._pool.close()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+
+    def __repr__(self) -> str:
+        route = self._route
+        parts = [f"primary={route.primary.label!r}"]
+        if route.canary is not None:
+            parts.append(f"canary={route.canary.target.label!r} ({route.canary.fraction:.0%})")
+        if route.shadow is not None:
+            parts.append(f"shadow={route.shadow.recorder.label!r} ({route.shadow.sample:.0%})")
+        if self.fallback is not None:
+            parts.append(f"fallback={self.fallback.label.removeprefix('fallback ')!r}")
+        parts.append(f"max_batch_size={self.max_batch_size}, max_wait_ms={self.max_wait_ms:g}")
+        if self._closed:
+            parts.append("closed")
+        return f"{_OWNER}({', '.join(parts)})"
+
+    # ------------------------------------------------------------------ helpers
+
+    def _make_slot(
+        self,
+        spec: Any,
+        signature: Signature | None,
+        role: str,
+        *,
+        name: str | None = None,
+        warm: bool | None = None,
+        default_signature: Signature | None = None,
+    ) -> _Slot:
+        version = None
+        if is_model_version(spec):
+            version = spec
+            model = spec.load()
+            label = str(spec.ref)
+            signature = signature if signature is not None else spec.signature
+        elif hasattr(spec, "predict"):
+            model = spec
+            if name is None:
+                self._bare += 1
+                name = f"{type(spec).__name__}-{self._bare}"
+            label = name
+        else:
+            raise InvalidParameterError(
+                f"The model given to {_OWNER} must be a ModelVersion or an object with "
+                f"predict(X). Got {spec!r} instead."
+            )
+        if signature is not None and not isinstance(signature, Signature):
+            raise InvalidParameterError(
+                f"The 'signature' parameter of {_OWNER} must be a Signature or None. Got "
+                f"{signature!r} instead."
+            )
+        if signature is None:
+            signature = default_signature
+        fast = None
+        if self.fast_path != "off":
+            from modeldeploy.deployers.fastpath import compile_fast_path
+
+            try:
+                fast = compile_fast_path(
+                    model, signature=signature, mode=self.fast_path, measure=False
+                )
+            except Exception:
+                if self.fast_path == "require":
+                    raise
+                # "auto" is never worse than the model itself, even if compiling breaks.
+                logger.warning("%s: no fast path, serving the model itself", label, exc_info=True)
+            else:
+                logger.info("%s: %s", label, fast.report)
+        with self._admin:
+            recorder = self._recorders.get(label) or _Recorder(label, role)
+        slot = _Slot(
+            model, label, signature, recorder,
+            Breaker(self.breaker_threshold, self.breaker_cooldown_s, label,
+                    functools.partial(self._breaker_changed, label)),
+            version, fast,
+        )  # fmt: skip
+        if (self.warm if warm is None else warm) and signature is not None:
+            example = signature.example(8)
+            try:
+                slot.call("predict", example)
+                if slot.has_proba:
+                    slot.call("predict_proba", example)
+            except Exception as exc:
+                raise DeploymentError(
+                    f"{label} failed its warm-up on 8 rows drawn from its signature "
+                    f"({type(exc).__name__}: {exc}); it was not deployed."
+                ) from exc
+        slot.make_batchers(
+            max_batch_size=self.max_batch_size,
+            max_wait_ms=self.max_wait_ms,
+            timeout_ms=self.timeout_ms,
+            pool=self._pool,
+        )
+        with self._admin:
+            self._recorders.pop(label, None)
+            recorder.role = role
+            self._recorders[label] = recorder
+            while len(self._recorders) > _MAX_KEPT_VERSIONS:
+                del self._recorders[next(iter(self._recorders))]
+            self._slots.pop(label, None)
+            self._slots[label] = slot
+            while len(self._slots) > _MAX_KEPT_VERSIONS:
+                del self._slots[next(iter(self._slots))]
+        return slot
+
+    def _check_same_features(self, slot: _Slot, role: str) -> None:
+        primary = self._route.signature
+        if slot.signature is None:
+            slot.set_signature(primary)
+        elif primary is not None and slot.signature.names != primary.names:
+            raise InvalidParameterError(
+                f"The {role} {slot.label} takes features {slot.signature.names[:8]} but the "
+                f"primary takes {primary.names[:8]}; a {role} must take the same input."
+            )
+
+    def _infer_signature(self, X: Any) -> Signature:
+        with self._admin:
+            route = self._route
+            if route.signature is None:
+                self.signature = None
+                sig = super()._infer_signature(X)
+                route.primary.set_signature(sig)
+                self._route = route.replace(signature=sig)
+            return self._route.signature  # type: ignore[return-value]
+
+    def _emit(
+        self,
+        kind: str,
+        version: str,
+        *,
+        previous: str | None = None,
+        reason: str = "",
+        **details: Any,
+    ) -> None:
+        callback = self.on_event
+        if callback is None:
+            return
+        event = DeploymentEvent(kind, self.name, version, previous, reason, details)
+        try:
+            callback(event)
+        except Exception:
+            logger.exception("on_event callback failed for %r", event)
+
+    def _breaker_changed(self, label: str, kind: str, reason: str) -> None:
+        self._emit(kind, label, reason=reason)
+
+    def _get_executor(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            with self._admin:
+                if self._executor is None:
+                    self._executor = ThreadPoolExecutor(
+                        max_workers=max(8, self.max_batch_size),
+                        thread_name_prefix="modeldeploy-async",
+                    )
+        return self._executor
+
+    def _to_monitor(self, items: list[Any]) -> None:
+        monitor = self.monitor
+        assert monitor is not None
+        for item in items:
+            try:
+                if item[0] == "error":
+                    monitor.log_error(item[1], version=item[2])
+                    continue
+                method, X, out, ids, slot, latency = item
+                label = slot.label if slot is not None else "fallback"
+                proba = None
+                if method == "predict_proba":
+                    proba = out
+                    classes = getattr(slot.model if slot is not None else None, "classes_", None)
+                    idx = np.asarray(out).argmax(axis=1)
+                    out = idx if classes is None else np.asarray(classes)[idx]
+                monitor.log_predictions(
+                    X, out, ids=ids, y_proba=proba, version=label, latency_s=latency
+                )
+            except Exception:
+                logger.warning("the monitor failed on one batch; predictions go on", exc_info=True)
+
+
+def _describe(exc: BaseException, timeout_ms: float | None) -> str:
+    if isinstance(exc, BatchTimeoutError):
+        return f"no answer within timeout_ms={timeout_ms:g}"
+    if isinstance(exc, CircuitOpenError):
+        return "its circuit breaker is open"
+    return f"{type(exc).__name__}: {exc}"
