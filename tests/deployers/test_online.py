@@ -268,7 +268,7 @@ def test_predict_proba_of_a_model_without_it_is_a_deployment_error() -> None:
 def test_closed_deployer_refuses_requests_and_repr_says_so() -> None:
     dep = OnlineDeployer(LR, signature=SIG, name="lr", fallback=0)
     assert (
-        repr(dep) == "OnlineDeployer(primary='lr', fallback='0', max_batch_size=64, max_wait_ms=1)"
+        repr(dep) == "OnlineDeployer(primary='lr', fallback='0', max_batch_size=64, max_wait_ms=2)"
     )
     dep.close()
     dep.close()
