@@ -143,3 +143,33 @@ def test_dataframe_trained_model_gets_a_dataframe(tmp_path: Path) -> None:
     dep.close()
     shadow = dep.stats()["frame:2"]
     assert shadow.compared == 10 and shadow.errors == 0
+
+
+def test_fast_path_is_stored_with_the_version_and_reused_by_replicas(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sklearn.ensemble import RandomForestClassifier
+
+    import modeldeploy.deployers.fastpath as fastpath
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(400, 5))
+    y = (X[:, 0] > 0).astype(int)
+    reg = ModelRegistry(tmp_path / "reg")
+    v = reg.register("rf", RandomForestClassifier(n_estimators=5, max_depth=4).fit(X, y), sample=X)
+    first = OnlineDeployer(v)
+    assert first.fast_path_report().served_by == "onnx"
+    events = [e for e in reg.history("rf") if e.kind == "fast_path"]
+    assert len(events) == 1
+    assert events[0].details["accepted"] is True
+
+    def no_compiling(*args: object, **kwargs: object) -> object:
+        raise AssertionError("a replica recompiled a stored fast path")
+
+    monkeypatch.setattr(fastpath, "compile_fast_path", no_compiling)
+    replica = OnlineDeployer(ModelRegistry(tmp_path / "reg").get("rf", 1))
+    np.testing.assert_array_equal(replica.predict(X[:50]), v.load().predict(X[:50]))
+    assert replica.fast_path_report().served_by == "onnx"
+    assert len([e for e in reg.history("rf") if e.kind == "fast_path"]) == 1
+    first.close()
+    replica.close()

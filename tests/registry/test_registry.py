@@ -340,3 +340,25 @@ def test_model_version_to_dict_is_json_friendly(registry: ModelRegistry, model: 
     detached = ModelVersion(**{**v.__dict__, "_registry": None})
     with pytest.raises(RuntimeError, match="detached"):
         detached.load()
+
+
+def test_attachments_round_trip_are_verified_and_go_with_the_version(
+    registry: ModelRegistry, model: object
+) -> None:
+    registry.register("m", model)
+    registry.register("m", model)
+    sha = registry.attach("m", 1, "compiled", b"abc")
+    assert registry.attachment("m", 1, "compiled") == b"abc"
+    assert registry.attachment("m", 1, "other") is None
+    registry.attach("m", 1, "compiled", b"newer")  # replaced
+    assert registry.attachment("m", 1, "compiled") == b"newer"
+    path = registry.root / "artifacts" / "sha256"
+    target = next(p for p in path.rglob("*") if p.is_file() and p.read_bytes() == b"newer")
+    target.write_bytes(b"tampered")
+    with pytest.raises(IntegrityError, match="attachment 'compiled' of m:1 is corrupt"):
+        registry.attachment("m", 1, "compiled")
+    registry.delete_version("m", 1)
+    with pytest.raises(VersionNotFoundError):
+        registry.attach("m", 1, "compiled", b"x")
+    assert len(sha) == 64
+    assert registry.verify() == []

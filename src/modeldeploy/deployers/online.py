@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from time import perf_counter
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -40,11 +40,15 @@ from modeldeploy.deployers.traffic import (
 from modeldeploy.exceptions import (
     DeploymentError,
     InvalidParameterError,
+    ModelDeployError,
     PredictionTimeoutError,
     SchemaError,
 )
 from modeldeploy.registry.signature import Signature
 from modeldeploy.typing import MonitorSink
+
+if TYPE_CHECKING:
+    from modeldeploy.deployers.fastpath import FastPath
 
 __all__ = ["OnlineDeployer"]
 
@@ -778,12 +782,8 @@ class OnlineDeployer(Deployer):
             signature = default_signature
         fast = None
         if self.fast_path != "off":
-            from modeldeploy.deployers.fastpath import compile_fast_path
-
             try:
-                fast = compile_fast_path(
-                    model, signature=signature, mode=self.fast_path, measure=False
-                )
+                fast = self._fast_path_for(model, signature, version, label)
             except Exception:
                 if self.fast_path == "require":
                     raise
@@ -827,6 +827,51 @@ class OnlineDeployer(Deployer):
             while len(self._slots) > _MAX_KEPT_VERSIONS:
                 del self._slots[next(iter(self._slots))]
         return slot
+
+    def _fast_path_for(
+        self, model: Any, signature: Signature | None, version: Any, label: str
+    ) -> FastPath:
+        """Compile (or, for a registry version, reuse) the verified fast path of a model.
+
+        A registry-backed version keeps its compiled fast path as an attachment, keyed by the
+        library versions it was compiled with, so a replica does not recompile at start; the
+        first compile of a version is recorded in the registry history.
+        """
+        from modeldeploy.deployers.fastpath import FastPath, compile_fast_path
+
+        registry: Any = getattr(version, "_registry", None)
+        key = _fast_path_key() if registry is not None else None
+        if key is not None:
+            try:
+                data = registry.attachment(version.name, version.version, key)
+                if data is not None:
+                    return FastPath.from_bytes(
+                        data, model, signature=signature, mode=self.fast_path, verify=False
+                    )
+            except ModelDeployError as exc:  # a stale or damaged attachment: compile again
+                logger.warning("%s: stored fast path not used (%s); compiling", label, exc)
+        fast = compile_fast_path(model, signature=signature, mode=self.fast_path, measure=False)
+        if key is not None:
+            try:
+                if fast.report.accepted:
+                    registry.attach(version.name, version.version, key, fast.to_bytes())
+                recorded = any(
+                    e.kind == "fast_path"
+                    and e.version == version.version
+                    and e.details.get("key") == key
+                    for e in registry.history(version.name)
+                )
+                if not recorded:
+                    registry.record_event(
+                        version.name,
+                        "fast_path",
+                        version=version.version,
+                        reason=f"{fast.report.served_by}: {fast.report.reason}",
+                        details={"key": key, **fast.report.to_dict()},
+                    )
+            except ModelDeployError as exc:  # a read-only registry still serves
+                logger.warning("%s: could not store the fast path (%s)", label, exc)
+        return fast
 
     def _check_same_features(self, slot: _Slot, role: str) -> None:
         primary = self._route.signature
@@ -908,3 +953,20 @@ def _describe(exc: BaseException, timeout_ms: float | None) -> str:
     if isinstance(exc, CircuitOpenError):
         return "its circuit breaker is open"
     return f"{type(exc).__name__}: {exc}"
+
+
+def _fast_path_key() -> str:
+    """Attachment key of a compiled fast path: it depends on the libraries that run it."""
+    import hashlib
+    import json
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    versions = {}
+    for package in ("numpy", "scikit-learn", "onnx", "onnxruntime", "modeldeploy"):
+        try:
+            versions[package] = dist_version(package)
+        except PackageNotFoundError:
+            versions[package] = "none"
+    digest = hashlib.sha256(json.dumps(versions, sort_keys=True).encode()).hexdigest()
+    return f"fast_path-{digest[:16]}"

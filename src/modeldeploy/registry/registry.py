@@ -545,6 +545,64 @@ class ModelRegistry:
             )
         )
 
+    # ------------------------------------------------------------------ attachments
+
+    def attach(self, name: str, version: int, key: str, data: bytes) -> str:
+        """Store ``data`` next to a version under ``key`` (replacing an older one); return its
+        sha256.
+
+        For artifacts derived from a version that replicas should not recompute, such as a
+        compiled fast path. Deleting the version deletes its attachments.
+        """
+        val.check_name(key, "key", f"{_OWNER}.attach")
+        number = val.check_int(version, "version", f"{_OWNER}.attach", min_value=1)
+        sha256 = hashlib.sha256(data).hexdigest()
+        staging = Path(tempfile.mkdtemp(prefix="attach-", dir=self.artifacts.scratch_dir()))
+        try:
+            path = staging / "data"
+            path.write_bytes(data)
+            artifact = _artifact_key(sha256)
+            self.artifacts.put(artifact, path)
+
+            def ensure_artifact() -> None:
+                if not self.artifacts.exists(artifact):
+                    self.artifacts.put(artifact, path)
+
+            self.metadata.set_attachment(
+                name, number, key, sha256, len(data), before_commit=ensure_artifact
+            )
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return sha256
+
+    def attachment(self, name: str, version: int, key: str) -> bytes | None:
+        """The bytes attached to a version under ``key`` (sha256-verified), or None.
+
+        Raises
+        ------
+        IntegrityError
+            When the stored bytes are missing or differ from what was attached.
+        """
+        rec = self.metadata.get_attachment(name, version, key)
+        if rec is None:
+            return None
+        try:
+            data = self.artifacts.read(_artifact_key(rec["sha256"]))
+        except FileNotFoundError:
+            raise IntegrityError(
+                f"The attachment {key!r} of {name}:{version} is missing from the artifact store.",
+                name=name,
+                version=version,
+            ) from None
+        if hashlib.sha256(data).hexdigest() != rec["sha256"]:
+            raise IntegrityError(
+                f"The attachment {key!r} of {name}:{version} is corrupt (sha256 differs from the "
+                "one recorded). Attach it again.",
+                name=name,
+                version=version,
+            )
+        return data
+
     # ------------------------------------------------------------------ maintenance
 
     def verify(self, name: str | None = None) -> list[dict[str, Any]]:

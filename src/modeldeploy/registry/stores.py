@@ -257,8 +257,24 @@ class MetadataStore(ABC):
         """A model's history, oldest first."""
 
     @abstractmethod
+    def set_attachment(
+        self,
+        name: str,
+        version: int,
+        key: str,
+        sha256: str,
+        size: int,
+        before_commit: Callable[[], None] | None = None,
+    ) -> None:
+        """Record (or replace) a named artifact stored next to a version."""
+
+    @abstractmethod
+    def get_attachment(self, name: str, version: int, key: str) -> Record | None:
+        """The attachment's record (``sha256``, ``size``, ``created_at``), or None."""
+
+    @abstractmethod
     def referenced_artifacts(self) -> set[str]:
-        """The sha256 of every artifact some version uses."""
+        """The sha256 of every artifact some version or attachment uses."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
@@ -306,6 +322,15 @@ CREATE TABLE IF NOT EXISTS events (
     details TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_name ON events(name, id);
+CREATE TABLE IF NOT EXISTS attachments (
+    name TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (name, version, key)
+);
 """
 
 _JSON_FIELDS = ("metrics", "params", "tags", "environment")
@@ -604,6 +629,14 @@ class SQLiteMetadataStore(MetadataStore):
                     f"it (registry.delete_alias({name!r}, {using[0]!r}))."
                 )
             conn.execute("DELETE FROM versions WHERE name = ? AND version = ?", (name, version))
+            attached = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT sha256 FROM attachments WHERE name = ? AND version = ?",
+                    (name, version),
+                )
+            ]
+            conn.execute("DELETE FROM attachments WHERE name = ? AND version = ?", (name, version))
             event = self._event(
                 conn,
                 name,
@@ -612,11 +645,9 @@ class SQLiteMetadataStore(MetadataStore):
                 reason=reason,
                 details={"sha256": rec["sha256"]},
             )
-            shared = conn.execute(
-                "SELECT 1 FROM versions WHERE sha256 = ? LIMIT 1", (rec["sha256"],)
-            ).fetchone()
-            if shared is None:
-                on_unreferenced(rec["sha256"])
+            for sha in {rec["sha256"], *attached}:
+                if not self._is_referenced(conn, sha):
+                    on_unreferenced(sha)
         return event
 
     def update_version(
@@ -674,5 +705,51 @@ class SQLiteMetadataStore(MetadataStore):
             out.append(rec)
         return out
 
+    @staticmethod
+    def _is_referenced(conn: sqlite3.Connection, sha256: str) -> bool:
+        return (
+            conn.execute(
+                "SELECT 1 FROM versions WHERE sha256 = ? UNION ALL "
+                "SELECT 1 FROM attachments WHERE sha256 = ? LIMIT 1",
+                (sha256, sha256),
+            ).fetchone()
+            is not None
+        )
+
+    def set_attachment(
+        self,
+        name: str,
+        version: int,
+        key: str,
+        sha256: str,
+        size: int,
+        before_commit: Callable[[], None] | None = None,
+    ) -> None:
+        with self._write() as conn:
+            self._version_row(conn, name, version)
+            conn.execute(
+                "INSERT INTO attachments (name, version, key, sha256, size, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name, version, key) DO UPDATE SET "
+                "sha256 = excluded.sha256, size = excluded.size, created_at = excluded.created_at",
+                (name, version, key, sha256, size, utcnow()),
+            )
+            if before_commit is not None:
+                before_commit()
+
+    def get_attachment(self, name: str, version: int, key: str) -> Record | None:
+        row = (
+            self._conn()
+            .execute(
+                "SELECT sha256, size, created_at FROM attachments "
+                "WHERE name = ? AND version = ? AND key = ?",
+                (name, version, key),
+            )
+            .fetchone()
+        )
+        return dict(row) if row is not None else None
+
     def referenced_artifacts(self) -> set[str]:
-        return {r[0] for r in self._conn().execute("SELECT DISTINCT sha256 FROM versions")}
+        rows = self._conn().execute(
+            "SELECT sha256 FROM versions UNION SELECT sha256 FROM attachments"
+        )
+        return {r[0] for r in rows}
