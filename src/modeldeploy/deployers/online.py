@@ -730,6 +730,21 @@ class OnlineDeployer(Deployer):
         if self._executor is not None:
             self._executor.shutdown(wait=False)
 
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until the scored requests so far reached the monitor and the shadow.
+
+        Handing them over happens off the hot path; call this before reading the monitor when
+        labels come right after the predictions (in tests, notebooks, batch jobs). Returns
+        False if that took longer than ``timeout`` seconds.
+        """
+        done = True
+        if self._monitor_worker is not None:
+            done = self._monitor_worker.flush(timeout) and done
+        shadow = self._route.shadow
+        if shadow is not None:
+            done = shadow.flush(timeout) and done
+        return done
+
     def __repr__(self) -> str:
         route = self._route
         parts = [f"primary={route.primary.label!r}"]

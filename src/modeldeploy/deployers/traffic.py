@@ -41,6 +41,17 @@ logger = logging.getLogger("modeldeploy.deployers.traffic")
 _DEPLOYER = "OnlineDeployer"
 
 _STOP = object()
+
+
+class _FlushMark:
+    """Queued by ``BackgroundWorker.flush``; set once the items before it are handled."""
+
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+
 #: Items a background worker takes from its queue in one go (so a shadow model is batched too).
 _DRAIN = 256
 
@@ -164,7 +175,8 @@ class BackgroundWorker:
                 except queue.Empty:
                     break
             stop = any(it is _STOP for it in items)
-            items = [it for it in items if it is not _STOP]
+            marks = [it for it in items if isinstance(it, _FlushMark)]
+            items = [it for it in items if it is not _STOP and not isinstance(it, _FlushMark)]
             if items:
                 try:
                     self.handler(items)
@@ -177,8 +189,21 @@ class BackgroundWorker:
                             self.failures,
                             exc_info=True,
                         )
+            for mark in marks:
+                mark.done.set()
             if stop:
                 return
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until everything queued before this call is handled; False on a time-out."""
+        if self._closed:
+            return True
+        mark = _FlushMark()
+        try:
+            self._queue.put(mark, timeout=timeout)
+        except queue.Full:
+            return False
+        return mark.done.wait(timeout)
 
     def close(self, timeout: float = 5.0) -> None:
         """Process what is queued, then stop the thread (waiting at most ``timeout`` s)."""
@@ -291,6 +316,10 @@ class Shadow:
                 start += n
             self.recorder.count("compared", start)
             self.recorder.count("agreed", agreed)
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until the copies queued so far are scored; False on a time-out."""
+        return self._worker.flush(timeout)
 
     def close(self) -> None:
         """Finish the queued copies and stop."""

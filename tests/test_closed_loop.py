@@ -1,0 +1,125 @@
+"""The whole loop with real parts: registry, online deployer, monitor, retrain policy.
+
+A stream with a concept drift from a fixed seed: before it the label follows x0, after it x1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from modeldeploy import ModelRegistry, Monitor, OnlineDeployer, RetrainPolicy
+from modeldeploy.retraining import Canary, Gate, Replace, metric_below
+
+
+def world(n: int, *, drifted: bool, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 4))
+    return X, ((X[:, 1] if drifted else X[:, 0]) > 0).astype(int)
+
+
+class Loop:
+    def __init__(self, tmp_path: Path, rollout: Any, trainer: Callable[..., Any]) -> None:
+        self.reg = ModelRegistry(tmp_path / "reg")
+        X, y = world(2000, drifted=False, seed=1)
+        v1 = self.reg.register("churn", LogisticRegression().fit(X, y), sample=X)
+        self.reg.promote("churn", v1, reason="first model")
+        production = self.reg.get("churn", alias="production")
+        self.monitor = Monitor.for_version(production, window=4000)
+        self.dep = OnlineDeployer(production, monitor=self.monitor)
+        self.policy = RetrainPolicy(
+            self.reg,
+            "churn",
+            trainer=trainer,
+            triggers=[metric_below("f1", 0.8, min_samples=400)],
+            gate=Gate(metric="f1", min_improvement=0.01),
+            rollout=rollout,
+            cooldown=timedelta(hours=1),
+            rollback_min_samples=300,
+        )
+        self.served = 0
+
+    def stream(self, n: int, seed: int, *, adversarial: bool = False) -> None:
+        """Serve n single-row requests, then their labels arrive."""
+        X, y = world(n, drifted=True, seed=seed)
+        ids = [f"req-{self.served + i}" for i in range(n)]
+        answers = np.array([self.dep.predict(X[i], ids=[ids[i]], key=ids[i])[0] for i in range(n)])
+        self.served += n
+        assert self.dep.flush()
+        self.monitor.log_labels(ids, 1 - answers if adversarial else y)
+
+    def step(self) -> str:
+        data = lambda: world(3000, drifted=True, seed=100 + self.served)  # noqa: E731
+        return self.policy.run(self.monitor, data, deployer=self.dep).status
+
+
+def good_trainer(X: Any, y: Any) -> Any:
+    return LogisticRegression().fit(X, y)
+
+
+def test_drift_is_detected_retrained_canaried_and_promoted(tmp_path: Path) -> None:
+    loop = Loop(tmp_path, Canary(fraction=0.3, min_samples=150), good_trainer)
+    loop.stream(600, seed=2)
+    assert loop.monitor.metrics()["f1"] < 0.8
+    assert loop.step() == "canary_started"
+    assert loop.dep.stats()["churn:2"].role == "canary"
+    loop.stream(1200, seed=3)
+    assert loop.step() == "canary_promoted"
+    assert loop.reg.aliases("churn") == {"production": 2}
+    assert loop.dep.version == "churn:2"
+    X, y = world(3000, drifted=True, seed=9)
+    old = (loop.reg.load("churn", 1).predict(X) == y).mean()
+    new = (loop.reg.load("churn", 2).predict(X) == y).mean()
+    assert new > old + 0.3
+    kinds = [e.kind for e in loop.reg.history("churn")]
+    assert {"retrain_decided", "retrained", "canary_started", "promoted"} <= set(kinds)
+    loop.dep.close()
+
+
+def test_a_worse_challenger_is_refused_and_nothing_changes(tmp_path: Path) -> None:
+    def bad_trainer(X: Any, y: Any) -> Any:
+        return LogisticRegression().fit(X, np.random.default_rng(0).permutation(y))
+
+    loop = Loop(tmp_path, Replace(), bad_trainer)
+    loop.stream(600, seed=2)
+    assert loop.step() == "rejected"
+    assert loop.reg.aliases("churn") == {"production": 1}
+    assert [v.version for v in loop.reg.versions("churn")] == [1]
+    assert loop.dep.version == "churn:1"
+    loop.dep.close()
+
+
+def test_a_rolled_out_version_that_degrades_is_rolled_back(tmp_path: Path) -> None:
+    loop = Loop(tmp_path, Replace(), good_trainer)
+    loop.stream(600, seed=2)
+    assert loop.step() == "promoted"
+    assert loop.dep.version == "churn:2"
+    loop.stream(400, seed=4, adversarial=True)  # in production it turns out always wrong
+    assert loop.step() == "rolled_back"
+    assert loop.reg.aliases("churn") == {"production": 1}
+    assert loop.dep.version == "churn:1"
+    loop.dep.close()
+
+
+def test_flush_hands_every_scored_request_to_the_monitor(tmp_path: Path) -> None:
+    loop = Loop(tmp_path, Replace(), good_trainer)
+    loop.stream(250, seed=5)
+    stats = loop.monitor.label_stats()
+    assert stats["labels_matched"] == 250
+    assert stats["labels_unknown"] == 0
+    loop.dep.close()
+
+
+@pytest.mark.parametrize("n", [1, 7])
+def test_flush_on_an_idle_deployer_returns_at_once(tmp_path: Path, n: int) -> None:
+    loop = Loop(tmp_path, Replace(), good_trainer)
+    for _ in range(n):
+        assert loop.dep.flush(timeout=1.0)
+    loop.dep.close()
+    assert loop.dep.flush()
