@@ -14,6 +14,8 @@ def test_public_names() -> None:
     expected = {
         "Alert",
         "AliasNotFoundError",
+        "BatchDeployer",
+        "BatchResult",
         "Deployer",
         "DeploymentError",
         "Event",

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from importlib.metadata import PackageNotFoundError, version
 
-from modeldeploy.deployers import Deployer, FunctionDeployer, OnlineDeployer
+from modeldeploy.deployers import (
+    BatchDeployer,
+    BatchResult,
+    Deployer,
+    FunctionDeployer,
+    OnlineDeployer,
+)
 from modeldeploy.exceptions import (
     AliasNotFoundError,
     DeploymentError,
@@ -24,9 +31,14 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
     __version__ = "0.0.0+unknown"
 
+# A library leaves output to the application: without a logging set-up, nothing is printed.
+logging.getLogger("modeldeploy").addHandler(logging.NullHandler())
+
 __all__ = [
     "Alert",
     "AliasNotFoundError",
+    "BatchDeployer",
+    "BatchResult",
     "Deployer",
     "DeploymentError",
     "Event",

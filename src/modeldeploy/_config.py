@@ -35,7 +35,7 @@ DEFAULT_BACKGROUND_QUEUE_SIZE = 1024
 #: Seconds between two registry polls of ``OnlineDeployer.follow``.
 DEFAULT_POLL_S = 5.0
 #: Rows per chunk of ``BatchDeployer`` (bounded memory: about chunk_size x n_jobs x 2 rows live).
-DEFAULT_BATCH_CHUNK_SIZE = 50_000
+DEFAULT_BATCH_CHUNK_SIZE = 100_000
 #: Chunks in flight per worker of ``BatchDeployer``: one being scored, one read and waiting.
 DEFAULT_BATCH_IN_FLIGHT_PER_WORKER = 2
 #: Rows of each scored chunk that ``BatchDeployer`` hands to its monitor (a uniform sample).

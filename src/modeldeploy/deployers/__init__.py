@@ -7,12 +7,15 @@ from __future__ import annotations
 
 from modeldeploy.deployers._stats import DeployerStats, VersionStats
 from modeldeploy.deployers.base import Deployer, FunctionDeployer
+from modeldeploy.deployers.batch import BatchDeployer, BatchResult, SkippedChunk
 from modeldeploy.deployers.batching import MicroBatcher
 from modeldeploy.deployers.fastpath import FastPath, FastPathReport, compile_fast_path
 from modeldeploy.deployers.online import OnlineDeployer
 from modeldeploy.deployers.traffic import DeploymentEvent
 
 __all__ = [
+    "BatchDeployer",
+    "BatchResult",
     "Deployer",
     "DeployerStats",
     "DeploymentEvent",
@@ -21,6 +24,7 @@ __all__ = [
     "FunctionDeployer",
     "MicroBatcher",
     "OnlineDeployer",
+    "SkippedChunk",
     "VersionStats",
     "compile_fast_path",
 ]

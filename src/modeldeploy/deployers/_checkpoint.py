@@ -1,0 +1,192 @@
+"""Checkpoints of a batch run: finished chunks on disk, so a killed run resumes where it stopped.
+
+Next to the output ``scores.parquet`` a run keeps ``scores.parquet.partial/``::
+
+    manifest.json       what run this is (source, chunking, model, method): resume refuses others
+    done.jsonl          one line per finished chunk (scored or skipped), appended and fsynced
+    part-00000012.parquet   the scores of chunk 12, written to a temp name, fsynced, renamed
+
+A part is on disk before its line is in ``done.jsonl``, so a line always names a complete part;
+a part without a line (killed in between) is scored again. At the end the parts are assembled
+into a temp file next to the output, fsynced and renamed over it (``os.replace``), so a reader
+sees the old file or the complete new one, never half of one; then the directory is removed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from modeldeploy.deployers.sources import Output
+from modeldeploy.exceptions import InvalidParameterError
+
+__all__ = ["Checkpoint", "Entry"]
+
+logger = logging.getLogger("modeldeploy.batch")
+
+_MANIFEST_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One finished chunk: scored (``reason is None``) or skipped (``reason`` says why)."""
+
+    index: int
+    start: int
+    stop: int
+    reason: str | None = None
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms that cannot open directories
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+class Checkpoint:
+    """The ``<output>.partial/`` directory of one run.
+
+    Parameters
+    ----------
+    output
+        The writer of the final file.
+    fingerprint
+        What identifies the run; a checkpoint made with another fingerprint is not resumed.
+    """
+
+    def __init__(self, output: Output, fingerprint: dict[str, Any]) -> None:
+        self.output = output
+        self.fingerprint = fingerprint
+        self.dir = output.path.with_name(output.path.name + ".partial")
+        self._log: Any = None
+
+    def _part(self, index: int) -> Path:
+        return self.dir / f"part-{index:08d}{self.output.suffix}"
+
+    def open(self, *, resume: bool) -> dict[int, Entry]:
+        """Start or resume; return the chunks already finished (empty when starting afresh).
+
+        Raises
+        ------
+        InvalidParameterError
+            When resuming a checkpoint that another run (other source, chunking, model or
+            method) left behind.
+        """
+        done: dict[int, Entry] = {}
+        if self.dir.exists() and resume:
+            done = self._read()
+        elif self.dir.exists():
+            logger.info("Discarding the checkpoint %s (resume=False).", self.dir)
+            shutil.rmtree(self.dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if not done:
+            manifest = {"version": _MANIFEST_VERSION, "run": self.fingerprint}
+            _write_atomic(self.dir / "manifest.json", json.dumps(manifest, indent=1).encode())
+        # Rewrite the log from what was read, so a line torn by a kill never prefixes a new one.
+        lines = "".join(json.dumps(e.__dict__) + "\n" for e in done.values())
+        _write_atomic(self.dir / "done.jsonl", lines.encode())
+        self._log = open(self.dir / "done.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+        if done:
+            logger.info("Resuming from %s: %d chunks already finished.", self.dir, len(done))
+        return done
+
+    def _read(self) -> dict[int, Entry]:
+        try:
+            manifest = json.loads((self.dir / "manifest.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            logger.warning("The checkpoint %s has no readable manifest; starting over.", self.dir)
+            return {}
+        if manifest.get("run") != json.loads(json.dumps(self.fingerprint)):
+            raise InvalidParameterError(
+                f"The checkpoint {str(self.dir)!r} was left by another run (recorded "
+                f"{manifest.get('run')!r}; this run is {self.fingerprint!r}). Delete the "
+                "directory, or run with resume=False to start over."
+            )
+        done: dict[int, Entry] = {}
+        try:
+            text = (self.dir / "done.jsonl").read_text(encoding="utf-8")
+        except OSError:
+            return done
+        for line in text.splitlines():
+            try:
+                entry = Entry(**json.loads(line))
+            except (ValueError, TypeError):
+                continue  # the line being written when the run was killed
+            scored = entry.reason is None and entry.stop > entry.start
+            if scored and not self._part(entry.index).exists():
+                continue
+            done[entry.index] = entry
+        return done
+
+    def record(
+        self,
+        entry: Entry,
+        y: np.ndarray | None = None,
+        ids: dict[str, np.ndarray] | None = None,
+        columns: list[str] | None = None,
+    ) -> None:
+        """Make one finished chunk durable: its part first (when scored), then its log line."""
+        if y is not None:
+            part = self._part(entry.index)
+            tmp = part.with_name(part.name + ".tmp")
+            self.output.write_part(tmp, y, ids, columns or [])
+            _fsync_file(tmp)
+            os.replace(tmp, part)
+        self._log.write(json.dumps(entry.__dict__) + "\n")
+        self._log.flush()
+        os.fsync(self._log.fileno())
+
+    def finish(self, entries: dict[int, Entry], n_rows: int) -> None:
+        """Assemble the parts into the output, atomically, and remove the checkpoint."""
+        self.close()
+        ordered = sorted(entries.values(), key=lambda e: e.index)
+        parts = [
+            (None if e.reason or e.stop == e.start else self._part(e.index), e.start, e.stop)
+            for e in ordered
+        ]
+        target = self.output.path
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        try:
+            self.output.assemble(parts, n_rows, tmp)
+            _fsync_file(tmp)
+            os.replace(tmp, target)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        _fsync_dir(target.parent)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def close(self) -> None:
+        """Close the log (the checkpoint stays on disk for a later ``resume=True``)."""
+        if self._log is not None:
+            self._log.close()
+            self._log = None

@@ -1,0 +1,650 @@
+"""BatchDeployer: outputs, errors, progress, monitor hook, scheduled batches, thread safety."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sklearn.linear_model import LinearRegression, LogisticRegression
+from sklearn.tree import DecisionTreeClassifier
+
+from modeldeploy.deployers.batch import BatchDeployer, BatchResult, SkippedChunk
+from modeldeploy.exceptions import DeploymentError, InvalidParameterError, SchemaError
+from modeldeploy.registry.signature import Signature
+
+N_ROWS = 2_000
+CHUNK = 300
+FEATURES = ["a", "b", "c", "d"]
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(42)
+    X = rng.normal(size=(N_ROWS, len(FEATURES)))
+    y = (X[:, 0] + 0.5 * X[:, 1] - X[:, 2] * X[:, 3] > 0).astype(np.int64)
+    return X, y
+
+
+@pytest.fixture(scope="module")
+def model(data: tuple[np.ndarray, np.ndarray]) -> LogisticRegression:
+    X, y = data
+    return LogisticRegression().fit(X, y)
+
+
+def _frame(rows: np.ndarray) -> Any:
+    df = pd.DataFrame(rows, columns=FEATURES)
+    df.insert(0, "customer_id", np.arange(rows.shape[0], dtype=np.int64) * 7 + 1000)
+    return df
+
+
+def _make_source(kind: str, rows: np.ndarray, tmp_path: Path) -> tuple[Any, list[str] | None]:
+    """A source of the given kind holding rows (with a customer_id column where it has columns)."""
+    X = rows
+    if kind == "array":
+        return X, None
+    if kind == "npy":
+        np.save(tmp_path / "X.npy", X)
+        return tmp_path / "X.npy", None
+    if kind == "dataframe":
+        return _frame(X), ["customer_id"]
+    if kind == "csv":
+        _frame(X).to_csv(tmp_path / "X.csv", index=False)
+        return str(tmp_path / "X.csv"), ["customer_id"]
+    if kind == "parquet":
+        _frame(X).to_parquet(tmp_path / "X.parquet", row_group_size=700)
+        return tmp_path / "X.parquet", ["customer_id"]
+    assert kind == "iterable"
+    # Uneven chunks, one of them empty: chunk boundaries are the iterable's own.
+    cuts = [0, 250, 250, 1100, 1600, N_ROWS]
+    return (X[a:b] for a, b in itertools.pairwise(cuts)), None
+
+
+def _read_output(path: Path) -> tuple[np.ndarray, pd.DataFrame | None]:
+    if path.suffix == ".npy":
+        return np.load(path), None
+    df = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    scores = [c for c in df.columns if c.startswith(("prediction", "proba_"))]
+    values = df[scores].to_numpy()
+    return (values[:, 0] if scores == ["prediction"] else values), df
+
+
+@pytest.mark.parametrize("method", ["predict", "predict_proba"])
+@pytest.mark.parametrize("output", [None, "npy", "parquet", "csv"])
+@pytest.mark.parametrize("kind", ["array", "npy", "dataframe", "csv", "parquet", "iterable"])
+def test_outputs_equal_model_predict_for_every_source_and_output(
+    kind: str,
+    output: str | None,
+    method: str,
+    data: tuple[np.ndarray, np.ndarray],
+    model: LogisticRegression,
+    tmp_path: Path,
+) -> None:
+    X, _ = data
+    expected = getattr(model, method)(X)
+    source, ids = _make_source(kind, X, tmp_path)
+    out = None if output is None else tmp_path / f"scores.{output}"
+    with BatchDeployer(model, chunk_size=CHUNK, n_jobs=2, backend="threads", method=method) as job:
+        got = job.run(source, out, id_columns=ids)
+    if out is None:
+        assert isinstance(got, np.ndarray)
+        scores = got
+    else:
+        assert isinstance(got, BatchResult)
+        assert got.rows == N_ROWS
+        assert got.output == out
+        assert not out.with_name(out.name + ".partial").exists()
+        scores, df = _read_output(out)
+        if df is not None and ids:
+            np.testing.assert_array_equal(df["customer_id"], _frame(X)["customer_id"])
+    assert scores.shape == expected.shape
+    if method == "predict":
+        np.testing.assert_array_equal(scores, expected)
+    else:
+        np.testing.assert_allclose(scores, expected, rtol=1e-12, atol=0)
+    assert job.last_result is not None and job.last_result.rows == N_ROWS
+
+
+def test_proba_columns_are_named_by_class(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 2))
+    y = np.where(X[:, 0] > 0, "churn", "stay")
+    model = DecisionTreeClassifier(max_depth=3, random_state=0).fit(X, y)
+    with BatchDeployer(model, chunk_size=64, method="predict_proba") as job:
+        job.run(X, tmp_path / "p.parquet")
+    df = pd.read_parquet(tmp_path / "p.parquet")
+    assert list(df.columns) == ["proba_churn", "proba_stay"]
+    np.testing.assert_allclose(df.to_numpy(), model.predict_proba(X))
+
+
+def _signature(sample: np.ndarray) -> Signature:
+    return Signature.infer(sample, names=FEATURES)
+
+
+def test_bad_row_error_names_chunk_and_global_rows(
+    data: tuple[np.ndarray, np.ndarray], model: LogisticRegression
+) -> None:
+    X, _ = data
+    bad = X.copy()
+    bad[1234, 2] = np.nan
+    job = BatchDeployer(model, chunk_size=CHUNK, n_jobs=1, signature=_signature(X))
+    with pytest.raises(SchemaError) as info:
+        job.run(bad)
+    message = str(info.value)
+    assert "Chunk 4 (rows 1200..1499)" in message
+    assert "row 1234" in message
+    assert info.value.row == 1234
+    assert info.value.column == "c"
+
+
+def test_skip_reports_bad_chunks_and_scores_the_rest(
+    data: tuple[np.ndarray, np.ndarray], model: LogisticRegression, tmp_path: Path
+) -> None:
+    X, _ = data
+    bad = X.copy()
+    bad[1234, 2] = np.inf
+    bad[10, 0] = np.nan
+    with BatchDeployer(
+        model,
+        chunk_size=CHUNK,
+        n_jobs=2,
+        backend="threads",
+        on_error="skip",
+        signature=_signature(X),
+    ) as job:
+        result = job.run(bad, tmp_path / "s.npy")
+        in_memory = job.run(bad)
+    assert [(s.chunk, s.rows) for s in result.skipped] == [
+        (0, range(300)),
+        (4, range(1200, 1500)),
+    ]
+    assert "row 10" in result.skipped[0].reason and "NaN" in result.skipped[0].reason
+    assert "row 1234" in result.skipped[1].reason
+    assert result.rows == N_ROWS - 600
+    assert result.skipped_rows == 600
+    expected = model.predict(X).astype(np.float64)
+    for scores in (np.load(tmp_path / "s.npy"), in_memory):
+        assert scores.dtype == np.float64  # int labels cannot hold the NaN of skipped rows
+        assert np.isnan(scores[:300]).all() and np.isnan(scores[1200:1500]).all()
+        keep = np.r_[300:1200, 1500:N_ROWS]
+        np.testing.assert_array_equal(scores[keep], expected[keep])
+    assert job.last_result is not None and len(job.last_result.skipped) == 2
+
+
+def test_skip_leaves_rows_out_of_parquet_with_their_ids(
+    data: tuple[np.ndarray, np.ndarray], model: LogisticRegression, tmp_path: Path
+) -> None:
+    X, _ = data
+    df = _frame(X)
+    df["b"] = df["b"].astype(object)
+    df.loc[650, "b"] = "oops"  # a string in a numeric column
+    with BatchDeployer(model, chunk_size=CHUNK, on_error="skip", signature=_signature(X)) as job:
+        result = job.run(df, tmp_path / "s.parquet", id_columns=["customer_id"])
+    assert [s.chunk for s in result.skipped] == [2]
+    assert "'oops'" in result.skipped[0].reason
+    out = pd.read_parquet(tmp_path / "s.parquet")
+    keep = np.r_[0:600, 900:N_ROWS]
+    np.testing.assert_array_equal(out["customer_id"], df["customer_id"].to_numpy()[keep])
+    np.testing.assert_array_equal(out["prediction"], model.predict(X)[keep])
+
+
+class _Fragile:
+    """Predicts like ``inner`` but raises on any row whose first feature exceeds ``limit``."""
+
+    def __init__(self, inner: Any, limit: float) -> None:
+        self.inner = inner
+        self.limit = limit
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        if (np.asarray(X)[:, 0] > self.limit).any():
+            raise ArithmeticError("value too large for this model")
+        return np.asarray(self.inner.predict(X))
+
+
+def test_model_failure_raises_deployment_error_naming_chunk(
+    data: tuple[np.ndarray, np.ndarray], model: LogisticRegression
+) -> None:
+    X, _ = data
+    X = X.copy()
+    X[:, 0] = np.clip(X[:, 0], -1, 1)
+    X[777, 0] = 50.0
+    with pytest.raises(DeploymentError) as info:
+        BatchDeployer(_Fragile(model, 10.0), chunk_size=CHUNK, backend="threads").run(X)
+    assert "Chunk 2 (rows 600..899)" in str(info.value)
+    assert "ArithmeticError" in str(info.value)
+    assert isinstance(info.value.__cause__, ArithmeticError)
+
+
+def test_empty_input_and_empty_chunks(model: LogisticRegression, tmp_path: Path) -> None:
+    empty = np.empty((0, len(FEATURES)))
+    with BatchDeployer(model, chunk_size=CHUNK) as job:
+        assert job.run(empty).shape == (0,)
+        assert job.run([]).shape == (0,)
+        proba = BatchDeployer(model, method="predict_proba").run(empty)
+        assert proba.shape == (0, 2)
+        result = job.run(empty, tmp_path / "e.npy")
+        assert (result.rows, result.chunks) == (0, 0)
+        assert np.load(tmp_path / "e.npy").shape == (0,)
+        result = job.run(iter([empty, empty]), tmp_path / "e.csv")
+        assert result.chunks == 2 and result.rows == 0
+        assert (tmp_path / "e.csv").read_text() == "prediction\n"
+
+
+def test_progress_bar_and_callback_report_rows(
+    data: tuple[np.ndarray, np.ndarray], model: LogisticRegression, capsys: Any
+) -> None:
+    X, _ = data
+    seen: list[tuple[int, int | None]] = []
+    with BatchDeployer(model, chunk_size=CHUNK, n_jobs=2, backend="threads") as job:
+        job.run(X, progress=True, callback=lambda done, total: seen.append((done, total)))
+        job.run(iter([X[:100], X[100:250]]), callback=lambda d, t: seen.append((d, t)))
+    dones = [d for d, _ in seen[:7]]
+    assert dones == sorted(dones) and dones[-1] == N_ROWS and len(dones) == 7
+    assert {t for _, t in seen[:7]} == {N_ROWS}
+    # Rows done grow as chunks finish (in any order); the total of an iterable is unknown.
+    assert [t for _, t in seen[7:]] == [None, None] and seen[-1][0] == 250
+    err = capsys.readouterr().err
+    assert "rows/s" in err and "2.00k" in err
+
+
+class _RecordingMonitor:
+    def __init__(self, fail: bool = False) -> None:
+        self.fail = fail
+        self.batches: list[dict[str, Any]] = []
+        self.errors: list[BaseException] = []
+        self.lock = threading.Lock()
+
+    def log_predictions(
+        self,
+        X: Any,
+        y_pred: Any,
+        *,
+        ids: Any = None,
+        y_proba: Any = None,
+        version: str | None = None,
+        latency_s: float | None = None,
+    ) -> None:
+        with self.lock:
+            self.batches.append(
+                {"X": X, "y": y_pred, "ids": ids, "proba": y_proba, "latency": latency_s}
+            )
+        if self.fail:
+            raise RuntimeError("monitor is down")
+
+    def log_error(self, error: BaseException, *, version: str | None = None) -> None:
+        with self.lock:
+            self.errors.append(error)
+        if self.fail:
+            raise RuntimeError("monitor is down")
+
+
+def test_monitor_gets_a_sample_of_every_chunk_and_errors(
+    data: tuple[np.ndarray, np.ndarray], model: LogisticRegression
+) -> None:
+    X, _ = data
+    bad = X.copy()
+    bad[5, 1] = np.nan
+    monitor = _RecordingMonitor()
+    with BatchDeployer(
+        model,
+        chunk_size=CHUNK,
+        monitor=monitor,
+        monitor_rows=50,
+        on_error="skip",
+        signature=_signature(X),
+    ) as job:
+        job.run(bad)
+    assert len(monitor.batches) == 6  # 7 chunks, the first skipped
+    assert len(monitor.errors) == 1 and isinstance(monitor.errors[0], SchemaError)
+    for batch in monitor.batches:
+        ids = np.asarray(batch["ids"])
+        assert len(ids) == 50
+        np.testing.assert_array_equal(batch["X"], X[ids])  # ids are global row numbers
+        np.testing.assert_array_equal(batch["y"], model.predict(X[ids]))
+        np.testing.assert_allclose(batch["proba"], model.predict_proba(X[ids]))
+
+
+def test_raising_monitor_never_fails_the_run(
+    data: tuple[np.ndarray, np.ndarray], model: LogisticRegression
+) -> None:
+    X, _ = data
+    monitor = _RecordingMonitor(fail=True)
+    with BatchDeployer(model, chunk_size=CHUNK, monitor=monitor) as job:
+        np.testing.assert_array_equal(job.run(X), model.predict(X))
+    assert len(monitor.batches) == 7
+
+
+def test_in_flight_chunks_are_bounded_by_workers(
+    data: tuple[np.ndarray, np.ndarray], model: LogisticRegression
+) -> None:
+    X, _ = data
+    read = 0
+    finished = 0
+    most = 0
+
+    def chunks() -> Iterator[np.ndarray]:
+        nonlocal read, most
+        for start in range(0, N_ROWS, 50):
+            read += 1
+            most = max(most, read - finished)
+            yield X[start : start + 50]
+
+    def done(rows: int, total: int | None) -> None:
+        nonlocal finished
+        finished += 1
+
+    slow = _Slow(model, 0.002)
+    got = BatchDeployer(slow, n_jobs=2, backend="threads").run(chunks(), callback=done)
+    np.testing.assert_array_equal(got, model.predict(X))
+    assert read == N_ROWS // 50
+    assert 2 <= most <= 2 * 2 + 1  # workers x 2 in flight, plus the one being handed over
+
+
+class _Slow:
+    def __init__(self, inner: Any, seconds: float) -> None:
+        self.inner = inner
+        self.seconds = seconds
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        time.sleep(self.seconds)
+        return np.asarray(self.inner.predict(X))
+
+
+class _CountsLoads:
+    """A model that notes, in a file, every process that unpickles it."""
+
+    def __init__(self, inner: Any, log: Path) -> None:
+        self.inner = inner
+        self.log = log
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        with open(self.log, "a") as f:
+            f.write(f"{os.getpid()}\n")
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return np.asarray(self.inner.predict(X))
+
+
+def test_processes_backend_ships_the_model_once_per_worker(
+    data: tuple[np.ndarray, np.ndarray], model: LogisticRegression, tmp_path: Path
+) -> None:
+    X, _ = data
+    np.save(tmp_path / "X.npy", X)
+    log = tmp_path / "loads.txt"
+    counting = _CountsLoads(model, log)
+    with BatchDeployer(counting, chunk_size=100, n_jobs=2, backend="processes") as job:
+        from_file = job.run(tmp_path / "X.npy")
+        assert job.last_result is not None and job.last_result.chunks == 20
+        loads = log.read_text().split()
+        from_array = job.run(X)
+    np.testing.assert_array_equal(from_file, model.predict(X))
+    np.testing.assert_array_equal(from_array, model.predict(X))
+    # 20 chunks, 2 worker processes: one load per worker, none in this process, none per chunk.
+    assert 1 <= len(loads) <= 2 and len(set(loads)) == len(loads)
+    assert str(os.getpid()) not in loads
+
+
+def test_auto_backend_choice(model: LogisticRegression, data: tuple[np.ndarray, Any]) -> None:
+    from modeldeploy.deployers.batch import _ProcessPool, _SerialPool, _ThreadPool
+    from modeldeploy.deployers.sources import open_source
+
+    X, _ = data
+    big, small = open_source(X), open_source(X[:10])
+    job = BatchDeployer(model, chunk_size=CHUNK, n_jobs=2)
+    scorer = job._get_scorer()
+    assert isinstance(job._pool(scorer, big), _ThreadPool)  # scikit-learn releases the GIL
+    assert isinstance(job._pool(scorer, small), _SerialPool)  # one chunk: no pool at all
+    slow = BatchDeployer(_Slow(model, 0), chunk_size=CHUNK, n_jobs=2)
+    pool = slow._pool(slow._get_scorer(), big)
+    assert isinstance(pool, _ProcessPool)  # a pure-Python model: processes
+    pool.close()
+    single = BatchDeployer(model, chunk_size=CHUNK, n_jobs=1)
+    assert isinstance(single._pool(single._get_scorer(), big), _SerialPool)
+
+
+def test_concurrent_runs_from_many_threads_are_correct(
+    data: tuple[np.ndarray, np.ndarray], model: LogisticRegression
+) -> None:
+    X, _ = data
+    job = BatchDeployer(model, chunk_size=97, n_jobs=2, backend="threads")
+    rng = np.random.default_rng(1)
+    inputs = [X[rng.permutation(N_ROWS)[: 500 + 100 * k]] for k in range(6)]
+    outputs: dict[int, np.ndarray] = {}
+
+    def work(k: int) -> None:
+        outputs[k] = job.run(inputs[k])
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for k in range(6):
+        np.testing.assert_array_equal(outputs[k], model.predict(inputs[k]))
+
+
+def test_submit_scores_on_size_threshold_and_flush(
+    data: tuple[np.ndarray, np.ndarray], model: LogisticRegression
+) -> None:
+    X, _ = data
+    job = BatchDeployer(model, flush_rows=10, flush_interval_s=None)
+    futures: dict[int, Any] = {}
+    lock = threading.Lock()
+
+    def client(rows: range) -> None:
+        for i in rows:
+            fut = job.submit(X[i])
+            with lock:
+                futures[i] = fut
+
+    threads = [threading.Thread(target=client, args=(range(k, 43, 4),)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # 43 rows with a threshold of 10: scored by size until fewer than 10 wait for flush().
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not (
+        job.pending_rows < 10 and sum(f.done() for f in futures.values()) == 43 - job.pending_rows
+    ):
+        time.sleep(0.01)
+    waiting = job.pending_rows
+    assert waiting < 10
+    assert sum(f.done() for f in futures.values()) == 43 - waiting >= 34
+    assert job.flush() == waiting
+    assert job.pending_rows == 0
+    for i, fut in futures.items():
+        np.testing.assert_array_equal(fut.result(timeout=5), model.predict(X[i : i + 1]))
+    job.close()
+
+
+def test_submit_scores_on_time_threshold_and_close_drains(
+    data: tuple[np.ndarray, np.ndarray], model: LogisticRegression
+) -> None:
+    X, _ = data
+    job = BatchDeployer(model, flush_rows=1_000, flush_interval_s=0.05)
+    fut = job.submit(X[:3])
+    np.testing.assert_array_equal(fut.result(timeout=10), model.predict(X[:3]))
+    never = BatchDeployer(model, flush_rows=1_000, flush_interval_s=None)
+    waiting = never.submit(X[3:5])
+    assert not waiting.done()
+    never.close()  # closing scores what waits
+    np.testing.assert_array_equal(waiting.result(timeout=0), model.predict(X[3:5]))
+    with pytest.raises(DeploymentError, match="closed"):
+        never.submit(X[:1])
+    job.close()
+
+
+def test_submit_bad_request_fails_alone(
+    data: tuple[np.ndarray, np.ndarray], model: LogisticRegression
+) -> None:
+    X, _ = data
+    with BatchDeployer(
+        _Fragile(model, 10.0), flush_rows=100, flush_interval_s=None, signature=_signature(X)
+    ) as job:
+        good = [job.submit(X[i]) for i in range(5)]
+        huge = X[5].copy()
+        huge[0] = 99.0
+        bad_model = job.submit(huge)
+        wrong_shape = job.submit(X[6, :2])
+        job.flush()
+    with pytest.raises(SchemaError):
+        wrong_shape.result(timeout=0)
+    with pytest.raises(DeploymentError, match="ArithmeticError"):
+        bad_model.result(timeout=0)
+    for i, fut in enumerate(good):
+        np.testing.assert_array_equal(fut.result(timeout=0), model.predict(X[i : i + 1]))
+
+
+_FAIL_ON_CHUNK: dict[str, int | None] = {"start": None}
+
+
+class _FailsOnce:
+    """Raises on the chunk starting at ``_FAIL_ON_CHUNK['start']`` while that is set."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        if _FAIL_ON_CHUNK["start"] is not None and np.array_equal(
+            X[0], self.inner.X_ref[_FAIL_ON_CHUNK["start"]]
+        ):
+            raise OSError("transient failure")
+        return np.asarray(self.inner.predict(X))
+
+
+def test_failed_run_leaves_no_output_and_resumes_identically(
+    data: tuple[np.ndarray, np.ndarray], model: LogisticRegression, tmp_path: Path
+) -> None:
+    X, _ = data
+    inner = LogisticRegression().fit(X, data[1])
+    inner.X_ref = X
+    flaky = _FailsOnce(inner)
+    clean = tmp_path / "clean.csv"
+    out = tmp_path / "scores.csv"
+    out.write_text("old content\n")
+    BatchDeployer(flaky, chunk_size=CHUNK, n_jobs=1).run(X, clean)
+    _FAIL_ON_CHUNK["start"] = 3 * CHUNK
+    try:
+        with pytest.raises(DeploymentError, match=r"Chunk 3 \(rows 900\.\.1199\)"):
+            BatchDeployer(flaky, chunk_size=CHUNK, n_jobs=1).run(X, out)
+    finally:
+        _FAIL_ON_CHUNK["start"] = None
+    assert out.read_text() == "old content\n"  # the old file is untouched until the end
+    assert (tmp_path / "scores.csv.partial").is_dir()
+    with pytest.raises(InvalidParameterError, match="another run"):
+        BatchDeployer(flaky, chunk_size=CHUNK + 1, n_jobs=1).run(X, out, resume=True)
+    result = BatchDeployer(flaky, chunk_size=CHUNK, n_jobs=1).run(X, out, resume=True)
+    assert result.resumed_chunks == 3
+    assert out.read_bytes() == clean.read_bytes()
+    assert not (tmp_path / "scores.csv.partial").exists()
+
+
+def test_result_repr_and_html() -> None:
+    result = BatchResult(
+        rows=900,
+        seconds=1.5,
+        chunks=4,
+        skipped=(SkippedChunk(2, 600, 900, "Feature 'a' has NaN <bad>"),),
+        output=Path("scores.parquet"),
+    )
+    assert repr(result) == (
+        "BatchResult(rows=900, chunks=4, skipped=1 chunks / 300 rows, seconds=1.500, "
+        "output='scores.parquet')"
+    )
+    page = result._repr_html_()
+    assert "600..899" in page and "&lt;bad&gt;" in page and "600" in page
+    assert result.rows_per_second == 600.0
+
+
+def test_deployer_repr_and_html(model: LogisticRegression, data: tuple[np.ndarray, Any]) -> None:
+    job = BatchDeployer(model, chunk_size=500, n_jobs=1)
+    assert repr(job) == (
+        "BatchDeployer(LogisticRegression, chunk_size=500, n_jobs=1, backend='auto', "
+        "method='predict', on_error='raise')"
+    )
+    assert "<caption>BatchResult" not in job._repr_html_()
+    job.run(data[0])
+    page = job._repr_html_()
+    assert "500" in page and "<caption>BatchResult" in page and "2,000" in page
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"chunk_size": 0}, "'chunk_size' parameter of BatchDeployer must be an int >= 1"),
+        ({"n_jobs": 0}, "'n_jobs' parameter of BatchDeployer must be an int >= 1"),
+        ({"backend": "spark"}, "'backend' parameter of BatchDeployer must be one of"),
+        ({"method": "transform"}, "'method' parameter of BatchDeployer must be one of"),
+        ({"on_error": "ignore"}, "'on_error' parameter of BatchDeployer must be one of"),
+        ({"monitor": object()}, "'monitor' parameter of BatchDeployer"),
+        ({"flush_interval_s": 0}, "'flush_interval_s' parameter of BatchDeployer"),
+    ],
+)
+def test_bad_parameters_are_refused(
+    kwargs: dict[str, Any], match: str, model: LogisticRegression
+) -> None:
+    with pytest.raises(InvalidParameterError, match=match):
+        BatchDeployer(model, **kwargs)
+
+
+def test_bad_run_arguments_are_refused(
+    model: LogisticRegression, data: tuple[np.ndarray, Any], tmp_path: Path
+) -> None:
+    X, _ = data
+    job = BatchDeployer(model)
+    with pytest.raises(InvalidParameterError, match="needs an output path"):
+        job.run(X, resume=True)
+    with pytest.raises(InvalidParameterError, match="'id_columns'"):
+        job.run(X, id_columns=["id"])
+    with pytest.raises(InvalidParameterError, match=r"\.npy, \.parquet"):
+        job.run(X, tmp_path / "scores.xlsx")
+    with pytest.raises(InvalidParameterError, match="does not exist"):
+        job.run(tmp_path / "missing.npy")
+    regressor = LinearRegression().fit(X, X[:, 0])
+    with pytest.raises(InvalidParameterError, match="no such method"):
+        BatchDeployer(regressor, method="predict_proba").run(X)
+    with pytest.raises(InvalidParameterError, match="ModelVersion or an object with predict"):
+        BatchDeployer(42)
+    with pytest.raises(InvalidParameterError, match="'client' parameter of BatchDeployer"):
+        BatchDeployer(model, backend="dask").run(X)  # no client given, no default client
+    job.close()
+    with pytest.raises(DeploymentError, match="closed"):
+        job.run(X)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    n_rows=st.integers(0, 400),
+    chunk_size=st.integers(1, 120),
+    n_jobs=st.sampled_from([1, 2]),
+    cuts=st.lists(st.integers(0, 400), max_size=6),
+)
+def test_any_chunking_gives_the_scores_of_one_predict_call(
+    n_rows: int, chunk_size: int, n_jobs: int, cuts: list[int], model: LogisticRegression
+) -> None:
+    rng = np.random.default_rng(n_rows)
+    X = rng.normal(size=(n_rows, len(FEATURES)))
+    expected = model.predict_proba(X) if n_rows else np.empty((0, 2))
+    job = BatchDeployer(
+        model, chunk_size=chunk_size, n_jobs=n_jobs, backend="threads", method="predict_proba"
+    )
+    # Equal up to the last bit that BLAS may round differently on fewer rows.
+    np.testing.assert_allclose(job.run(X), expected, rtol=1e-12, atol=1e-15)
+    bounds = sorted({0, n_rows, *(c for c in cuts if c <= n_rows)})
+    pieces = iter([X[a:b] for a, b in itertools.pairwise(bounds)])
+    got = job.run(pieces)
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-15)
