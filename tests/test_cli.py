@@ -150,3 +150,103 @@ def test_missing_registry_and_usage_errors(tmp_path: Path) -> None:
     usage = run("bogus")
     assert usage.returncode == 2 and "invalid choice: 'bogus'" in usage.stderr
     assert run("promote", "churn", "two").returncode == 2
+
+
+@pytest.fixture(scope="module")
+def scoring(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, np.ndarray]:
+    from sklearn.ensemble import RandomForestClassifier
+
+    folder = tmp_path_factory.mktemp("score")
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(3000, 4)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int)
+    reg = ModelRegistry(folder / "reg")
+    reg.register("rf", RandomForestClassifier(n_estimators=5, max_depth=4).fit(X, y), sample=X)
+    reg.promote("rf", 1)
+    np.save(folder / "X.npy", X)
+    return folder, folder / "reg", X
+
+
+def test_score_a_npy_file_through_the_batch_deployer(
+    scoring: tuple[Path, Path, np.ndarray],
+) -> None:
+    folder, reg_root, X = scoring
+    out = run(
+        "score",
+        "rf@production",
+        str(folder / "X.npy"),
+        "-o",
+        str(folder / "p.npy"),
+        "--chunk-size",
+        "500",
+        "--n-jobs",
+        "2",
+        root=reg_root,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("rf:1: scored 3,000 rows in")
+    expected = ModelRegistry(reg_root).load("rf", 1).predict(X)
+    np.testing.assert_array_equal(np.load(folder / "p.npy"), expected)
+
+
+def test_score_parquet_with_ids_and_json_summary(scoring: tuple[Path, Path, np.ndarray]) -> None:
+    import pandas as pd
+
+    folder, reg_root, X = scoring
+    df = pd.DataFrame(X, columns=[f"x{j}" for j in range(4)])
+    df.insert(0, "customer_id", np.arange(len(df)) + 1000)
+    df.to_parquet(folder / "X.parquet")
+    out = run(
+        "score",
+        "rf:1",
+        str(folder / "X.parquet"),
+        "-o",
+        str(folder / "p.parquet"),
+        "--id-columns",
+        "customer_id",
+        "--proba",
+        "--json",
+        root=reg_root,
+    )
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert (summary["version"], summary["rows"], summary["skipped"]) == ("rf:1", 3000, [])
+    scores = pd.read_parquet(folder / "p.parquet")
+    assert scores["customer_id"].tolist()[:3] == [1000, 1001, 1002]
+    assert len(scores) == 3000
+
+
+def test_score_reports_bad_chunks_and_missing_input(
+    scoring: tuple[Path, Path, np.ndarray],
+) -> None:
+    folder, reg_root, X = scoring
+    bad = X.copy()
+    bad[1234, 2] = np.nan
+    np.save(folder / "bad.npy", bad)
+    out = run(
+        "score",
+        "rf@production",
+        str(folder / "bad.npy"),
+        "-o",
+        str(folder / "b.npy"),
+        "--chunk-size",
+        "1000",
+        root=reg_root,
+    )
+    assert out.returncode == 1
+    assert "Chunk 1 (rows 1000..1999) failed validation at row 1234" in out.stderr
+    skipped = run(
+        "score",
+        "rf@production",
+        str(folder / "bad.npy"),
+        "-o",
+        str(folder / "b.npy"),
+        "--chunk-size",
+        "1000",
+        "--skip-errors",
+        root=reg_root,
+    )
+    assert skipped.returncode == 1
+    assert "skipped chunk 1, rows 1000-1999" in skipped.stdout
+    missing = run("score", "rf@production", str(folder / "nope.npy"), "-o", "x.npy", root=reg_root)
+    assert missing.returncode == 1 and "No input file" in missing.stderr

@@ -240,6 +240,60 @@ def cmd_verify(reg: ModelRegistry, args: argparse.Namespace, out: TextIO) -> int
     return EXIT_FAILED if problems else EXIT_OK
 
 
+def cmd_score(reg: ModelRegistry, args: argparse.Namespace, out: TextIO) -> int:
+    from modeldeploy.deployers.batch import BatchDeployer
+
+    name, number, alias = _ref(args.ref)
+    version = reg.get(name, number, alias=alias)
+    source = Path(args.input)
+    if not source.exists():
+        raise CommandError(f"No input file {str(source)!r}: give a .npy, .csv or .parquet file.")
+    progress = args.progress if args.progress is not None else sys.stderr.isatty()
+    if progress:
+        try:
+            import tqdm  # noqa: F401
+        except ImportError:  # a bar is a nicety on a terminal, not a reason to fail
+            progress = False
+    with BatchDeployer(
+        version,
+        chunk_size=args.chunk_size,
+        n_jobs=args.n_jobs,
+        method="predict_proba" if args.proba else "predict",
+        on_error="skip" if args.skip_errors else "raise",
+    ) as job:
+        result = job.run(
+            str(source),
+            output=args.output,
+            id_columns=args.id_columns or None,
+            progress=progress,
+            resume=args.resume,
+        )
+    summary = {
+        "version": version.ref,
+        "input": str(source),
+        "output": args.output,
+        "rows": result.rows,
+        "seconds": round(result.seconds, 3),
+        "rows_per_second": round(result.rows_per_second, 1),
+        "chunks": result.chunks,
+        "skipped": [
+            {"chunk": s.chunk, "start": s.start, "stop": s.stop, "reason": s.reason}
+            for s in result.skipped
+        ],
+    }
+    if args.json:
+        _emit_json(summary, out)
+    else:
+        skipped = f", {len(result.skipped)} chunks skipped" if result.skipped else ""
+        out.write(
+            f"{version.ref}: scored {result.rows:,} rows in {result.seconds:.2f} s "
+            f"({result.rows_per_second:,.0f} rows/s){skipped} -> {args.output}\n"
+        )
+        for s in result.skipped:
+            out.write(f"  skipped chunk {s.chunk}, rows {s.start}-{s.stop - 1}: {s.reason}\n")
+    return EXIT_FAILED if result.skipped else EXIT_OK
+
+
 # ---------------------------------------------------------------------- parser
 
 
@@ -290,6 +344,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", metavar="NAME")
     p = add("verify", cmd_verify, "recompute every artifact's sha256; exit 1 on a mismatch")
     p.add_argument("name", metavar="NAME", nargs="?")
+    p = add("score", cmd_score, "score a .npy, .csv or .parquet file with a version, in batches")
+    p.add_argument("ref", metavar="NAME[:VERSION|@ALIAS]")
+    p.add_argument("input", metavar="INPUT", help="a .npy, .csv or .parquet file")
+    p.add_argument(
+        "-o", "--output", required=True, help="where to write the scores (.npy, .csv or .parquet)"
+    )
+    p.add_argument(
+        "--chunk-size",
+        type=int,
+        default=100_000,
+        metavar="N",
+        help="rows per chunk (default: 100000)",
+    )
+    p.add_argument(
+        "--n-jobs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="parallel workers (default: every CPU)",
+    )
+    p.add_argument(
+        "--resume", action="store_true", help="continue an interrupted run from its checkpoint"
+    )
+    p.add_argument("--proba", action="store_true", help="write class probabilities")
+    p.add_argument(
+        "--id-columns",
+        nargs="*",
+        metavar="COL",
+        help="columns of a CSV/Parquet input to carry into the output",
+    )
+    p.add_argument(
+        "--skip-errors",
+        action="store_true",
+        help="skip chunks that fail validation (exit 1 and list them) instead of stopping",
+    )
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar (default: when stderr is a terminal)",
+    )
     return parser
 
 
