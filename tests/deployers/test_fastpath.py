@@ -41,7 +41,7 @@ from sklearn.svm import LinearSVC
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 from modeldeploy import ModelRegistry, Signature
-from modeldeploy.deployers import _fast_linear, _fast_trees
+from modeldeploy.deployers import _fast_check, _fast_linear, _fast_trees
 from modeldeploy.deployers.fastpath import FastPath, FastPathReport, compile_fast_path
 from modeldeploy.exceptions import DeploymentError, InvalidParameterError
 
@@ -590,3 +590,141 @@ def test_float32_hist_gradient_boosting_is_refused_although_held_out_rows_agree(
     np.testing.assert_array_equal(float32_program.predict(X_test), model.predict(X_test))
     assert not fp.is_fast and (fp.report.label_mismatches or 0) > 0
     np.testing.assert_array_equal(fp.predict(X_test), model.predict(X_test))
+
+
+# ---------------------------------------------------------------------- DataFrame-trained models
+
+
+def _breast_cancer_frame(pd: Any) -> tuple[Any, Any, Any, Any]:
+    from sklearn.datasets import load_breast_cancer
+
+    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    assert isinstance(X, pd.DataFrame)
+    return train_test_split(X, y, test_size=0.3, random_state=0)  # type: ignore[no-any-return]
+
+
+def _assert_serves_like_the_dataframe_model(
+    model: Any, signature: Signature, kind: str, held_out: Any
+) -> FastPath:
+    fp = compile_fast_path(model, signature=signature, measure=False)
+    assert fp.is_fast and fp.report.served_by == kind, fp.report
+    assert fp.report.label_mismatches == 0
+    rows = signature.validate(held_out)
+    X_ref = signature.example(1000)
+    program = fp._program
+    stress = _fast_check.stress_rows(model, program, X_ref, signature, 3000)
+    assert stress.shape[0] > 0
+    for X in (rows, stress, rows[:1]):
+        want = model.predict(signature.to_model_input(X))
+        np.testing.assert_array_equal(fp.predict(X), want)
+        if fp.has_predict_proba:
+            np.testing.assert_allclose(
+                fp.predict_proba(X), model.predict_proba(signature.to_model_input(X)), atol=ATOL
+            )
+    for again in (
+        pickle.loads(pickle.dumps(fp)),
+        FastPath.from_bytes(fp.to_bytes(), model, signature=signature, verify=False),
+    ):
+        assert again.is_fast
+        np.testing.assert_array_equal(
+            again.predict(stress), model.predict(signature.to_model_input(stress))
+        )
+    return fp
+
+
+def test_dataframe_trained_scaler_logistic_pipeline_matches_on_the_boundary() -> None:
+    pd = pytest.importorskip("pandas")
+    X_train, X_test, y_train, _ = _breast_cancer_frame(pd)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(X_train, y_train)
+    signature = Signature.infer(X_train)
+    fp = _assert_serves_like_the_dataframe_model(model, signature, "numpy-linear", X_test)
+
+    program = fp._program
+    assert isinstance(program, _fast_linear.LinearProgram)
+    boundary = _fast_linear.linear_boundary_rows(model, program, signature.validate(X_test))
+    np.testing.assert_array_equal(
+        fp.predict(boundary), model.predict(signature.to_model_input(boundary))
+    )
+
+
+def test_dataframe_trained_plain_logistic_regression_is_accepted() -> None:
+    pd = pytest.importorskip("pandas")
+    X_train, X_test, y_train, _ = _breast_cancer_frame(pd)
+    model = LogisticRegression(solver="liblinear").fit(X_train, y_train)
+    _assert_serves_like_the_dataframe_model(model, Signature.infer(X_train), "numpy-linear", X_test)
+
+
+def test_dataframe_trained_random_forest_is_accepted_through_onnx() -> None:
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("onnxruntime")
+    X_train, X_test, y_train, _ = _breast_cancer_frame(pd)
+    model = RandomForestClassifier(n_estimators=20, max_depth=6, random_state=0)
+    model.fit(X_train, y_train)
+    signature = Signature.infer(X_train)
+    fp = _assert_serves_like_the_dataframe_model(model, signature, "onnx", X_test)
+
+    rows = signature.validate(X_test)
+    threshold_rows = _tree_stress(model, rows, limit=1200)
+    np.testing.assert_array_equal(
+        fp.predict(threshold_rows), model.predict(signature.to_model_input(threshold_rows))
+    )
+
+
+def test_integer_dataframe_columns_are_truncated_like_the_model_input() -> None:
+    # Signature.to_model_input casts an int64 column back to int64 (2.7 -> 2); the compiled
+    # paths must see the same values, or rows between two integers flip.
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("onnxruntime")
+    X_train, X_test, y_train, _ = _breast_cancer_frame(pd)
+    ints = (X_train * 100).round().astype(np.int64)
+    mixed = X_train.assign(**{"mean radius": ints["mean radius"]})
+    pipeline = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    forest = RandomForestClassifier(n_estimators=20, max_depth=6, random_state=0)
+    held_out = (X_test * 100).round().astype(np.int64)
+    cases = [
+        (pipeline.fit(mixed, y_train), mixed, "numpy-linear", X_test),
+        (forest.fit(ints, y_train), ints, "onnx", held_out),
+    ]
+    for model, frame, kind, test in cases:
+        signature = Signature.infer(frame)
+        fp = _assert_serves_like_the_dataframe_model(model, signature, kind, test)
+        rows = signature.validate(test)
+        between = rows + 0.5  # not integers: the model sees them truncated
+        np.testing.assert_array_equal(
+            fp.predict(between), model.predict(signature.to_model_input(between))
+        )
+
+
+def test_fast_path_input_has_the_values_and_layout_the_dataframe_gives_the_model() -> None:
+    pd = pytest.importorskip("pandas")
+    X_train, X_test, _, _ = _breast_cancer_frame(pd)
+    frame = X_train.assign(**{"mean radius": X_train["mean radius"].round().astype(np.int64)})
+    signature = Signature.infer(frame)
+    prepare = _fast_check.frame_input(signature, layout=True)
+    assert prepare is not None
+    rows = signature.validate(X_test) + 0.25
+    for X in (rows, rows[:1], rows[:2]):
+        got = prepare(X)
+        want = np.asarray(signature.to_model_input(X), dtype=np.float64)
+        np.testing.assert_array_equal(got, want)
+        assert got.strides == want.strides
+        assert got is not X and not np.shares_memory(got, X)
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.float32])
+def test_dataframe_the_model_reads_as_non_float64_is_refused_for_linear_models(
+    dtype: type,
+) -> None:
+    pd = pytest.importorskip("pandas")
+    X_train, X_test, y_train, _ = _breast_cancer_frame(pd)
+    frame = (X_train * 100).round().astype(dtype)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(frame, y_train)
+    signature = Signature.infer(frame)
+    fp = compile_fast_path(model, signature=signature, measure=False)
+
+    assert not fp.is_fast and fp.report.served_by == "native"
+    assert f"receives a {np.dtype(dtype)} array" in fp.report.reason
+    with pytest.raises(DeploymentError, match="float64 arithmetic only"):
+        compile_fast_path(model, signature=signature, mode="require", measure=False)
+    rows = signature.validate((X_test * 100).round().astype(dtype))
+    np.testing.assert_array_equal(fp.predict(rows), model.predict(signature.to_model_input(rows)))

@@ -1,8 +1,8 @@
 """The parity check behind :func:`~modeldeploy.deployers.fastpath.compile_fast_path`.
 
 Which rows a fast path is compared on (reference rows, then a stress set where a wrong fast path
-would show), how it is compared (identical labels, probabilities within ``atol``) and how its
-speed is measured.
+would show), how it is compared (identical labels, probabilities within ``atol``), how its
+speed is measured, and how a compiled path receives the array a DataFrame-trained model would.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from modeldeploy.deployers._fast_linear import (
 )
 from modeldeploy.registry.signature import Signature
 
-__all__ = ["has_proba", "p50_us", "parity", "reference_rows", "stress_rows"]
+__all__ = ["frame_input", "has_proba", "p50_us", "parity", "reference_rows", "stress_rows"]
 
 Predictor = Callable[[np.ndarray], np.ndarray]
 
@@ -78,6 +78,67 @@ def parity(
             (f"largest |difference| {diff:.3g} exceeds atol={atol:g} on {X.shape[0]} check rows"),
         )
     return mismatches, diff, ""
+
+
+def frame_input(signature: Signature | None, *, layout: bool) -> Predictor | None:
+    """What scikit-learn makes of ``signature.to_model_input(X)``, without building a DataFrame.
+
+    A model trained on a DataFrame is served ``signature.to_model_input(X)``: each column cast
+    to its registered dtype (an ``int64`` column truncates 2.7 to 2, a ``float32`` column
+    rounds) and an array that pandas stores column by column, so scikit-learn computes on a
+    column-major (Fortran-ordered) ``X``. BLAS sums the dot products of a column-major ``X`` in
+    another order than those of a row-major one, and a score on the decision boundary rounds to
+    either side depending on it. The returned function repeats both on validated rows: the same
+    casts, and for ``layout=True`` (the numpy linear path) a new float64 array with the strides
+    pandas gives. The layout and dtypes are read from a probe DataFrame built by the signature
+    itself, not assumed. ``None`` when the model takes the validated array unchanged.
+
+    Raises
+    ------
+    NotCompilableError
+        When a column reaches the model with a non-numeric dtype, or (``layout=True``) when the
+        array scikit-learn receives is not float64, whose arithmetic the linear path repeats.
+    """
+    if signature is None or signature.input_type != "dataframe":
+        return None
+    frame = signature.to_model_input(np.zeros((2, len(signature.features))))
+    casts: list[tuple[int, np.dtype[Any]]] = []
+    for j, (name, dtype) in enumerate(zip(signature.names, frame.dtypes, strict=True)):
+        if not isinstance(dtype, np.dtype) or dtype.kind not in "biuf":
+            raise NotCompilableError(
+                f"feature {name!r} reaches the model as a {dtype} DataFrame column; only numeric "
+                "numpy dtypes are compiled"
+            )
+        if dtype != np.float64:
+            casts.append((j, dtype))
+    fortran = False
+    if layout:
+        seen = np.asarray(frame)
+        if seen.dtype != np.float64:
+            found = ", ".join(sorted({str(d) for d in frame.dtypes}))
+            raise NotCompilableError(
+                f"the model receives a {seen.dtype} array from its DataFrame (column dtypes "
+                f"{found}); the numpy linear path repeats float64 arithmetic only"
+            )
+        item = seen.itemsize
+        fortran = seen.strides == (item, item * seen.shape[0])
+    if not casts and not fortran:
+        return None
+
+    def prepare(X: np.ndarray) -> np.ndarray:
+        out: np.ndarray
+        if fortran:  # pandas' layout: one column after another, strides (8, 8 * n_rows)
+            out = np.empty((X.shape[1], X.shape[0]), dtype=np.float64).T
+            out[...] = X
+        else:
+            out = np.array(X, dtype=np.float64)
+        for j, dtype in casts:  # Signature.to_model_input leaves a column with NaN as float64
+            col = out[:, j]
+            if not np.isnan(col).any():
+                out[:, j] = col.astype(dtype)
+        return out
+
+    return prepare
 
 
 def reference_rows(model: Any, signature: Signature | None, reference: Any) -> np.ndarray:

@@ -3,9 +3,11 @@
 Each compiled step repeats the arithmetic scikit-learn performs, with the same operations in the
 same order and the same dtypes (``X -= mean_.astype(X.dtype)`` where scikit-learn casts, in-place
 float64 operands where it does not), so the results are bit-identical to the model's own
-``predict`` for dense numeric input: the parity check in :mod:`.fastpath` verifies that claim
-before anything serves. Estimators are matched by exact type, so a user subclass that overrides
-``predict`` is never compiled; it is served by its own ``predict``.
+``predict`` for dense numeric input (for a DataFrame-trained model, starting from an ``X`` with
+the column-major layout scikit-learn gets from pandas: see
+:func:`~modeldeploy.deployers._fast_check.frame_input`). The parity check in :mod:`.fastpath`
+verifies that claim before anything serves. Estimators are matched by exact type, so a user
+subclass that overrides ``predict`` is never compiled; it is served by its own ``predict``.
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ class LinearProgram:
         self.proba = proba  # "binary-expit", "softmax", "ovr", "modified-huber" or None
         self.description = description
         self.has_imputer = has_imputer
+        # Set for DataFrame-trained models: builds, from the validated rows, the array
+        # scikit-learn gets from the DataFrame (its values and its column-major layout).
+        self.prepare: Transform | None = None
         # The same operand scikit-learn multiplies by (a transposed view of coef_).
         self._coef_t = coef.T if coef.ndim == 2 else coef
 
@@ -55,14 +60,25 @@ class LinearProgram:
                 X = step(X)
         return X
 
+    def model_input(self, X: np.ndarray) -> np.ndarray:
+        """``X`` as the final estimator receives it: converted like the model's input, scaled."""
+        if self.prepare is None:
+            return self.transform(X)
+        X = self.prepare(X)  # a new float64 array: the steps may work in place
+        for step in self.steps:
+            X = step(X)
+        return X
+
     def scores(self, X: np.ndarray) -> np.ndarray:
         # Same expression as LinearClassifierMixin.decision_function / LinearModel.predict.
-        out: np.ndarray = self.transform(X) @ self._coef_t + self.intercept
+        # The operand's memory layout matters: BLAS sums a row-major and a column-major X in
+        # different orders, so a score on the decision boundary can round to either side.
+        out: np.ndarray = self.model_input(X) @ self._coef_t + self.intercept
         return out
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        if self.steps:
-            X = self.transform(X)
+        if self.steps or self.prepare is not None:
+            X = self.model_input(X)
         scores: np.ndarray = X @ self._coef_t + self.intercept
         classes = self.classes
         if classes is None:

@@ -215,6 +215,8 @@ class TreeProgram:
     model: Any
     description: str
     session: Any = None
+    # Set for DataFrame-trained models: the column casts ``Signature.to_model_input`` applies.
+    prepare: Any = None
 
     def __post_init__(self) -> None:
         if self.session is None:
@@ -222,6 +224,8 @@ class TreeProgram:
         self._run = self.session.run
 
     def raw(self, X: np.ndarray) -> np.ndarray:
+        if self.prepare is not None:
+            X = self.prepare(X)
         out: np.ndarray = self._run(["Y"], {"X": np.ascontiguousarray(X, dtype=np.float64)})[0]
         return out
 

@@ -9,6 +9,10 @@ against the model's own ``predict`` / ``predict_proba`` before anyone uses it:
   gradient boosting): one float64 ONNX ``TreeEnsemble`` run by ONNX Runtime on one thread
   (``"onnx"``), from the optional extra ``modeldeploy[fast]``.
 
+For a model trained on a DataFrame, the compiled path first builds the array scikit-learn gets
+from ``signature.to_model_input(X)`` (the same column casts, and for linear models the same
+column-major layout, which decides how BLAS rounds the dot products).
+
 The check runs on reference rows (given, drawn from the signature's profile, or random) and on
 a stress set: rows on a linear model's decision boundary and one ulp either side, or every split
 threshold of a tree model and its float64 and float32 neighbours. Labels must be identical and
@@ -307,8 +311,11 @@ class FastPath:
             from modeldeploy.deployers._fast_trees import load_tree_program
 
             program = load_tree_program(model, artifact)
+            _take_model_input(program, signature, "onnx")
         except ImportError as exc:
             return _refuse(model, signature, mode, "onnx", _missing(exc), started)
+        except NotCompilableError as exc:
+            return _refuse(model, signature, mode, "native", f"not compiled: {exc}", started)
         return _finish(
             model, program, "onnx", signature, mode, reference, atol, verify, started, True
         )
@@ -407,6 +414,7 @@ def compile_fast_path(
                 program = _fast_trees.compile_trees(model)
             except ImportError as exc:
                 return _refuse(model, signature, mode, kind, _missing(exc), started)
+        _take_model_input(program, signature, kind)
     except NotCompilableError as exc:
         return _refuse(model, signature, mode, "native", f"not compiled: {exc}", started)
     except Exception as exc:
@@ -511,6 +519,12 @@ def _refuse(
     return _decide(FastPath(model, report, signature=signature), mode)
 
 
+def _take_model_input(program: Any, signature: Signature | None, kind: str) -> None:
+    # A DataFrame-trained model computes on what scikit-learn makes of the DataFrame
+    # (column casts, column-major layout); the compiled path starts from the same array.
+    program.prepare = _fast_check.frame_input(signature, layout=kind == "numpy-linear")
+
+
 def _placeholder(model: Any) -> FastPathReport:
     return FastPathReport(type(model).__name__, "native", "native", False, "off", "reference")
 
@@ -571,4 +585,6 @@ def _restore(
         program = load_tree_program(model, artifact)
     elif report.accepted:
         program = compile_linear(model)
+    if program is not None:
+        _take_model_input(program, signature, header["kind"])
     return FastPath(model, report, program=program, signature=signature)
