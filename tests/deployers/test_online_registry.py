@@ -173,3 +173,13 @@ def test_fast_path_is_stored_with_the_version_and_reused_by_replicas(
     assert len([e for e in reg.history("rf") if e.kind == "fast_path"]) == 1
     first.close()
     replica.close()
+
+
+def test_follow_alias_is_another_name_of_follow(tmp_path: Path) -> None:
+    X = np.random.default_rng(2).normal(size=(100, 3))
+    reg = ModelRegistry(tmp_path / "reg")
+    reg.register("m", LogisticRegression().fit(X, (X[:, 0] > 0).astype(int)), sample=X)
+    reg.promote("m", 1)
+    dep = OnlineDeployer.follow_alias(reg, "m", "production", poll_s=60)
+    assert dep.version == "m:1"
+    dep.close()

@@ -6,10 +6,8 @@ import asyncio
 import functools
 import logging
 import threading
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from time import perf_counter
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -23,117 +21,27 @@ from modeldeploy._config import (
     DEFAULT_POLL_S,
 )
 from modeldeploy._validation import check_choice, check_float, check_int
+from modeldeploy.deployers._follow import _poll, _start_following, _to_monitor
+from modeldeploy.deployers._online_serve import _serve_online
+from modeldeploy.deployers._slots import _OWNER, _make_slot, _Route, _Slot
 from modeldeploy.deployers._stats import DeployerStats, _Recorder
 from modeldeploy.deployers.base import Deployer
-from modeldeploy.deployers.batching import BatchTimeoutError, CallPool, MicroBatcher
+from modeldeploy.deployers.batching import CallPool
 from modeldeploy.deployers.traffic import (
     BackgroundWorker,
-    Breaker,
     Canary,
-    CircuitOpenError,
     DeploymentEvent,
     EventCallback,
     Fallback,
     Shadow,
-    is_model_version,
 )
-from modeldeploy.exceptions import (
-    DeploymentError,
-    InvalidParameterError,
-    ModelDeployError,
-    PredictionTimeoutError,
-    SchemaError,
-)
+from modeldeploy.exceptions import InvalidParameterError
 from modeldeploy.registry.signature import Signature
 from modeldeploy.typing import MonitorSink
-
-if TYPE_CHECKING:
-    from modeldeploy.deployers.fastpath import FastPath
 
 __all__ = ["OnlineDeployer"]
 
 logger = logging.getLogger("modeldeploy.deployers.online")
-
-_OWNER = "OnlineDeployer"
-_MAX_KEPT_VERSIONS = 16
-
-
-class _Slot:
-    """One served model: its batchers, breaker and stats."""
-
-    def __init__(
-        self,
-        model: Any,
-        label: str,
-        signature: Signature | None,
-        recorder: _Recorder,
-        breaker: Breaker,
-        version: Any = None,
-        fast: Any = None,
-    ) -> None:
-        self.model = model
-        self.label = label
-        self.version = version
-        self.recorder = recorder
-        self.breaker = breaker
-        # A verified FastPath answers for the model when given; it takes validated arrays.
-        self.fast = fast
-        self.runner = model if fast is None else fast
-        if fast is None:
-            self.has_proba = callable(getattr(model, "predict_proba", None))
-        else:
-            self.has_proba = bool(fast.has_predict_proba)
-        self.batchers: dict[str, MicroBatcher] = {}
-        self._to_input: Callable[[np.ndarray], Any] | None = None
-        self.set_signature(signature)
-
-    def set_signature(self, signature: Signature | None) -> None:
-        self.signature = signature
-        needs_frame = signature is not None and signature.input_type == "dataframe"
-        if needs_frame and signature is not None and self.fast is None:
-            self._to_input = signature.to_model_input
-        else:
-            self._to_input = None
-        for method, batcher in self.batchers.items():
-            batcher.fn = self.model_fn(method)
-
-    def model_fn(self, method: str) -> Callable[[np.ndarray], Any]:
-        """The model's method, fed what it was trained on (a bound method when that is X)."""
-        if self._to_input is None:
-            return getattr(self.runner, method)  # type: ignore[no-any-return]
-        return functools.partial(self.call, method)
-
-    def call(self, method: str, X: np.ndarray) -> Any:
-        to_input = self._to_input
-        return getattr(self.runner, method)(X if to_input is None else to_input(X))
-
-    def make_batchers(self, **settings: Any) -> None:
-        methods = ("predict", "predict_proba") if self.has_proba else ("predict",)
-        for method in methods:
-            self.batchers[method] = MicroBatcher(self.model_fn(method), **settings)
-
-
-class _Route:
-    """Where requests go; replaced whole (one attribute store) on every change."""
-
-    __slots__ = ("canary", "primary", "shadow", "signature")
-
-    def __init__(
-        self,
-        primary: _Slot,
-        signature: Signature | None,
-        canary: Canary | None = None,
-        shadow: Shadow | None = None,
-    ) -> None:
-        self.primary = primary
-        self.signature = signature
-        self.canary = canary
-        self.shadow = shadow
-
-    def replace(self, **changes: Any) -> _Route:
-        kw = {k: getattr(self, k) for k in self.__slots__}
-        kw.update(changes)
-        return _Route(**kw)
 
 
 class OnlineDeployer(Deployer):
@@ -266,10 +174,12 @@ class OnlineDeployer(Deployer):
             None
             if monitor is None
             else BackgroundWorker(
-                self._to_monitor, name="monitor", maxsize=DEFAULT_BACKGROUND_QUEUE_SIZE
+                functools.partial(_to_monitor, self),
+                name="monitor",
+                maxsize=DEFAULT_BACKGROUND_QUEUE_SIZE,
             )
         )
-        primary = self._make_slot(model, signature, "primary", name=name)
+        primary = _make_slot(self, model, signature, "primary", name=name)
         self.signature = primary.signature
         self._route = _Route(primary, primary.signature)
 
@@ -305,44 +215,18 @@ class OnlineDeployer(Deployer):
         """
         poll_s = check_float(poll_s, "poll_s", f"{_OWNER}.follow", min_value=0, min_inclusive=False)
         dep = cls(registry.get(name, alias=alias), **kwargs)
-        dep._followed = (registry, name, alias)
-        stop = threading.Event()
-        dep._follow_stop = stop
-
-        def loop() -> None:
-            while not stop.wait(poll_s):
-                try:
-                    dep.poll()
-                except Exception:
-                    logger.warning("following %s@%s failed; will retry", name, alias, exc_info=True)
-
-        dep._follow_thread = threading.Thread(
-            target=loop, name=f"modeldeploy-follow-{name}", daemon=True
-        )
-        dep._follow_thread.start()
+        _start_following(dep, registry, name, alias, poll_s)
         return dep
+
+    #: Another name of :meth:`follow`: a deployer built from ``(registry, name, alias)``.
+    follow_alias = follow
 
     def poll(self) -> bool:
         """Check the followed alias now; swap and return True if it moved.
 
         A following deployer serves its alias: a manual :meth:`swap` lasts until the next poll.
         """
-        if self._followed is None:
-            raise InvalidParameterError(
-                f"This {_OWNER} follows no alias; build it with OnlineDeployer.follow(registry, "
-                "name, alias) to poll."
-            )
-        registry, name, alias = self._followed
-        latest = registry.get(name, alias=alias)
-        current = self._route.primary.version
-        if current is not None and (latest.version, latest.sha256) == (
-            current.version,
-            current.sha256,
-        ):
-            return False
-        logger.info("alias %s@%s moved to %s; swapping", name, alias, latest.ref)
-        self._swap(latest, None, None, reason=f"alias {alias!r} moved")
-        return True
+        return _poll(self)
 
     # ------------------------------------------------------------------ predictions
 
@@ -374,11 +258,11 @@ class OnlineDeployer(Deployer):
         PredictionTimeoutError
             When the model does not answer within ``timeout_ms`` and there is no fallback.
         """
-        return self._serve_online("predict", X, ids, key)
+        return _serve_online(self, "predict", X, ids, key)
 
     def predict_proba(self, X: Any, *, ids: Any = None, key: Any = None) -> np.ndarray:
         """Class probabilities, one row per row of ``X`` (see :meth:`predict`)."""
-        return self._serve_online("predict_proba", X, ids, key)
+        return _serve_online(self, "predict_proba", X, ids, key)
 
     async def apredict(self, X: Any, *, ids: Any = None, key: Any = None) -> np.ndarray:
         """:meth:`predict` for asyncio: waits in a helper thread, never blocks the event loop.
@@ -386,22 +270,22 @@ class OnlineDeployer(Deployer):
         Concurrent ``apredict`` calls are micro-batched together like threads are.
         """
         self._check_open()
-        call = functools.partial(self._serve_online, "predict", X, ids, key)
+        call = functools.partial(_serve_online, self, "predict", X, ids, key)
         return await asyncio.get_running_loop().run_in_executor(self._get_executor(), call)
 
     async def apredict_proba(self, X: Any, *, ids: Any = None, key: Any = None) -> np.ndarray:
         """:meth:`predict_proba` for asyncio."""
         self._check_open()
-        call = functools.partial(self._serve_online, "predict_proba", X, ids, key)
+        call = functools.partial(_serve_online, self, "predict_proba", X, ids, key)
         return await asyncio.get_running_loop().run_in_executor(self._get_executor(), call)
 
     def predict_batch(self, X: np.ndarray) -> Any:
         """Answer an already validated batch (micro-batched, with fallback)."""
-        return self._serve_online("predict", X, None, None)
+        return _serve_online(self, "predict", X, None, None)
 
     def predict_proba_batch(self, X: np.ndarray) -> Any:
         """Probabilities for an already validated batch."""
-        return self._serve_online("predict_proba", X, None, None)
+        return _serve_online(self, "predict_proba", X, None, None)
 
     def validate(self, X: Any) -> np.ndarray:
         """Check a request against the current signature; return it as a 2-D array."""
@@ -409,113 +293,6 @@ class OnlineDeployer(Deployer):
         if sig is None:
             sig = self._infer_signature(X)
         return sig.validate(X)
-
-    def _serve_online(self, method: str, X: Any, ids: Any, key: Any) -> np.ndarray:
-        t0 = perf_counter()
-        if self._closed:
-            self._check_open()
-        route = self._route
-        sig = route.signature
-        if sig is None:
-            sig = self._infer_signature(X)
-            route = self._route
-        try:
-            arr = sig.validate(X)
-            if arr.shape[0] == 0:
-                raise SchemaError(
-                    "Expected at least one row; got an empty request. Skip the call when there "
-                    "is nothing to predict."
-                )
-        except SchemaError:
-            route.primary.recorder.count("rejected")
-            raise
-        if ids is not None:
-            ids = self._check_ids(ids, arr.shape[0])
-        slot = route.primary
-        canary = route.canary
-        if canary is not None and canary.pick(key):
-            slot = canary.target
-        batcher = slot.batchers.get(method)
-        if batcher is None:
-            raise DeploymentError(
-                f"The model {slot.label} has no {method}; call predict instead, or deploy a "
-                f"model that has {method}."
-            )
-        breaker = slot.breaker
-        try:
-            if breaker.open_until != 0.0 and not breaker.allow():
-                raise CircuitOpenError
-            out = batcher.submit(arr)
-        except Exception as exc:
-            return self._failed(slot, method, arr, ids, exc, t0)
-        if breaker.failures:
-            breaker.success()
-        latency = perf_counter() - t0
-        slot.recorder.record(latency, arr.shape[0])
-        shadow = route.shadow
-        if shadow is not None:
-            shadow.offer(method, arr, out)
-        worker = self._monitor_worker
-        if worker is not None and not worker.offer((method, arr, out, ids, slot, latency)):
-            slot.recorder.count("dropped")
-        return out  # type: ignore[no-any-return]
-
-    def _check_ids(self, ids: Any, rows: int) -> Any:
-        if np.ndim(ids) == 0:
-            ids = [ids]
-        if len(ids) != rows:
-            raise InvalidParameterError(
-                f"The 'ids' parameter of {_OWNER}.predict must hold one id per row ({rows}). "
-                f"Got {len(ids)} ids instead."
-            )
-        return ids
-
-    def _failed(
-        self, slot: _Slot, method: str, arr: np.ndarray, ids: Any, exc: Exception, t0: float
-    ) -> np.ndarray:
-        """Count a failure, then answer from the fallback or raise the documented error."""
-        rec = slot.recorder
-        if isinstance(exc, CircuitOpenError):
-            rec.count("short_circuited")
-        else:
-            if isinstance(exc, BatchTimeoutError):
-                rec.count("timeouts")
-            slot.breaker.failure()
-        rec.count("errors")
-        worker = self._monitor_worker
-        if worker is not None and not isinstance(exc, CircuitOpenError):
-            worker.offer(("error", exc, slot.label))
-        fallback = self.fallback
-        if fallback is not None:
-            try:
-                out = fallback.answer(method, arr, self._route.signature)
-            except Exception as fexc:
-                raise DeploymentError(
-                    f"{slot.label} failed ({_describe(exc, self.timeout_ms)}) and its "
-                    f"{fallback.label} failed too: {type(fexc).__name__}: {fexc}"
-                ) from fexc
-            rec.count("fallbacks")
-            latency = perf_counter() - t0
-            assert self._fallback_recorder is not None
-            self._fallback_recorder.record(latency, arr.shape[0])
-            if worker is not None:
-                worker.offer((method, arr, out, ids, None, latency))
-            return out
-        if isinstance(exc, BatchTimeoutError):
-            raise PredictionTimeoutError(
-                f"{slot.label} did not answer within timeout_ms={self.timeout_ms:g}. Give the "
-                "deployer a fallback= to answer meanwhile, or raise timeout_ms."
-            ) from exc
-        if isinstance(exc, CircuitOpenError):
-            raise DeploymentError(
-                f"{slot.label} failed {slot.breaker.failures} times in a row, so its circuit "
-                f"breaker skips it for {self.breaker_cooldown_s:g} s. Give the deployer a "
-                "fallback=, or swap in a working model."
-            ) from exc
-        raise DeploymentError(
-            f"{slot.label} failed on a batch of {arr.shape[0]} rows: {type(exc).__name__}: "
-            f"{exc}. Give the deployer a fallback= to answer meanwhile."
-        ) from exc
 
     # ------------------------------------------------------------------ changing what serves
 
@@ -549,8 +326,13 @@ class OnlineDeployer(Deployer):
     ) -> None:
         self._check_open()
         with self._admin:
-            slot = self._make_slot(
-                model, signature, "primary", warm=warm, default_signature=self._route.signature
+            slot = _make_slot(
+                self,
+                model,
+                signature,
+                "primary",
+                warm=warm,
+                default_signature=self._route.signature,
             )
             old = self._route
             if slot.signature is None and old.signature is not None:
@@ -583,8 +365,8 @@ class OnlineDeployer(Deployer):
             fraction, "fraction", f"{_OWNER}.set_canary", min_value=0, max_value=1
         )
         with self._admin:
-            slot = self._make_slot(
-                model, signature, "canary", warm=warm, default_signature=self._route.signature
+            slot = _make_slot(
+                self, model, signature, "canary", warm=warm, default_signature=self._route.signature
             )
             self._check_same_features(slot, "canary")
             self._route = self._route.replace(canary=Canary(slot, fraction))
@@ -635,8 +417,8 @@ class OnlineDeployer(Deployer):
         sample = check_float(sample, "sample", f"{_OWNER}.set_shadow", min_value=0, max_value=1)
         max_queue = check_int(max_queue, "max_queue", f"{_OWNER}.set_shadow", min_value=1)
         with self._admin:
-            slot = self._make_slot(
-                model, signature, "shadow", warm=warm, default_signature=self._route.signature
+            slot = _make_slot(
+                self, model, signature, "shadow", warm=warm, default_signature=self._route.signature
             )
             self._check_same_features(slot, "shadow")
             shadow = Shadow(slot.call, slot.recorder, sample=sample, maxsize=max_queue)
@@ -761,133 +543,6 @@ class OnlineDeployer(Deployer):
 
     # ------------------------------------------------------------------ helpers
 
-    def _make_slot(
-        self,
-        spec: Any,
-        signature: Signature | None,
-        role: str,
-        *,
-        name: str | None = None,
-        warm: bool | None = None,
-        default_signature: Signature | None = None,
-    ) -> _Slot:
-        version = None
-        if is_model_version(spec):
-            version = spec
-            model = spec.load()
-            label = str(spec.ref)
-            signature = signature if signature is not None else spec.signature
-        elif hasattr(spec, "predict"):
-            model = spec
-            if name is None:
-                self._bare += 1
-                name = f"{type(spec).__name__}-{self._bare}"
-            label = name
-        else:
-            raise InvalidParameterError(
-                f"The model given to {_OWNER} must be a ModelVersion or an object with "
-                f"predict(X). Got {spec!r} instead."
-            )
-        if signature is not None and not isinstance(signature, Signature):
-            raise InvalidParameterError(
-                f"The 'signature' parameter of {_OWNER} must be a Signature or None. Got "
-                f"{signature!r} instead."
-            )
-        if signature is None:
-            signature = default_signature
-        fast = None
-        if self.fast_path != "off":
-            try:
-                fast = self._fast_path_for(model, signature, version, label)
-            except Exception:
-                if self.fast_path == "require":
-                    raise
-                # "auto" is never worse than the model itself, even if compiling breaks.
-                logger.warning("%s: no fast path, serving the model itself", label, exc_info=True)
-            else:
-                logger.info("%s: %s", label, fast.report)
-        with self._admin:
-            recorder = self._recorders.get(label) or _Recorder(label, role)
-        slot = _Slot(
-            model, label, signature, recorder,
-            Breaker(self.breaker_threshold, self.breaker_cooldown_s, label,
-                    functools.partial(self._breaker_changed, label)),
-            version, fast,
-        )  # fmt: skip
-        if (self.warm if warm is None else warm) and signature is not None:
-            example = signature.example(8)
-            try:
-                slot.call("predict", example)
-                if slot.has_proba:
-                    slot.call("predict_proba", example)
-            except Exception as exc:
-                raise DeploymentError(
-                    f"{label} failed its warm-up on 8 rows drawn from its signature "
-                    f"({type(exc).__name__}: {exc}); it was not deployed."
-                ) from exc
-        slot.make_batchers(
-            max_batch_size=self.max_batch_size,
-            max_wait_ms=self.max_wait_ms,
-            timeout_ms=self.timeout_ms,
-            pool=self._pool,
-        )
-        with self._admin:
-            self._recorders.pop(label, None)
-            recorder.role = role
-            self._recorders[label] = recorder
-            while len(self._recorders) > _MAX_KEPT_VERSIONS:
-                del self._recorders[next(iter(self._recorders))]
-            self._slots.pop(label, None)
-            self._slots[label] = slot
-            while len(self._slots) > _MAX_KEPT_VERSIONS:
-                del self._slots[next(iter(self._slots))]
-        return slot
-
-    def _fast_path_for(
-        self, model: Any, signature: Signature | None, version: Any, label: str
-    ) -> FastPath:
-        """Compile (or, for a registry version, reuse) the verified fast path of a model.
-
-        A registry-backed version keeps its compiled fast path as an attachment, keyed by the
-        library versions it was compiled with, so a replica does not recompile at start; the
-        first compile of a version is recorded in the registry history.
-        """
-        from modeldeploy.deployers.fastpath import FastPath, compile_fast_path
-
-        registry: Any = getattr(version, "_registry", None)
-        key = _fast_path_key() if registry is not None else None
-        if key is not None:
-            try:
-                data = registry.attachment(version.name, version.version, key)
-                if data is not None:
-                    return FastPath.from_bytes(
-                        data, model, signature=signature, mode=self.fast_path, verify=False
-                    )
-            except ModelDeployError as exc:  # a stale or damaged attachment: compile again
-                logger.warning("%s: stored fast path not used (%s); compiling", label, exc)
-        fast = compile_fast_path(model, signature=signature, mode=self.fast_path, measure=False)
-        if key is not None:
-            try:
-                if fast.report.accepted:
-                    registry.attach(version.name, version.version, key, fast.to_bytes())
-                recorded = any(
-                    e.kind == "fast_path"
-                    and e.version == version.version
-                    and e.details.get("key") == key
-                    for e in registry.history(version.name)
-                )
-                if not recorded:
-                    registry.record_event(
-                        version.name,
-                        "fast_path",
-                        version=version.version,
-                        reason=f"{fast.report.served_by}: {fast.report.reason}",
-                        details={"key": key, **fast.report.to_dict()},
-                    )
-            except ModelDeployError as exc:  # a read-only registry still serves
-                logger.warning("%s: could not store the fast path (%s)", label, exc)
-        return fast
-
     def _check_same_features(self, slot: _Slot, role: str) -> None:
         primary = self._route.signature
         if slot.signature is None:
@@ -938,50 +593,3 @@ class OnlineDeployer(Deployer):
                         thread_name_prefix="modeldeploy-async",
                     )
         return self._executor
-
-    def _to_monitor(self, items: list[Any]) -> None:
-        monitor = self.monitor
-        assert monitor is not None
-        for item in items:
-            try:
-                if item[0] == "error":
-                    monitor.log_error(item[1], version=item[2])
-                    continue
-                method, X, out, ids, slot, latency = item
-                label = slot.label if slot is not None else "fallback"
-                proba = None
-                if method == "predict_proba":
-                    proba = out
-                    classes = getattr(slot.model if slot is not None else None, "classes_", None)
-                    idx = np.asarray(out).argmax(axis=1)
-                    out = idx if classes is None else np.asarray(classes)[idx]
-                monitor.log_predictions(
-                    X, out, ids=ids, y_proba=proba, version=label, latency_s=latency
-                )
-            except Exception:
-                logger.warning("the monitor failed on one batch; predictions go on", exc_info=True)
-
-
-def _describe(exc: BaseException, timeout_ms: float | None) -> str:
-    if isinstance(exc, BatchTimeoutError):
-        return f"no answer within timeout_ms={timeout_ms:g}"
-    if isinstance(exc, CircuitOpenError):
-        return "its circuit breaker is open"
-    return f"{type(exc).__name__}: {exc}"
-
-
-def _fast_path_key() -> str:
-    """Attachment key of a compiled fast path: it depends on the libraries that run it."""
-    import hashlib
-    import json
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as dist_version
-
-    versions = {}
-    for package in ("numpy", "scikit-learn", "onnx", "onnxruntime", "modeldeploy"):
-        try:
-            versions[package] = dist_version(package)
-        except PackageNotFoundError:
-            versions[package] = "none"
-    digest = hashlib.sha256(json.dumps(versions, sort_keys=True).encode()).hexdigest()
-    return f"fast_path-{digest[:16]}"

@@ -1,0 +1,257 @@
+"""What an :class:`~modeldeploy.deployers.online.OnlineDeployer` serves: slots and routes.
+
+A slot is one loaded model with its signature, micro-batchers, circuit breaker, stats recorder
+and (when one passes the check) its compiled fast path; a route says which slots answer. This
+module builds slots (load, fast path, warm-up, batchers) and keeps a registry version's compiled
+fast path as an attachment so that replicas do not recompile it.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from modeldeploy.deployers._stats import _Recorder
+from modeldeploy.deployers.batching import MicroBatcher
+from modeldeploy.deployers.traffic import Breaker, Canary, Shadow, is_model_version
+from modeldeploy.exceptions import DeploymentError, InvalidParameterError, ModelDeployError
+from modeldeploy.registry.signature import Signature
+
+if TYPE_CHECKING:
+    from modeldeploy.deployers.fastpath import FastPath
+    from modeldeploy.deployers.online import OnlineDeployer
+
+# Logged under the deployer's own name, which the online guide documents.
+logger = logging.getLogger("modeldeploy.deployers.online")
+
+_OWNER = "OnlineDeployer"
+_MAX_KEPT_VERSIONS = 16
+
+
+class _Slot:
+    """One served model: its batchers, breaker and stats."""
+
+    def __init__(
+        self,
+        model: Any,
+        label: str,
+        signature: Signature | None,
+        recorder: _Recorder,
+        breaker: Breaker,
+        version: Any = None,
+        fast: Any = None,
+    ) -> None:
+        self.model = model
+        self.label = label
+        self.version = version
+        self.recorder = recorder
+        self.breaker = breaker
+        # A verified FastPath answers for the model when given; it takes validated arrays.
+        self.fast = fast
+        self.runner = model if fast is None else fast
+        if fast is None:
+            self.has_proba = callable(getattr(model, "predict_proba", None))
+        else:
+            self.has_proba = bool(fast.has_predict_proba)
+        self.batchers: dict[str, MicroBatcher] = {}
+        self._to_input: Callable[[np.ndarray], Any] | None = None
+        self.set_signature(signature)
+
+    def set_signature(self, signature: Signature | None) -> None:
+        self.signature = signature
+        needs_frame = signature is not None and signature.input_type == "dataframe"
+        if needs_frame and signature is not None and self.fast is None:
+            self._to_input = signature.to_model_input
+        else:
+            self._to_input = None
+        for method, batcher in self.batchers.items():
+            batcher.fn = self.model_fn(method)
+
+    def model_fn(self, method: str) -> Callable[[np.ndarray], Any]:
+        """The model's method, fed what it was trained on (a bound method when that is X)."""
+        if self._to_input is None:
+            return getattr(self.runner, method)  # type: ignore[no-any-return]
+        return functools.partial(self.call, method)
+
+    def call(self, method: str, X: np.ndarray) -> Any:
+        to_input = self._to_input
+        return getattr(self.runner, method)(X if to_input is None else to_input(X))
+
+    def make_batchers(self, **settings: Any) -> None:
+        methods = ("predict", "predict_proba") if self.has_proba else ("predict",)
+        for method in methods:
+            self.batchers[method] = MicroBatcher(self.model_fn(method), **settings)
+
+
+class _Route:
+    """Where requests go; replaced whole (one attribute store) on every change."""
+
+    __slots__ = ("canary", "primary", "shadow", "signature")
+
+    def __init__(
+        self,
+        primary: _Slot,
+        signature: Signature | None,
+        canary: Canary | None = None,
+        shadow: Shadow | None = None,
+    ) -> None:
+        self.primary = primary
+        self.signature = signature
+        self.canary = canary
+        self.shadow = shadow
+
+    def replace(self, **changes: Any) -> _Route:
+        kw = {k: getattr(self, k) for k in self.__slots__}
+        kw.update(changes)
+        return _Route(**kw)
+
+
+def _make_slot(
+    dep: OnlineDeployer,
+    spec: Any,
+    signature: Signature | None,
+    role: str,
+    *,
+    name: str | None = None,
+    warm: bool | None = None,
+    default_signature: Signature | None = None,
+) -> _Slot:
+    """Load, compile, warm and batch one model of ``dep``, and keep its stats by label."""
+    version = None
+    if is_model_version(spec):
+        version = spec
+        model = spec.load()
+        label = str(spec.ref)
+        signature = signature if signature is not None else spec.signature
+    elif hasattr(spec, "predict"):
+        model = spec
+        if name is None:
+            dep._bare += 1
+            name = f"{type(spec).__name__}-{dep._bare}"
+        label = name
+    else:
+        raise InvalidParameterError(
+            f"The model given to {_OWNER} must be a ModelVersion or an object with "
+            f"predict(X). Got {spec!r} instead."
+        )
+    if signature is not None and not isinstance(signature, Signature):
+        raise InvalidParameterError(
+            f"The 'signature' parameter of {_OWNER} must be a Signature or None. Got "
+            f"{signature!r} instead."
+        )
+    if signature is None:
+        signature = default_signature
+    fast = None
+    if dep.fast_path != "off":
+        try:
+            fast = _fast_path_for(dep, model, signature, version, label)
+        except Exception:
+            if dep.fast_path == "require":
+                raise
+            # "auto" is never worse than the model itself, even if compiling breaks.
+            logger.warning("%s: no fast path, serving the model itself", label, exc_info=True)
+        else:
+            logger.info("%s: %s", label, fast.report)
+    with dep._admin:
+        recorder = dep._recorders.get(label) or _Recorder(label, role)
+    slot = _Slot(
+        model, label, signature, recorder,
+        Breaker(dep.breaker_threshold, dep.breaker_cooldown_s, label,
+                functools.partial(dep._breaker_changed, label)),
+        version, fast,
+    )  # fmt: skip
+    if (dep.warm if warm is None else warm) and signature is not None:
+        example = signature.example(8)
+        try:
+            slot.call("predict", example)
+            if slot.has_proba:
+                slot.call("predict_proba", example)
+        except Exception as exc:
+            raise DeploymentError(
+                f"{label} failed its warm-up on 8 rows drawn from its signature "
+                f"({type(exc).__name__}: {exc}); it was not deployed."
+            ) from exc
+    slot.make_batchers(
+        max_batch_size=dep.max_batch_size,
+        max_wait_ms=dep.max_wait_ms,
+        timeout_ms=dep.timeout_ms,
+        pool=dep._pool,
+    )
+    with dep._admin:
+        dep._recorders.pop(label, None)
+        recorder.role = role
+        dep._recorders[label] = recorder
+        while len(dep._recorders) > _MAX_KEPT_VERSIONS:
+            del dep._recorders[next(iter(dep._recorders))]
+        dep._slots.pop(label, None)
+        dep._slots[label] = slot
+        while len(dep._slots) > _MAX_KEPT_VERSIONS:
+            del dep._slots[next(iter(dep._slots))]
+    return slot
+
+
+def _fast_path_for(
+    dep: OnlineDeployer, model: Any, signature: Signature | None, version: Any, label: str
+) -> FastPath:
+    """Compile (or, for a registry version, reuse) the verified fast path of a model.
+
+    A registry-backed version keeps its compiled fast path as an attachment, keyed by the
+    library versions it was compiled with, so a replica does not recompile at start; the
+    first compile of a version is recorded in the registry history.
+    """
+    from modeldeploy.deployers.fastpath import FastPath, compile_fast_path
+
+    registry: Any = getattr(version, "_registry", None)
+    key = _fast_path_key() if registry is not None else None
+    if key is not None:
+        try:
+            data = registry.attachment(version.name, version.version, key)
+            if data is not None:
+                return FastPath.from_bytes(
+                    data, model, signature=signature, mode=dep.fast_path, verify=False
+                )
+        except ModelDeployError as exc:  # a stale or damaged attachment: compile again
+            logger.warning("%s: stored fast path not used (%s); compiling", label, exc)
+    fast = compile_fast_path(model, signature=signature, mode=dep.fast_path, measure=False)
+    if key is not None:
+        try:
+            if fast.report.accepted:
+                registry.attach(version.name, version.version, key, fast.to_bytes())
+            recorded = any(
+                e.kind == "fast_path"
+                and e.version == version.version
+                and e.details.get("key") == key
+                for e in registry.history(version.name)
+            )
+            if not recorded:
+                registry.record_event(
+                    version.name,
+                    "fast_path",
+                    version=version.version,
+                    reason=f"{fast.report.served_by}: {fast.report.reason}",
+                    details={"key": key, **fast.report.to_dict()},
+                )
+        except ModelDeployError as exc:  # a read-only registry still serves
+            logger.warning("%s: could not store the fast path (%s)", label, exc)
+    return fast
+
+
+def _fast_path_key() -> str:
+    """Attachment key of a compiled fast path: it depends on the libraries that run it."""
+    import hashlib
+    import json
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    versions = {}
+    for package in ("numpy", "scikit-learn", "onnx", "onnxruntime", "modeldeploy"):
+        try:
+            versions[package] = dist_version(package)
+        except PackageNotFoundError:
+            versions[package] = "none"
+    digest = hashlib.sha256(json.dumps(versions, sort_keys=True).encode()).hexdigest()
+    return f"fast_path-{digest[:16]}"
