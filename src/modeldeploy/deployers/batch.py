@@ -12,6 +12,10 @@ flight; random-access sources (arrays, ``.npy``, Parquet on Dask) are read where
 Each worker gets the model once: threads share it, worker processes load it from one
 ``joblib.dump`` file (memory-mapped) the first time they see it, Dask workers receive it through
 ``client.scatter(..., broadcast=True)``.
+
+The pieces live in private modules, all importable from here: ``_batch_workers`` (the chunk
+scorer, the pools, the monitor feed), ``_batch_run`` (backend choice and a run's bookkeeping)
+and ``_schedule`` (the scheduled batches of :meth:`BatchDeployer.submit`).
 """
 
 from __future__ import annotations
@@ -21,19 +25,14 @@ import html
 import logging
 import math
 import os
-import queue
-import shutil
-import tempfile
 import threading
 import time
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import joblib
 import numpy as np
 
 from modeldeploy._config import (
@@ -44,22 +43,29 @@ from modeldeploy._config import (
     DEFAULT_BATCH_MONITOR_ROWS,
 )
 from modeldeploy._validation import check_choice, check_float, check_int
+from modeldeploy.deployers._batch_run import _assemble, _collect, _make_pool, _report, _resumed
+from modeldeploy.deployers._batch_run import _chunk_error as _chunk_error
+from modeldeploy.deployers._batch_run import _progress_bar as _progress_bar
+from modeldeploy.deployers._batch_run import _RunState as _RunState
+from modeldeploy.deployers._batch_workers import _GIL_FREE_MODULES as _GIL_FREE_MODULES
+from modeldeploy.deployers._batch_workers import _OWNER as _OWNER
+from modeldeploy.deployers._batch_workers import _WORKER_SCORERS as _WORKER_SCORERS
+from modeldeploy.deployers._batch_workers import _DaskPool as _DaskPool
+from modeldeploy.deployers._batch_workers import _Failure as _Failure
+from modeldeploy.deployers._batch_workers import _MonitorFeed as _MonitorFeed
+from modeldeploy.deployers._batch_workers import _Pool as _Pool
+from modeldeploy.deployers._batch_workers import _ProcessPool as _ProcessPool
+from modeldeploy.deployers._batch_workers import _releases_gil as _releases_gil
+from modeldeploy.deployers._batch_workers import _score_from_file as _score_from_file
+from modeldeploy.deployers._batch_workers import _score_remote as _score_remote
+from modeldeploy.deployers._batch_workers import _Scored as _Scored
+from modeldeploy.deployers._batch_workers import _Scorer as _Scorer
+from modeldeploy.deployers._batch_workers import _SerialPool as _SerialPool
+from modeldeploy.deployers._batch_workers import _ThreadPool as _ThreadPool
 from modeldeploy.deployers._checkpoint import Checkpoint, Entry
-from modeldeploy.deployers.sources import (
-    ChunkRef,
-    LoadedRef,
-    Source,
-    _is_dataframe,
-    open_output,
-    open_source,
-    output_columns,
-)
-from modeldeploy.exceptions import (
-    DeploymentError,
-    InvalidParameterError,
-    MissingDependencyError,
-    SchemaError,
-)
+from modeldeploy.deployers._schedule import _Schedule as _Schedule
+from modeldeploy.deployers.sources import ChunkRef, Source, open_output, open_source
+from modeldeploy.exceptions import DeploymentError, InvalidParameterError
 from modeldeploy.registry.signature import Signature
 from modeldeploy.typing import MonitorSink
 
@@ -67,11 +73,8 @@ __all__ = ["BatchDeployer", "BatchResult", "SkippedChunk"]
 
 logger = logging.getLogger("modeldeploy.batch")
 
-_OWNER = "BatchDeployer"
 _BACKENDS = ("auto", "threads", "processes", "dask")
 _METHODS = ("predict", "predict_proba")
-#: Model families whose predict runs in C without the GIL, so threads scale.
-_GIL_FREE_MODULES = ("sklearn.", "xgboost.", "lightgbm.", "catboost.", "onnxruntime")
 
 
 # ---------------------------------------------------------------------- results
@@ -176,324 +179,7 @@ class BatchResult:
         return f"<table><caption>BatchResult</caption><tbody>{body}</tbody></table>{skipped}"
 
 
-# ---------------------------------------------------------------------- scoring (in workers)
-
-
-@dataclass
-class _Failure:
-    kind: str  # "schema" or "model"
-    message: str
-    row: int | None = None  # within the chunk
-    column: str | None = None
-    cause: BaseException | None = None
-
-
-@dataclass
-class _Scored:
-    index: int
-    start: int
-    stop: int
-    y: np.ndarray | None = None
-    ids: dict[str, np.ndarray] | None = None
-    seconds: float = 0.0
-    failure: _Failure | None = None
-    sample: tuple[Any, np.ndarray, np.ndarray | None, Any] | None = None
-
-
-class _Scorer:
-    """Validation and prediction of one chunk; shipped once to each worker."""
-
-    def __init__(
-        self, model: Any, signature: Signature | None, method: str, monitor_rows: int
-    ) -> None:
-        self.model = model
-        self.signature = signature
-        self.method = method
-        self.monitor_rows = monitor_rows
-
-    def validate(self, X: Any) -> Any:
-        """``X`` as a validated array (or, for a bare DataFrame-trained model, a DataFrame)."""
-        if self.signature is not None:
-            return self.signature.validate(X)
-        names = getattr(self.model, "feature_names_in_", None)
-        if _is_dataframe(X):
-            if names is None:
-                return X.to_numpy()
-            missing = [n for n in names if n not in X.columns]
-            if missing:
-                raise SchemaError(
-                    f"Missing feature column {missing[0]!r}: the model was fitted on "
-                    f"{list(names)[:8]}; got columns {[str(c) for c in X.columns][:8]}.",
-                    column=str(missing[0]),
-                )
-            return X[list(names)]
-        arr = np.asarray(X)
-        if arr.ndim == 1:
-            arr = arr.reshape(1, -1) if arr.shape[0] != 1 else arr.reshape(-1, 1)
-        n_in = getattr(self.model, "n_features_in_", None)
-        if arr.ndim != 2 or (n_in is not None and arr.shape[1] != n_in):
-            raise SchemaError(
-                f"Expected rows of {n_in if n_in is not None else 'the same number of'} "
-                f"features; got an array of shape {arr.shape}."
-            )
-        return arr
-
-    def to_model_input(self, X: Any) -> Any:
-        if self.signature is not None:
-            return self.signature.to_model_input(X)
-        names = getattr(self.model, "feature_names_in_", None)
-        if names is not None and not _is_dataframe(X):
-            import pandas as pd  # a model fitted on a DataFrame means pandas is installed
-
-            return pd.DataFrame(X, columns=list(names))
-        return X
-
-    def predict(self, X: Any) -> np.ndarray:
-        return np.asarray(getattr(self.model, self.method)(X))
-
-    def __call__(self, ref: ChunkRef) -> _Scored:
-        t0 = time.perf_counter()
-        try:
-            chunk = ref.load()
-        except SchemaError as exc:
-            failure = _Failure("schema", str(exc), exc.row, exc.column, exc)
-            return _Scored(ref.index, ref.start, ref.stop, failure=failure)
-        n = chunk.n_rows
-        done = _Scored(chunk.index, chunk.start, chunk.stop, ids=chunk.ids)
-        if n == 0:
-            return done
-        try:
-            checked = self.validate(chunk.X)
-        except SchemaError as exc:
-            done.failure = _Failure("schema", str(exc), exc.row, exc.column, exc)
-            return done
-        X = self.to_model_input(checked)
-        try:
-            y = self.predict(X)
-        except Exception as exc:
-            done.failure = _Failure("model", f"{type(exc).__name__}: {exc}", cause=exc)
-            return done
-        if y.shape[:1] != (n,):
-            done.failure = _Failure(
-                "model", f"model.{self.method} returned shape {y.shape} for {n} rows"
-            )
-            return done
-        done.y = y
-        done.seconds = time.perf_counter() - t0
-        if self.monitor_rows:
-            done.sample = self._sample(chunk.index, chunk.start, checked, X, y, chunk.ids)
-        return done
-
-    def _sample(
-        self, index: int, start: int, checked: Any, X: Any, y: np.ndarray, ids: Any
-    ) -> tuple[Any, np.ndarray, np.ndarray | None, Any]:
-        n = y.shape[0]
-        rng = np.random.default_rng(index)
-        rows = np.sort(rng.choice(n, size=min(n, self.monitor_rows), replace=False))
-        X_s = checked.iloc[rows] if _is_dataframe(checked) else checked[rows]
-        proba = None
-        y_s = y[rows]
-        if self.method == "predict_proba":
-            proba = y_s
-            classes = getattr(self.model, "classes_", None)
-            y_s = (
-                np.argmax(proba, axis=1)
-                if classes is None
-                else np.asarray(classes)[np.argmax(proba, axis=1)]
-            )
-        elif hasattr(self.model, "predict_proba"):
-            try:
-                proba = np.asarray(
-                    self.model.predict_proba(X.iloc[rows] if _is_dataframe(X) else X[rows])
-                )
-            except Exception:  # a regressor pipeline may expose predict_proba and refuse it
-                proba = None
-        id_s = (start + rows) if not ids else np.asarray(next(iter(ids.values())))[rows]
-        return X_s, y_s, proba, id_s
-
-
-_WORKER_SCORERS: dict[str, _Scorer] = {}
-
-
-def _score_from_file(path: str, ref: ChunkRef) -> _Scored:
-    """Entry point in a worker process: load the scorer once per run, then score."""
-    scorer = _WORKER_SCORERS.get(path)
-    if scorer is None:
-        _WORKER_SCORERS.clear()  # one run's model at a time per worker
-        scorer = joblib.load(path, mmap_mode="r")
-        _WORKER_SCORERS[path] = scorer
-    return scorer(ref)
-
-
-def _score_remote(scorer: _Scorer, ref: ChunkRef) -> _Scored:
-    """Entry point on a Dask worker (the scorer arrives scattered, once)."""
-    return scorer(ref)
-
-
-# ---------------------------------------------------------------------- pools
-
-
-class _Pool(ABC):
-    workers = 1
-
-    @abstractmethod
-    def submit(self, ref: ChunkRef) -> Any:
-        """Start scoring a chunk; return a future."""
-
-    def wait(self, futures: Sequence[Any]) -> set[Any]:
-        """Block until at least one future is done; return the done ones."""
-        done, _ = cf.wait(futures, return_when=cf.FIRST_COMPLETED)
-        return done
-
-    def close(self) -> None:  # noqa: B027 - most pools have nothing to release
-        """Release the workers' resources."""
-
-
-class _SerialPool(_Pool):
-    def __init__(self, scorer: _Scorer) -> None:
-        self.scorer = scorer
-
-    def submit(self, ref: ChunkRef) -> Any:
-        fut: cf.Future[_Scored] = cf.Future()
-        try:
-            fut.set_result(self.scorer(ref))
-        except Exception as exc:
-            fut.set_exception(exc)
-        return fut
-
-
-class _ThreadPool(_Pool):
-    def __init__(self, scorer: _Scorer, workers: int) -> None:
-        self.scorer = scorer
-        self.workers = workers
-        self.executor = cf.ThreadPoolExecutor(workers, thread_name_prefix="modeldeploy-batch")
-
-    def submit(self, ref: ChunkRef) -> Any:
-        return self.executor.submit(self.scorer, ref)
-
-    def close(self) -> None:
-        self.executor.shutdown(wait=True, cancel_futures=True)
-
-
-class _ProcessPool(_Pool):
-    def __init__(self, scorer: _Scorer, workers: int) -> None:
-        from joblib.externals.loky import get_reusable_executor
-
-        self.workers = workers
-        self.tmp = tempfile.mkdtemp(prefix="modeldeploy-batch-")
-        self.path = os.path.join(self.tmp, "scorer.joblib")
-        joblib.dump(scorer, self.path)
-        self.executor = get_reusable_executor(max_workers=workers)
-
-    def submit(self, ref: ChunkRef) -> Any:
-        return self.executor.submit(_score_from_file, self.path, ref)
-
-    def close(self) -> None:
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
-
-class _DaskPool(_Pool):
-    def __init__(self, scorer: _Scorer, client: Any) -> None:
-        self.client = client
-        info = client.scheduler_info()
-        self.workers = max(1, sum(w.get("nthreads", 1) for w in info["workers"].values()))
-        # hash=False: a key of our own, never shared with (and released by) another run.
-        self.scorer = client.scatter(scorer, broadcast=True, hash=False)
-        self.scattered: dict[Any, Any] = {}
-
-    def submit(self, ref: ChunkRef) -> Any:
-        payload: Any = ref
-        if isinstance(ref, LoadedRef):
-            # Data already in the caller: ship it as data, not inside the task graph.
-            payload = self.client.scatter(ref, hash=False)
-        fut = self.client.submit(_score_remote, self.scorer, payload, pure=False)
-        if payload is not ref:
-            self.scattered[fut.key] = payload  # released (by dropping it) once scored
-        return fut
-
-    def wait(self, futures: Sequence[Any]) -> set[Any]:
-        from distributed import wait
-
-        done = wait(list(futures), return_when="FIRST_COMPLETED").done  # type: ignore[no-untyped-call]
-        for fut in done:
-            self.scattered.pop(fut.key, None)
-        return set(done)
-
-    def close(self) -> None:
-        # Dropping the futures releases the data and the model on the cluster.
-        self.scattered.clear()
-        self.scorer = None
-
-
-def _releases_gil(model: Any) -> bool:
-    steps = getattr(model, "steps", None)
-    if isinstance(steps, list) and steps:
-        return all(_releases_gil(s[1]) for s in steps if s[1] not in (None, "passthrough"))
-    return type(model).__module__.startswith(_GIL_FREE_MODULES)
-
-
-# ---------------------------------------------------------------------- monitor feed
-
-
-class _MonitorFeed:
-    """Hands scored chunks to a monitor from a background thread; drops when it lags."""
-
-    def __init__(self, monitor: MonitorSink, version: str | None) -> None:
-        self.monitor = monitor
-        self.version = version
-        self.dropped = 0
-        self._queue: queue.Queue[tuple[str, Any] | None] = queue.Queue(maxsize=32)
-        self._thread = threading.Thread(
-            target=self._work, name="modeldeploy-batch-monitor", daemon=True
-        )
-        self._thread.start()
-
-    def put(self, kind: str, payload: Any) -> None:
-        try:
-            self._queue.put_nowait((kind, payload))
-        except queue.Full:
-            self.dropped += 1
-
-    def _work(self) -> None:
-        while (item := self._queue.get()) is not None:
-            kind, payload = item
-            try:
-                if kind == "error":
-                    self.monitor.log_error(payload, version=self.version)
-                else:
-                    X, y, proba, ids, latency = payload
-                    self.monitor.log_predictions(
-                        X, y, ids=ids, y_proba=proba, version=self.version, latency_s=latency
-                    )
-            except Exception:
-                logger.warning("The monitor raised; batch scoring goes on.", exc_info=True)
-
-    def close(self, timeout: float = 10.0) -> None:
-        try:
-            self._queue.put(None, timeout=timeout)
-        except queue.Full:  # pragma: no cover - a monitor stuck for the whole timeout
-            return
-        self._thread.join(timeout)
-        if self.dropped:
-            logger.warning(
-                "The monitor fell behind: %d scored chunks were not handed to it.", self.dropped
-            )
-
-
 # ---------------------------------------------------------------------- the deployer
-
-
-@dataclass
-class _RunState:
-    total: int | None
-    pieces: dict[int, tuple[int, int, np.ndarray | None]] = field(default_factory=dict)
-    #: In-memory output, allocated at the first scores when the row count is known up front.
-    out: np.ndarray | None = None
-    entries: dict[int, Entry] = field(default_factory=dict)
-    skipped: list[SkippedChunk] = field(default_factory=list)
-    rows: int = 0
-    done_rows: int = 0
-    columns: list[str] | None = None
 
 
 class BatchDeployer:
@@ -668,41 +354,9 @@ class BatchDeployer:
 
     # ------------------------------------------------------------------ backends
 
-    def _workers(self) -> int:
-        if self.n_jobs is None or self.n_jobs == -1:
-            return max(1, int(joblib.cpu_count()))
-        return self.n_jobs
-
     def _pool(self, scorer: _Scorer, source: Source) -> _Pool:
-        if self.backend == "dask" or (self.backend == "auto" and self.client is not None):
-            return _DaskPool(scorer, self._dask_client())
-        workers = self._workers()
-        single_chunk = source.n_rows is not None and source.n_rows <= self.chunk_size
-        if workers == 1 or single_chunk:
-            return _SerialPool(scorer)
-        backend = self.backend
-        if backend == "auto":
-            backend = "threads" if _releases_gil(scorer.model) else "processes"
-        if backend == "threads":
-            return _ThreadPool(scorer, workers)
-        return _ProcessPool(scorer, workers)
-
-    def _dask_client(self) -> Any:
-        try:
-            import distributed
-        except ImportError:  # pragma: no cover - installed in the test environment
-            raise MissingDependencyError(
-                "distributed", "dask", "BatchDeployer(backend='dask')"
-            ) from None
-        if self.client is not None:
-            return self.client
-        try:
-            return distributed.get_client()
-        except ValueError:
-            raise InvalidParameterError(
-                f"The 'client' parameter of {_OWNER} must be a distributed.Client when "
-                "backend='dask' and no default client exists. Got None instead."
-            ) from None
+        """The pool that scores a run's chunks, as ``backend``, ``n_jobs`` and ``client`` say."""
+        return _make_pool(self, scorer, source)
 
     # ------------------------------------------------------------------ running
 
@@ -778,15 +432,15 @@ class BatchDeployer:
             for ref in src.refs(self.chunk_size, lazy=lazy):
                 n_chunks += 1
                 if ref.index in done:
-                    self._resumed(state, done[ref.index])
+                    _resumed(state, done[ref.index])
                     resumed += 1
-                    self._report(state, ref.stop - ref.start, bar, callback)
+                    _report(state, ref.stop - ref.start, bar, callback)
                     continue
                 while len(in_flight) >= limit:
-                    self._collect(pool, in_flight, state, checkpoint, bar, callback)
+                    _collect(self, pool, in_flight, state, checkpoint, bar, callback)
                 in_flight[pool.submit(ref)] = ref
             while in_flight:
-                self._collect(pool, in_flight, state, checkpoint, bar, callback)
+                _collect(self, pool, in_flight, state, checkpoint, bar, callback)
         except BaseException:
             for fut in in_flight:
                 fut.cancel()
@@ -811,118 +465,8 @@ class BatchDeployer:
         self.last_result = result
         logger.info("Batch run finished: %r", result)
         if sink is None:
-            return self._assemble(state, n_rows)
+            return _assemble(self, state, n_rows)
         return result
-
-    def _resumed(self, state: _RunState, entry: Entry) -> None:
-        state.entries[entry.index] = entry
-        if entry.reason is None:
-            state.rows += entry.stop - entry.start
-        else:
-            state.skipped.append(SkippedChunk(entry.index, entry.start, entry.stop, entry.reason))
-
-    def _report(self, state: _RunState, n: int, bar: Any, callback: Any) -> None:
-        state.done_rows += n
-        if bar is not None:
-            bar.update(n)
-        if callback is not None:
-            callback(state.done_rows, state.total)
-
-    def _collect(
-        self,
-        pool: _Pool,
-        in_flight: dict[Any, ChunkRef],
-        state: _RunState,
-        checkpoint: Checkpoint | None,
-        bar: Any,
-        callback: Any,
-    ) -> None:
-        finished = []
-        for fut in pool.wait(list(in_flight)):
-            ref = in_flight.pop(fut)
-            try:
-                finished.append(fut.result())
-            except Exception as exc:
-                raise DeploymentError(
-                    f"Chunk {ref.index} (rows {ref.start}..{ref.stop - 1}) could not be read or "
-                    f"scored: {type(exc).__name__}: {exc}"
-                ) from exc
-        # In chunk order, and every success recorded before an error is raised, so a resumed
-        # run redoes as little as possible.
-        error: Exception | None = None
-        for scored in sorted(finished, key=lambda s: (s.failure is not None, s.index)):
-            if error is None:
-                error = self._handle(scored, state, checkpoint)
-                self._report(state, scored.stop - scored.start, bar, callback)
-        if error is not None:
-            raise error
-
-    def _handle(
-        self, s: _Scored, state: _RunState, checkpoint: Checkpoint | None
-    ) -> Exception | None:
-        """Record one scored chunk; return the error to raise for a failed one."""
-        if s.failure is not None:
-            error = _chunk_error(s, self.method)
-            if self._feed is not None:
-                self._feed.put("error", error)
-            if self.on_error == "raise":
-                return error
-            logger.warning("Skipping chunk %d: %s", s.index, error)
-            entry = Entry(s.index, s.start, s.stop, str(error))
-            state.skipped.append(SkippedChunk(s.index, s.start, s.stop, str(error)))
-            state.entries[s.index] = entry
-            state.pieces[s.index] = (s.start, s.stop, None)
-            if checkpoint is not None:
-                checkpoint.record(entry)
-            return None
-        entry = Entry(s.index, s.start, s.stop)
-        state.entries[s.index] = entry
-        if s.y is None:  # an empty chunk
-            if checkpoint is not None:
-                checkpoint.record(entry)
-            return None
-        state.rows += s.stop - s.start
-        if checkpoint is not None:
-            if state.columns is None:
-                state.columns = output_columns(s.y, self.method, self._classes())
-            checkpoint.record(entry, s.y, s.ids, state.columns)
-        else:
-            if state.out is None and state.total is not None:
-                state.out = np.empty((state.total, *s.y.shape[1:]), dtype=s.y.dtype)
-            if state.out is not None and s.y.shape[1:] == state.out.shape[1:]:
-                state.out[s.start : s.stop] = s.y  # no second copy of the scores at the end
-                s.y = np.empty((0,), dtype=s.y.dtype)
-            state.pieces[s.index] = (s.start, s.stop, s.y)
-        if self._feed is not None and s.sample is not None:
-            X_s, y_s, proba, id_s = s.sample
-            self._feed.put("predictions", (X_s, y_s, proba, id_s, s.seconds))
-        return None
-
-    def _classes(self) -> Sequence[Any] | None:
-        classes = getattr(self._scorer.model if self._scorer else None, "classes_", None)
-        return None if classes is None else list(classes)
-
-    def _assemble(self, state: _RunState, n_rows: int) -> np.ndarray:
-        out = state.out
-        placed = out is not None
-        if out is None:
-            ys = [y for _, _, y in state.pieces.values() if y is not None]
-            if ys:
-                dtype, row_shape = ys[0].dtype, ys[0].shape[1:]
-            else:
-                classes = self._classes()
-                proba = self.method == "predict_proba" and classes is not None
-                row_shape = (len(classes),) if proba and classes is not None else ()
-                dtype = np.dtype(np.float64)
-            out = np.empty((n_rows, *row_shape), dtype=dtype)
-        if state.skipped and out.dtype.kind in "biu":
-            out = out.astype(np.float64)  # skipped rows hold NaN, which ints cannot
-        for start, stop, y in state.pieces.values():
-            if y is None:
-                out[start:stop] = np.nan if out.dtype.kind in "fc" else 0
-            elif not placed or y.shape[0]:
-                out[start:stop] = y
-        return out
 
     # ------------------------------------------------------------------ scheduled batches
 
@@ -1010,148 +554,3 @@ class BatchDeployer:
         )
         last = self.last_result._repr_html_() if self.last_result is not None else ""
         return f"<table><caption>BatchDeployer</caption><tbody>{body}</tbody></table>{last}"
-
-
-def _chunk_error(s: _Scored, method: str) -> Exception:
-    assert s.failure is not None
-    f = s.failure
-    where = f"Chunk {s.index} (rows {s.start}..{s.stop - 1})"
-    if f.kind == "schema":
-        row = None if f.row is None else s.start + f.row
-        at = f" at row {row} (row {f.row} of the chunk)" if row is not None else ""
-        error: Exception = SchemaError(
-            f"{where} failed validation{at}: {f.message}", column=f.column, row=row
-        )
-    else:
-        error = DeploymentError(
-            f"{where} failed in model.{method}: {f.message}. Fix the data or the model, or pass "
-            "on_error='skip' to leave failing chunks out and list them in the result."
-        )
-    error.__cause__ = f.cause
-    return error
-
-
-def _progress_bar(total: int | None) -> Any:
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        raise MissingDependencyError("tqdm", "progress", "BatchDeployer(progress=True)") from None
-    return tqdm(total=total, unit="rows", unit_scale=True, desc="scoring", dynamic_ncols=True)
-
-
-# ---------------------------------------------------------------------- scheduled batches
-
-
-class _Schedule:
-    """Requests waiting to be scored together; a background thread flushes on thresholds."""
-
-    def __init__(self, job: BatchDeployer) -> None:
-        self.job = job
-        self.cond = threading.Condition()
-        self.pending: list[tuple[cf.Future[np.ndarray], Any, int]] = []
-        self.pending_rows = 0
-        self.oldest = 0.0
-        self.closing = False
-        self.max_rows = job.flush_rows * 10
-        self.thread = threading.Thread(
-            target=self._work, name="modeldeploy-batch-schedule", daemon=True
-        )
-        self.thread.start()
-
-    def submit(self, X: Any) -> cf.Future[np.ndarray]:
-        fut: cf.Future[np.ndarray] = cf.Future()
-        scorer = self.job._get_scorer()
-        try:
-            checked = scorer.validate(X)
-        except SchemaError as exc:
-            fut.set_exception(exc)
-            return fut
-        n = int(checked.shape[0])
-        with self.cond:
-            if self.closing:
-                raise DeploymentError(f"This {_OWNER} is closed; submit to a new one.")
-            while self.pending_rows >= self.max_rows and not self.closing:
-                self.cond.wait()  # back-pressure: the flusher is behind
-            if not self.pending:
-                self.oldest = time.monotonic()
-            self.pending.append((fut, checked, n))
-            self.pending_rows += n
-            self.cond.notify_all()
-        return fut
-
-    def _take(self) -> list[tuple[cf.Future[np.ndarray], Any, int]]:
-        batch, self.pending, self.pending_rows = self.pending, [], 0
-        self.cond.notify_all()
-        return batch
-
-    def _work(self) -> None:
-        interval = self.job.flush_interval_s
-        while True:
-            with self.cond:
-                while not self.closing:
-                    if self.pending_rows >= self.job.flush_rows:
-                        break
-                    if self.pending and interval is not None:
-                        left = self.oldest + interval - time.monotonic()
-                        if left <= 0:
-                            break
-                        self.cond.wait(left)
-                    else:
-                        self.cond.wait()
-                batch = self._take()
-                stop = self.closing
-            self._score(batch)
-            if stop:
-                return
-
-    def flush(self) -> int:
-        with self.cond:
-            batch = self._take()
-        return self._score(batch)
-
-    def _score(self, batch: list[tuple[cf.Future[np.ndarray], Any, int]]) -> int:
-        return self._score_running([b for b in batch if b[0].set_running_or_notify_cancel()])
-
-    def _score_running(self, batch: list[tuple[cf.Future[np.ndarray], Any, int]]) -> int:
-        if not batch:
-            return 0
-        scorer = self.job._get_scorer()
-        t0 = time.perf_counter()
-        parts = [checked for _, checked, _ in batch]
-        try:
-            if len(parts) == 1:
-                X = parts[0]
-            elif _is_dataframe(parts[0]):
-                import pandas as pd
-
-                X = pd.concat(parts, ignore_index=True)
-            else:
-                X = np.concatenate(parts)
-            y = scorer.predict(scorer.to_model_input(X))
-        except Exception as exc:
-            if len(batch) == 1:
-                error = DeploymentError(
-                    f"model.{scorer.method} failed on a submitted batch of {batch[0][2]} rows: "
-                    f"{type(exc).__name__}: {exc}"
-                )
-                error.__cause__ = exc
-                batch[0][0].set_exception(error)
-                if self.job._feed is not None:
-                    self.job._feed.put("error", error)
-                return 0
-            # One bad request must not fail the others batched with it: score them one by one.
-            return sum(self._score_running([b]) for b in batch)
-        offset = 0
-        for fut, _, n in batch:
-            fut.set_result(y[offset : offset + n])
-            offset += n
-        if self.job._feed is not None:
-            ids = np.arange(offset)
-            self.job._feed.put("predictions", (X, y, None, ids, time.perf_counter() - t0))
-        return offset
-
-    def close(self) -> None:
-        with self.cond:
-            self.closing = True
-            self.cond.notify_all()
-        self.thread.join()

@@ -1,0 +1,137 @@
+"""Scheduled batches: rows queued by :meth:`BatchDeployer.submit` and scored together.
+
+A background thread scores what waits once ``flush_rows`` rows wait or the oldest request has
+waited ``flush_interval_s``; :meth:`BatchDeployer.flush` and :meth:`BatchDeployer.close` score it
+at once. Submitters wait (back-pressure) while ten times ``flush_rows`` rows are queued.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from modeldeploy.deployers._batch_workers import _OWNER
+from modeldeploy.deployers.sources import _is_dataframe
+from modeldeploy.exceptions import DeploymentError, SchemaError
+
+if TYPE_CHECKING:
+    from modeldeploy.deployers.batch import BatchDeployer
+
+
+class _Schedule:
+    """Requests waiting to be scored together; a background thread flushes on thresholds."""
+
+    def __init__(self, job: BatchDeployer) -> None:
+        self.job = job
+        self.cond = threading.Condition()
+        self.pending: list[tuple[cf.Future[np.ndarray], Any, int]] = []
+        self.pending_rows = 0
+        self.oldest = 0.0
+        self.closing = False
+        self.max_rows = job.flush_rows * 10
+        self.thread = threading.Thread(
+            target=self._work, name="modeldeploy-batch-schedule", daemon=True
+        )
+        self.thread.start()
+
+    def submit(self, X: Any) -> cf.Future[np.ndarray]:
+        fut: cf.Future[np.ndarray] = cf.Future()
+        scorer = self.job._get_scorer()
+        try:
+            checked = scorer.validate(X)
+        except SchemaError as exc:
+            fut.set_exception(exc)
+            return fut
+        n = int(checked.shape[0])
+        with self.cond:
+            if self.closing:
+                raise DeploymentError(f"This {_OWNER} is closed; submit to a new one.")
+            while self.pending_rows >= self.max_rows and not self.closing:
+                self.cond.wait()  # back-pressure: the flusher is behind
+            if not self.pending:
+                self.oldest = time.monotonic()
+            self.pending.append((fut, checked, n))
+            self.pending_rows += n
+            self.cond.notify_all()
+        return fut
+
+    def _take(self) -> list[tuple[cf.Future[np.ndarray], Any, int]]:
+        batch, self.pending, self.pending_rows = self.pending, [], 0
+        self.cond.notify_all()
+        return batch
+
+    def _work(self) -> None:
+        interval = self.job.flush_interval_s
+        while True:
+            with self.cond:
+                while not self.closing:
+                    if self.pending_rows >= self.job.flush_rows:
+                        break
+                    if self.pending and interval is not None:
+                        left = self.oldest + interval - time.monotonic()
+                        if left <= 0:
+                            break
+                        self.cond.wait(left)
+                    else:
+                        self.cond.wait()
+                batch = self._take()
+                stop = self.closing
+            self._score(batch)
+            if stop:
+                return
+
+    def flush(self) -> int:
+        with self.cond:
+            batch = self._take()
+        return self._score(batch)
+
+    def _score(self, batch: list[tuple[cf.Future[np.ndarray], Any, int]]) -> int:
+        return self._score_running([b for b in batch if b[0].set_running_or_notify_cancel()])
+
+    def _score_running(self, batch: list[tuple[cf.Future[np.ndarray], Any, int]]) -> int:
+        if not batch:
+            return 0
+        scorer = self.job._get_scorer()
+        t0 = time.perf_counter()
+        parts = [checked for _, checked, _ in batch]
+        try:
+            if len(parts) == 1:
+                X = parts[0]
+            elif _is_dataframe(parts[0]):
+                import pandas as pd
+
+                X = pd.concat(parts, ignore_index=True)
+            else:
+                X = np.concatenate(parts)
+            y = scorer.predict(scorer.to_model_input(X))
+        except Exception as exc:
+            if len(batch) == 1:
+                error = DeploymentError(
+                    f"model.{scorer.method} failed on a submitted batch of {batch[0][2]} rows: "
+                    f"{type(exc).__name__}: {exc}"
+                )
+                error.__cause__ = exc
+                batch[0][0].set_exception(error)
+                if self.job._feed is not None:
+                    self.job._feed.put("error", error)
+                return 0
+            # One bad request must not fail the others batched with it: score them one by one.
+            return sum(self._score_running([b]) for b in batch)
+        offset = 0
+        for fut, _, n in batch:
+            fut.set_result(y[offset : offset + n])
+            offset += n
+        if self.job._feed is not None:
+            ids = np.arange(offset)
+            self.job._feed.put("predictions", (X, y, None, ids, time.perf_counter() - t0))
+        return offset
+
+    def close(self) -> None:
+        with self.cond:
+            self.closing = True
+            self.cond.notify_all()
+        self.thread.join()
