@@ -19,6 +19,7 @@ def test_public_names() -> None:
         "Deployer",
         "DeploymentError",
         "Event",
+        "HybridRouter",
         "IntegrityError",
         "ModelDeployError",
         "ModelNotFoundError",

@@ -25,6 +25,7 @@ from modeldeploy.exceptions import (
 from modeldeploy.monitoring import Alert, Monitor
 from modeldeploy.registry import Event, ModelRegistry, ModelVersion, Signature
 from modeldeploy.retraining import RetrainPolicy
+from modeldeploy.routing import HybridRouter
 
 try:
     __version__ = version("modeldeploy")
@@ -43,6 +44,7 @@ __all__ = [
     "DeploymentError",
     "Event",
     "FunctionDeployer",
+    "HybridRouter",
     "IntegrityError",
     "ModelDeployError",
     "ModelNotFoundError",

@@ -77,3 +77,10 @@ DEFAULT_FAST_PATH_ATOL = 1e-9
 DEFAULT_MONITOR_MIN_DRIFT_SAMPLES = 1_000
 #: Model versions a Monitor keeps separate windows for (the least recently seen is dropped).
 DEFAULT_MONITOR_MAX_VERSIONS = 8
+#: ``HybridRouter``'s default rule: requests of at most this many rows go online, bigger ones
+#: to the batch path.
+DEFAULT_ROUTER_MAX_ONLINE_ROWS = 1_000
+#: How long a Monitor keeps a label that arrived before its prediction (seconds): a deployer
+#: hands predictions to its monitor from a background thread, so a label logged right after
+#: ``predict`` can overtake them.
+DEFAULT_EARLY_LABEL_TTL_S = 60.0

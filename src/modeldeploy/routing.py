@@ -1,0 +1,748 @@
+"""One front door over an online and a batch deployer: :class:`HybridRouter`.
+
+Each request goes through a routing rule (see :mod:`modeldeploy._routing_rules`, re-exported
+here): ``"online"`` answers it now, ``"batch"`` queues it on the batch deployer and hands back a
+:class:`RouteHandle` that resolves when its batch is scored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures as cf
+import dataclasses
+import html
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Generator, Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+from typing_extensions import Self
+
+from modeldeploy._routing_rules import (
+    Path,
+    Request,
+    Rule,
+    by_deadline,
+    by_meta,
+    by_size,
+    check_deadline,
+    check_path,
+    first_of,
+)
+from modeldeploy._validation import check_float, check_int, check_mapping
+from modeldeploy.deployers._stats import VersionStats, _fmt, _Recorder
+from modeldeploy.exceptions import (
+    DeploymentError,
+    InvalidParameterError,
+    PredictionTimeoutError,
+    SchemaError,
+)
+
+__all__ = [
+    "HybridRouter",
+    "Path",
+    "Request",
+    "RouteHandle",
+    "RouterStats",
+    "Rule",
+    "by_deadline",
+    "by_meta",
+    "by_size",
+    "first_of",
+]
+
+logger = logging.getLogger("modeldeploy.routing")
+
+_OWNER = "HybridRouter"
+_REF = re.compile(r"^.+:\d+$")  # "churn:3": a registry version's label
+
+
+class RouteHandle:
+    """The answer to one routed request: future-like and awaitable.
+
+    ``result()``, ``done()``, ``exception()`` and ``add_done_callback()`` work like those of a
+    :class:`concurrent.futures.Future`; ``await handle`` waits from asyncio without blocking
+    the event loop. A handle cannot be cancelled: its rows are scored with their batch.
+
+    Attributes
+    ----------
+    path
+        ``"online"`` (resolved when returned) or ``"batch"``.
+    request
+        The :class:`Request` as the rule saw it.
+    """
+
+    __slots__ = ("_future", "path", "request")
+
+    def __init__(self, future: cf.Future[np.ndarray], request: Request, path: Path) -> None:
+        self._future = future
+        self.request = request
+        self.path = path
+
+    def result(self, timeout: float | None = None) -> np.ndarray:
+        """The predictions, waiting at most ``timeout`` seconds for the batch to run.
+
+        Raises
+        ------
+        PredictionTimeoutError
+            When the batch has not been scored in time; the request stays queued, so calling
+            ``result()`` again later (or ``router.flush()``) still gets its answer.
+        DeploymentError
+            When the batch holding the request failed.
+        """
+        try:
+            return self._future.result(timeout)
+        except cf.TimeoutError:
+            raise self._timeout(timeout) from None
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        """The error of the request, or ``None`` once it succeeded (waits like :meth:`result`)."""
+        try:
+            return self._future.exception(timeout)
+        except cf.TimeoutError:
+            raise self._timeout(timeout) from None
+
+    def done(self) -> bool:
+        """Whether the answer (or the error) is there."""
+        return self._future.done()
+
+    def add_done_callback(self, fn: Callable[[RouteHandle], Any]) -> None:
+        """Call ``fn(handle)`` once resolved (at once if it already is), from the resolving
+        thread."""
+        self._future.add_done_callback(lambda _: fn(self))
+
+    def __await__(self) -> Generator[Any, None, np.ndarray]:
+        return asyncio.wrap_future(self._future).__await__()
+
+    def _timeout(self, timeout: float | None) -> PredictionTimeoutError:
+        return PredictionTimeoutError(
+            f"The batch holding this request of {self.request.n_rows} rows was not scored "
+            f"within {timeout} s. It stays queued: call result() again, or router.flush() to "
+            "score it now."
+        )
+
+    def __repr__(self) -> str:
+        fut = self._future
+        if not fut.done():
+            state = "pending"
+        elif fut.exception() is not None:
+            state = f"failed: {type(fut.exception()).__name__}"
+        else:
+            state = "done"
+        return f"RouteHandle({self.path}, {self.request.n_rows} rows, {state})"
+
+    def _repr_html_(self) -> str:
+        return f"<code>{html.escape(repr(self))}</code>"
+
+
+@dataclasses.dataclass(frozen=True)
+class RouterStats:
+    """A snapshot of a router's traffic, per path.
+
+    Attributes
+    ----------
+    online, batch
+        Per path: ``requests`` and ``rows`` answered, ``errors`` (failed requests) and latency
+        percentiles in ms over the most recent requests. Online latency is the online call;
+        batch latency runs from ``submit`` to the handle's resolution (queueing included).
+        Their ``label`` is the path, their ``role`` the version that path serves.
+    rejected
+        Requests refused before routing (``SchemaError``, bad ``ids``, a failing rule).
+    pending_requests, pending_rows
+        Batch requests queued through the router and not resolved yet (the queue depth).
+    versions
+        The version label each path serves.
+    settings
+        The rule and flush settings in force.
+
+    Examples
+    --------
+    >>> s = RouterStats(VersionStats("online", "churn:3", requests=3, rows=3),
+    ...                 VersionStats("batch", "churn:3", requests=1, rows=500))
+    >>> s.requests, s.rows
+    (4, 503)
+    """
+
+    online: VersionStats
+    batch: VersionStats
+    rejected: int = 0
+    pending_requests: int = 0
+    pending_rows: int = 0
+    versions: Mapping[str, str | None] = dataclasses.field(default_factory=dict)
+    settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def requests(self) -> int:
+        """Requests answered by either path."""
+        return self.online.requests + self.batch.requests
+
+    @property
+    def rows(self) -> int:
+        """Rows answered by either path."""
+        return self.online.rows + self.batch.rows
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly dict."""
+        return {
+            "online": self.online.to_dict(),
+            "batch": self.batch.to_dict(),
+            "rejected": self.rejected,
+            "pending_requests": self.pending_requests,
+            "pending_rows": self.pending_rows,
+            "versions": dict(self.versions),
+            "settings": dict(self.settings),
+        }
+
+    def __repr__(self) -> str:
+        parts = []
+        for p in (self.online, self.batch):
+            lat = p.latency_ms
+            parts.append(
+                f"{p.label} [{p.role}]: {p.requests} requests, {p.rows} rows, {p.errors} errors, "
+                f"p50 {_fmt(lat.get('p50', float('nan')))} ms, "
+                f"p99 {_fmt(lat.get('p99', float('nan')))} ms"
+            )
+        parts.append(
+            f"queued: {self.pending_requests} requests, {self.pending_rows} rows; "
+            f"rejected: {self.rejected}"
+        )
+        return "RouterStats(" + "; ".join(parts) + ")"
+
+    def _repr_html_(self) -> str:
+        heads = ("path", "version", "requests", "rows", "errors", "p50 ms", "p95 ms", "p99 ms")
+        body = []
+        for p in (self.online, self.batch):
+            lat = p.latency_ms
+            cells = (p.label, p.role, p.requests, p.rows, p.errors,
+                     *(_fmt(lat.get(q, float("nan"))) for q in ("p50", "p95", "p99")))  # fmt: skip
+            body.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells))
+        caption = (
+            f"Router stats: {self.pending_requests} requests ({self.pending_rows} rows) queued, "
+            f"{self.rejected} rejected"
+        )
+        head = "".join(f"<th>{h}</th>" for h in heads)
+        return (
+            f"<table><caption>{html.escape(caption)}</caption><thead><tr>{head}</tr></thead>"
+            f"<tbody>{'</tr>'.join(body)}</tr></tbody></table>"
+        )
+
+
+class HybridRouter:
+    """One entry point over an online and a batch deployer; a rule sends each request.
+
+    ``predict`` always returns predictions: requests routed online are answered at once,
+    requests routed to batch are queued and waited for (at most ``timeout`` seconds).
+    ``submit`` always returns a :class:`RouteHandle` at once: already resolved for online
+    requests, resolved when its batch is scored for batch ones. Safe to call from many threads.
+
+    **Default rule**: ``by_size(max_online_rows=1_000)``: requests of at most 1,000 rows go
+    online, bigger ones to the batch path. A rule (or the last of a list) that returns ``None``
+    also falls back to it.
+
+    Parameters
+    ----------
+    online
+        An :class:`~modeldeploy.OnlineDeployer` (any :class:`~modeldeploy.Deployer` works). Its
+        signature validates every request before routing, so a bad request raises
+        :class:`~modeldeploy.exceptions.SchemaError` in its caller's thread, whatever the path.
+    batch
+        A :class:`~modeldeploy.BatchDeployer`: queued requests go to its ``submit`` and are
+        scored together (and one by one if their shared batch fails, so that one bad request
+        never fails the others).
+    route
+        A rule (a callable of a :class:`Request` returning ``"online"``, ``"batch"`` or
+        ``None``), a list of rules (the first that decides wins, see :func:`first_of`), or
+        ``None`` for the default rule.
+    flush_rows, flush_seconds
+        Score the queued batch requests once this many rows wait, or once the oldest has waited
+        this long. They set the batch deployer's ``flush_rows`` and ``flush_interval_s``, and
+        the router's own timer flushes the batch deployer once a request has waited
+        ``flush_seconds``. ``None`` keeps the batch deployer's own settings.
+    allow_version_mismatch
+        Both paths must serve the same registry version (``online.version == batch.version``);
+        a mismatch raises unless this is True. Bare models cannot be compared and are accepted.
+    close_deployers
+        Close both deployers when the router closes (by default they stay open: they are the
+        caller's).
+
+    Raises
+    ------
+    InvalidParameterError
+        For a bad argument, or when the two paths serve different versions.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from modeldeploy import BatchDeployer, OnlineDeployer, Signature
+    >>> X = np.array([[0.0, 1.0], [1.0, 0.0], [0.2, 0.9], [0.9, 0.1]])
+    >>> model = LogisticRegression().fit(X, [0, 1, 0, 1])
+    >>> dep = OnlineDeployer(model, signature=Signature.infer(X), fast_path="off")
+    >>> job = BatchDeployer(model, n_jobs=1)
+    >>> with HybridRouter(online=dep, batch=job, route=by_meta("urgent")) as router:
+    ...     now = router.predict([0.9, 0.0], meta={"urgent": True})
+    ...     handle = router.submit(X, meta={"urgent": False})
+    ...     handle.path, handle.done()
+    ('batch', False)
+    >>> now.tolist(), handle.result().tolist()
+    ([1], [0, 1, 0, 1])
+    >>> router.stats().batch.requests
+    1
+    >>> dep.close(); job.close()
+    """
+
+    def __init__(
+        self,
+        online: Any,
+        batch: Any,
+        *,
+        route: Rule | Sequence[Rule] | None = None,
+        flush_rows: int | None = None,
+        flush_seconds: float | None = None,
+        allow_version_mismatch: bool = False,
+        close_deployers: bool = False,
+    ) -> None:
+        if not callable(getattr(online, "predict", None)):
+            raise InvalidParameterError(
+                f"The 'online' parameter of {_OWNER} must be a deployer with predict(X) (an "
+                f"OnlineDeployer). Got {type(online).__name__} instead."
+            )
+        if not all(callable(getattr(batch, m, None)) for m in ("submit", "flush")):
+            raise InvalidParameterError(
+                f"The 'batch' parameter of {_OWNER} must have submit(X) and flush() (a "
+                f"BatchDeployer). Got {type(batch).__name__} instead."
+            )
+        self.online = online
+        self.batch = batch
+        self.route = route
+        self._rule = self._make_rule(route)
+        self._default = by_size()
+        self.flush_rows = None if flush_rows is None else check_int(
+            flush_rows, "flush_rows", _OWNER, min_value=1
+        )  # fmt: skip
+        self.flush_seconds = None if flush_seconds is None else check_float(
+            flush_seconds, "flush_seconds", _OWNER, min_value=0, min_inclusive=False
+        )  # fmt: skip
+        if self.flush_rows is not None:
+            batch.flush_rows = self.flush_rows
+        if self.flush_seconds is not None:
+            batch.flush_interval_s = self.flush_seconds
+        self.allow_version_mismatch = bool(allow_version_mismatch)
+        self.close_deployers = bool(close_deployers)
+        self._check_versions()
+        self.method: str = getattr(batch, "method", "predict")
+        self._online_call = getattr(online, self.method, None)
+        if not callable(self._online_call):
+            raise InvalidParameterError(
+                f"The batch deployer scores with {self.method!r} but the online deployer has no "
+                f"{self.method}; build the BatchDeployer with method='predict'."
+            )
+        self._cond = threading.Condition()
+        self._closed = False
+        self._active = 0  # calls between the closed check and their handle being tracked
+        # Queued batch requests by handle, oldest first: (future, rows, monotonic arrival).
+        self._pending: dict[int, tuple[cf.Future[np.ndarray], int, float]] = {}
+        self._pending_rows = 0
+        self._last_flush = float("-inf")
+        self._timer: threading.Thread | None = None
+        self._timer_idle = False
+        self._rejected = 0
+        self._recorders = {"online": _Recorder("online", ""), "batch": _Recorder("batch", "")}
+
+    # ------------------------------------------------------------------ requests
+
+    def predict(
+        self,
+        X: Any,
+        *,
+        meta: Mapping[str, Any] | None = None,
+        ids: Any = None,
+        key: Any = None,
+        deadline: Any = None,
+        timeout: float | None = None,
+    ) -> np.ndarray:
+        """Route one request and return its predictions.
+
+        Parameters
+        ----------
+        X
+            One row (1-D array, dict, one-row DataFrame) or a batch.
+        meta
+            Metadata for the rule (``{"urgent": True}``).
+        ids
+            One id per row; the online path hands them to its monitor.
+        key
+            A request key (sticky canary on the online path).
+        deadline
+            When the answer is needed (``datetime``, ``timedelta`` or seconds), for
+            :func:`by_deadline`.
+        timeout
+            Longest wait, in seconds, for a request routed to batch (``None``: until its batch
+            is flushed by size, time, :meth:`flush` or :meth:`close`).
+
+        Returns
+        -------
+        numpy.ndarray
+            One prediction per row (probabilities when the batch deployer scores with
+            ``method="predict_proba"``).
+
+        Raises
+        ------
+        SchemaError
+            When ``X`` does not match the signature (this caller only).
+        DeploymentError
+            When the path that answers fails, or the router is closed.
+        PredictionTimeoutError
+            When a request routed to batch is not scored within ``timeout``.
+        """
+        request, path = self._admit(X, meta, ids, key, deadline, "predict")
+        if path == "online":
+            return self._answer_online(request)
+        return self._queue(request).result(timeout)
+
+    def submit(
+        self,
+        X: Any,
+        *,
+        meta: Mapping[str, Any] | None = None,
+        ids: Any = None,
+        key: Any = None,
+        deadline: Any = None,
+    ) -> RouteHandle:
+        """Route one request and return a handle on its answer.
+
+        Requests routed online are answered in the calling thread and their handle is already
+        resolved (with the predictions, or the online path's error); batch ones resolve when
+        their batch is scored. Parameters as in :meth:`predict`.
+
+        Raises
+        ------
+        SchemaError
+            At once, when ``X`` does not match the signature (this caller only).
+        DeploymentError
+            When the router is closed.
+        """
+        request, path = self._admit(X, meta, ids, key, deadline, "submit")
+        if path == "batch":
+            return self._queue(request)
+        fut: cf.Future[np.ndarray] = cf.Future()
+        fut.set_running_or_notify_cancel()
+        try:
+            fut.set_result(self._answer_online(request))
+        except Exception as exc:
+            fut.set_exception(exc)
+        return RouteHandle(fut, request, "online")
+
+    async def apredict(
+        self,
+        X: Any,
+        *,
+        meta: Mapping[str, Any] | None = None,
+        ids: Any = None,
+        key: Any = None,
+        deadline: Any = None,
+        timeout: float | None = None,
+    ) -> np.ndarray:
+        """:meth:`predict` for asyncio: the online call runs off the event loop and a batch
+        request is awaited without blocking it."""
+        request, path = self._admit(X, meta, ids, key, deadline, "apredict")
+        if path == "online":
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(None, self._answer_online, request)
+        handle = self._queue(request)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(handle._future), timeout)
+        except asyncio.TimeoutError:
+            raise handle._timeout(timeout) from None
+
+    def which(self, X: Any, *, meta: Mapping[str, Any] | None = None, deadline: Any = None) -> Path:
+        """The path a request would take, without sending it (validates it like a request)."""
+        return self._admit(X, meta, None, None, deadline, "which", count=False)[1]
+
+    def flush(self) -> int:
+        """Score every queued batch request now; return how many rows the batch path scored."""
+        with self._cond:
+            self._last_flush = time.monotonic()
+        return int(self.batch.flush())
+
+    # ------------------------------------------------------------------ state
+
+    def stats(self) -> RouterStats:
+        """Per-path traffic, errors and latency percentiles, and the queue depth."""
+        versions = self._versions()
+        snaps = {}
+        for path, rec in self._recorders.items():
+            snaps[path] = dataclasses.replace(rec.snapshot(), role=versions[path] or "-")
+        with self._cond:
+            pending, rows, rejected = len(self._pending), self._pending_rows, self._rejected
+        return RouterStats(
+            online=snaps["online"],
+            batch=snaps["batch"],
+            rejected=rejected,
+            pending_requests=pending,
+            pending_rows=rows,
+            versions=versions,
+            settings={
+                "route": repr(self._rule) if self._rule is not None else repr(self._default),
+                "flush_rows": getattr(self.batch, "flush_rows", None),
+                "flush_seconds": getattr(self.batch, "flush_interval_s", None),
+            },
+        )
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    def close(self, timeout: float | None = None) -> None:
+        """Stop taking requests, score every queued one and resolve its handle.
+
+        Waits for the batch path (at most ``timeout`` seconds when given), then closes the
+        deployers if ``close_deployers`` was set. Calling it twice is fine.
+        """
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            while self._active:
+                self._cond.wait()
+            futures = [f for f, _, _ in self._pending.values()]
+            self._cond.notify_all()  # the flush timer stops
+        self.batch.flush()
+        not_done = cf.wait(futures, timeout).not_done
+        if not_done:
+            logger.warning("%d queued requests were still being scored at close", len(not_done))
+        if self._timer is not None:
+            self._timer.join(timeout)
+        if self.close_deployers:
+            self.batch.close()
+            self.online.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        versions = self._versions()
+        rule = self._rule if self._rule is not None else self._default
+        with self._cond:
+            pending = len(self._pending)
+        state = ", closed" if self._closed else ""
+        return (
+            f"{_OWNER}(online={versions['online']!r}, batch={versions['batch']!r}, "
+            f"route={rule!r}, pending={pending}{state})"
+        )
+
+    def _repr_html_(self) -> str:
+        return self.stats()._repr_html_()
+
+    # ------------------------------------------------------------------ helpers
+
+    @staticmethod
+    def _make_rule(route: Any) -> Rule | None:
+        if route is None:
+            return None
+        if isinstance(route, (list, tuple)):
+            return first_of(*route)
+        if not callable(route):
+            raise InvalidParameterError(
+                f"The 'route' parameter of {_OWNER} must be a rule (a callable of a Request "
+                f"returning 'online', 'batch' or None), a list of rules, or None. Got "
+                f"{route!r} instead."
+            )
+        return route  # type: ignore[no-any-return]
+
+    def _versions(self) -> dict[str, str | None]:
+        online = getattr(self.online, "version", None)
+        batch = getattr(self.batch, "version", None)
+        return {
+            "online": online if isinstance(online, str) else None,
+            "batch": batch if isinstance(batch, str) else None,
+        }
+
+    def _check_versions(self) -> None:
+        versions = self._versions()
+        online, batch = versions["online"], versions["batch"]
+        online_ref = online if online is not None and _REF.match(online) else None
+        if online_ref is not None and batch is not None and online_ref != batch:
+            if not self.allow_version_mismatch:
+                raise InvalidParameterError(
+                    f"The online deployer serves {online_ref} but the batch deployer scores "
+                    f"{batch}: both paths of a {_OWNER} should answer with one version. Deploy "
+                    "the same version on both, or pass allow_version_mismatch=True."
+                )
+            logger.info("%s: online serves %s, batch scores %s", _OWNER, online_ref, batch)
+        elif (online_ref is None) != (batch is None):
+            logger.info(
+                "%s cannot check that both paths serve one version (online %s, batch %s)",
+                _OWNER,
+                online,
+                batch,
+            )
+
+    def _admit(
+        self,
+        X: Any,
+        meta: Mapping[str, Any] | None,
+        ids: Any,
+        key: Any,
+        deadline: Any,
+        where: str,
+        *,
+        count: bool = True,
+    ) -> tuple[Request, Path]:
+        """Validate and route one request; count it as rejected when that fails."""
+        if self._closed:
+            raise DeploymentError(
+                f"This {_OWNER} is closed and takes no more requests. Create a new one."
+            )
+        owner = f"{_OWNER}.{where}"
+        try:
+            meta_ = check_mapping(meta, "meta", owner)
+            when = check_deadline(deadline, owner)
+            rows = self.online.validate(X) if hasattr(self.online, "validate") else X
+            n_rows = int(np.shape(rows)[0]) if np.ndim(rows) > 1 else 1
+            if n_rows == 0:
+                raise SchemaError(
+                    "Expected at least one row; got an empty request. Skip the call when there "
+                    "is nothing to predict."
+                )
+            if ids is not None:
+                ids = [ids] if np.ndim(ids) == 0 else ids
+                if len(ids) != n_rows:
+                    raise InvalidParameterError(
+                        f"The 'ids' parameter of {owner} must hold one id per row ({n_rows}). "
+                        f"Got {len(ids)} ids instead."
+                    )
+            request = Request(rows, meta_, n_rows, when, ids, key)
+            path = None
+            if self._rule is not None:
+                path = check_path(self._rule(request), self._rule)
+            if path is None:
+                path = self._default(request)
+        except Exception:
+            if count:
+                with self._cond:
+                    self._rejected += 1
+            raise
+        assert path is not None
+        return request, path
+
+    def _answer_online(self, request: Request) -> np.ndarray:
+        rec = self._recorders["online"]
+        kwargs: dict[str, Any] = {}
+        if request.ids is not None:
+            kwargs["ids"] = request.ids
+        if request.key is not None:
+            kwargs["key"] = request.key
+        t0 = time.perf_counter()
+        try:
+            out = np.asarray(self._online_call(request.rows, **kwargs))  # type: ignore[misc]
+        except Exception:
+            rec.count("errors")
+            raise
+        rec.record(time.perf_counter() - t0, request.n_rows)
+        return out
+
+    def _queue(self, request: Request) -> RouteHandle:
+        """Hand a request to the batch deployer; its handle resolves with the batch."""
+        with self._cond:
+            if self._closed:
+                raise DeploymentError(
+                    f"This {_OWNER} is closed and takes no more requests. Create a new one."
+                )
+            self._active += 1
+        try:
+            t0 = time.perf_counter()
+            inner = self.batch.submit(request.rows)
+            refused = inner.exception() if inner.done() else None
+            if isinstance(refused, SchemaError):  # the batch path's own signature refused it
+                with self._cond:
+                    self._rejected += 1
+                raise refused
+            fut: cf.Future[np.ndarray] = cf.Future()
+            fut.set_running_or_notify_cancel()  # handles are not cancellable
+            with self._cond:
+                self._pending[id(fut)] = (fut, request.n_rows, time.monotonic())
+                self._pending_rows += request.n_rows
+                if self.flush_seconds is not None:
+                    self._start_timer()
+            inner.add_done_callback(lambda f: self._resolved(f, fut, t0, request.n_rows))
+        finally:
+            with self._cond:
+                self._active -= 1
+                self._cond.notify_all()
+        return RouteHandle(fut, request, "batch")
+
+    def _start_timer(self) -> None:
+        """Start the flush timer, or wake it if it waits for work (called holding _cond)."""
+        if self._timer is None:
+            self._timer = threading.Thread(
+                target=self._flush_on_time, name="modeldeploy-router-flush", daemon=True
+            )
+            self._timer.start()
+        elif self._timer_idle:
+            self._cond.notify_all()
+
+    def _flush_on_time(self) -> None:
+        """Flush once the oldest request queued since the last flush has waited flush_seconds.
+
+        The batch deployer's own scheduler does the same from ``flush_interval_s``; this timer
+        keeps the promise even when that scheduler started before the router set it.
+        """
+        assert self.flush_seconds is not None
+        while True:
+            with self._cond:
+                while True:
+                    if self._closed:
+                        return
+                    # Requests queued before the last flush are already being scored.
+                    due = next(
+                        (t for _, _, t in self._pending.values() if t > self._last_flush), None
+                    )
+                    now = time.monotonic()
+                    self._timer_idle = due is None
+                    if due is None:
+                        self._cond.wait()
+                    elif due + self.flush_seconds > now:
+                        self._cond.wait(due + self.flush_seconds - now)
+                    else:
+                        break
+                self._last_flush = now
+            try:
+                self.batch.flush()
+            except Exception:  # the batch deployer resolves each request with its own error
+                logger.exception("flushing the batch path failed")
+
+    def _resolved(
+        self, inner: cf.Future[np.ndarray], fut: cf.Future[np.ndarray], t0: float, n_rows: int
+    ) -> None:
+        # Stats first, so that a caller woken by the handle sees its request counted.
+        rec = self._recorders["batch"]
+        error = (
+            DeploymentError("The batch deployer cancelled this request.")
+            if inner.cancelled()
+            else inner.exception()
+        )
+        if error is None:
+            rec.record(time.perf_counter() - t0, n_rows)
+        else:
+            rec.count("errors")
+        with self._cond:
+            if self._pending.pop(id(fut), None) is not None:
+                self._pending_rows -= n_rows
+        if error is None:
+            fut.set_result(inner.result())
+        else:
+            fut.set_exception(error)
