@@ -648,3 +648,39 @@ def test_any_chunking_gives_the_scores_of_one_predict_call(
     got = job.run(pieces)
     assert got.shape == expected.shape
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-15)
+
+
+def test_a_submit_racing_close_is_refused_or_scored_never_lost() -> None:
+    X = np.random.default_rng(3).normal(size=(50, 3))
+    fitted = LinearRegression().fit(X, X[:, 0])
+
+    class Slow:
+        def predict(self, rows: np.ndarray) -> np.ndarray:
+            time.sleep(0.3)
+            return np.asarray(fitted.predict(rows))
+
+    job = BatchDeployer(Slow(), n_jobs=1, flush_interval_s=1.0)
+    first = job.submit(X[:2])
+    closer = threading.Thread(target=job.close)
+    closer.start()
+    time.sleep(0.05)
+    try:
+        late = job.submit(X[2:3])
+    except DeploymentError:
+        late = None  # refused at once: the caller knows
+    closer.join(timeout=10)
+    assert first.result(timeout=5).shape == (2,)
+    if late is not None:
+        assert late.done()  # resolved (scored or failed), never left hanging
+        late.exception(timeout=0)
+
+
+def test_flush_thresholds_changed_on_a_running_deployer_take_effect() -> None:
+    X = np.random.default_rng(4).normal(size=(20, 3))
+    job = BatchDeployer(LinearRegression().fit(X, X[:, 0]), n_jobs=1, flush_interval_s=None)
+    job.submit(X[:1])
+    job.flush()  # the scheduler thread is running now, with no time limit
+    job.flush_interval_s = 0.1
+    later = job.submit(X[1:2])
+    assert later.result(timeout=5).shape == (1,)  # flushed by time, not left waiting
+    job.close()

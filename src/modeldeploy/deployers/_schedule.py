@@ -32,11 +32,15 @@ class _Schedule:
         self.pending_rows = 0
         self.oldest = 0.0
         self.closing = False
-        self.max_rows = job.flush_rows * 10
         self.thread = threading.Thread(
             target=self._work, name="modeldeploy-batch-schedule", daemon=True
         )
         self.thread.start()
+
+    @property
+    def max_rows(self) -> int:
+        """Rows queued before submitters wait; read live, so a changed ``flush_rows`` holds."""
+        return max(1, int(self.job.flush_rows)) * 10
 
     def submit(self, X: Any) -> cf.Future[np.ndarray]:
         fut: cf.Future[np.ndarray] = cf.Future()
@@ -65,10 +69,11 @@ class _Schedule:
         return batch
 
     def _work(self) -> None:
-        interval = self.job.flush_interval_s
         while True:
             with self.cond:
                 while not self.closing:
+                    # Read the thresholds live: a user may change them on a running deployer.
+                    interval = self.job.flush_interval_s
                     if self.pending_rows >= self.job.flush_rows:
                         break
                     if self.pending and interval is not None:
@@ -95,7 +100,12 @@ class _Schedule:
     def _score_running(self, batch: list[tuple[cf.Future[np.ndarray], Any, int]]) -> int:
         if not batch:
             return 0
-        scorer = self.job._get_scorer()
+        try:
+            scorer = self.job._get_scorer()
+        except Exception as exc:  # every queued request gets an answer, even if it is an error
+            for fut, _, _ in batch:
+                fut.set_exception(exc)
+            return 0
         t0 = time.perf_counter()
         parts = [checked for _, checked, _ in batch]
         try:

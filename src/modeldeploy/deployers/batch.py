@@ -301,6 +301,7 @@ class BatchDeployer:
         self._scorer: _Scorer | None = None
         self._feed: _MonitorFeed | None = None
         self._schedule: _Schedule | None = None
+        self._closing = False
         self._closed = False
 
     # ------------------------------------------------------------------ model
@@ -486,6 +487,8 @@ class BatchDeployer:
             once, with a :class:`~modeldeploy.exceptions.SchemaError`.
         """
         with self._lock:
+            if self._closing:
+                raise DeploymentError(f"This {_OWNER} is closed; submit to a new one.")
             if self._schedule is None:
                 self._schedule = _Schedule(self)
             schedule = self._schedule
@@ -508,8 +511,9 @@ class BatchDeployer:
     def close(self) -> None:
         """Score what :meth:`submit` queued, stop background threads. Idempotent."""
         with self._lock:
-            if self._closed:
+            if self._closed or self._closing:
                 return
+            self._closing = True  # from here on submit refuses: nothing can slip in unscored
             schedule, self._schedule = self._schedule, None
         if schedule is not None:
             schedule.close()
