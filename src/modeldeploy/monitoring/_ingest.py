@@ -23,7 +23,7 @@ from modeldeploy.monitoring.metrics import (
     regression_stats,
 )
 
-__all__ = ["BUFFER_ROWS", "SCALARS", "Ingestion", "as_list"]
+__all__ = ["BUFFER_ROWS", "SCALARS", "Ingestion", "as_list", "label_array"]
 
 logger = logging.getLogger("modeldeploy.monitoring")
 
@@ -206,8 +206,37 @@ class Ingestion(WindowState):
         if version is not None:
             self._count_version(version, n)
         self._since_check += n
+        if id_list is not None and self._labels.early:
+            self._since_check += self._meet_early_labels(id_list, call_times[0])
         if rolled or self._since_check >= self._check_every:
             self._check()
+
+    def _meet_early_labels(self, ids: list[Any], now: float) -> int:
+        """Attach the labels that came before these predictions, as if they came just after.
+
+        Called once the predictions are in their buckets, so each label lands in its
+        prediction's bucket and version window. Returns how many were attached.
+        """
+        labels = self._labels
+        labels.expire_early(now)
+        hits, values, repeats = labels.pop_early(ids)
+        if not hits:
+            return 0
+        labels.counts["labels_duplicate"] += repeats
+        found = labels.take(hits)  # counts what is not pending (labelled with y_true=, ...)
+        try:
+            self._apply_labels(found, label_array(values))
+        except Exception:
+            # A label log_labels would have refused (a class past max_classes, a string for a
+            # regressor): the predictions are in already, so drop only the labels, and say so.
+            logger.exception(
+                "%s: dropped %d labels that came before their predictions",
+                self.name or "monitor",
+                len(found),
+            )
+            return 0
+        labels.counts["labels_early"] += len(found)
+        return len(found)
 
     def _add_segment(
         self,
@@ -269,6 +298,15 @@ def as_list(ids: Any) -> list[Any]:
     if hasattr(ids, "tolist"):  # pandas Series / Index
         return list(ids.tolist())
     return [scalar(i) for i in ids]
+
+
+def label_array(values: list[Any]) -> np.ndarray:
+    """Labels kept one by one as a 1-D array (an object array when their types are mixed)."""
+    arr = np.asarray(values)
+    if arr.ndim != 1 or (arr.dtype.kind in "US" and not all(isinstance(v, str) for v in values)):
+        arr = np.empty(len(values), dtype=object)
+        arr[:] = values
+    return arr
 
 
 def _pattern(entry: tuple[Any, ...]) -> tuple[Any, ...]:

@@ -78,6 +78,7 @@ def _state_meta(mon: Monitor) -> dict[str, Any]:
             "min_drift_samples": mon.min_drift_samples,
             "max_pending": mon.max_pending,
             "label_ttl_s": mon.label_ttl_s,
+            "early_label_ttl_s": mon.early_label_ttl_s,
             "sketch_bins": mon.sketch_bins,
             "psi_bins": mon.psi_bins,
             "max_classes": mon.max_classes,
@@ -103,6 +104,11 @@ def _state_meta(mon: Monitor) -> dict[str, Any]:
         "alerts": [a.to_dict() for a in mon._alerts.recent],
         "pending": pending,
         "resolved": [[i, r] for i, r in mon._labels.resolved.items() if _jsonable(i)],
+        "early": [
+            [i, v, t, r]
+            for i, (v, t, r) in mon._labels.early.items()
+            if _jsonable(i) and _jsonable(v)
+        ],
         "label_counts": mon._labels.counts,
     }
 
@@ -168,6 +174,8 @@ def load_monitor(
         for e in meta["pending"]
     }
     mon._labels.resolved = {_key(i): int(r) for i, r in meta["resolved"]}
+    # Labels that came before their prediction (absent from files saved before they waited).
+    mon._labels.early = {_key(i): (v, float(t), int(r)) for i, v, t, r in meta.get("early", [])}
     mon._labels.counts.update(meta["label_counts"])
     for a in meta["alerts"]:
         a = dict(a)

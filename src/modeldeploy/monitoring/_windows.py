@@ -67,6 +67,7 @@ class WindowState:
     min_drift_samples: int
     max_pending: int
     label_ttl_s: float | None
+    early_label_ttl_s: float
     sketch_bins: int
     psi_bins: int
     max_classes: int
@@ -89,7 +90,7 @@ class WindowState:
             ("latency", (LATENCY_EDGES.size + 1,), np.int64),
         ):
             self._ring.add_array(arr, tail, dtype)
-        self._labels = PendingLabels(self.max_pending, self.label_ttl_s)
+        self._labels = PendingLabels(self.max_pending, self.label_ttl_s, self.early_label_ttl_s)
         self._seq = 0
         self._last_key = -1
         self._versions: dict[str, int] = {}

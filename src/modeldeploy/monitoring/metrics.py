@@ -260,6 +260,7 @@ LABEL_COUNTERS = (
     "predictions_evicted",
     "predictions_expired",
     "labels_matched",
+    "labels_early",
     "labels_late",
     "labels_duplicate",
     "labels_unknown",
@@ -269,13 +270,21 @@ LABEL_COUNTERS = (
 
 
 class PendingLabels:
-    """Predictions waiting for their label, by id: bounded in number and in age.
+    """Predictions waiting for their label, and labels waiting for their prediction, by id.
 
     Each pending id remembers its bucket key, its encoded prediction, when it was logged and
     the source it came from (an integer tag: the monitor's per-version window, ``-1`` for none).
     When more than ``max_pending`` wait, the oldest are evicted; those older than ``ttl_s``
     expire. A bounded memory of recently resolved ids (labelled, expired, evicted) tells a
     duplicate or a too-late label from an id never seen.
+
+    A label whose id was never seen may have overtaken its prediction (a deployer hands
+    predictions to the monitor from a background thread). :meth:`hold` keeps such *early*
+    labels, at most ``max_pending`` of them for at most ``early_ttl_s`` seconds, and
+    :meth:`pop_early` gives them back when the prediction is logged. A repeated early label
+    for the same id is remembered as a repeat of the first (the first wins, as for labels that
+    come after their prediction). An early label that expires or is pushed out counts as
+    ``labels_unknown``, with its repeats.
 
     Examples
     --------
@@ -285,13 +294,23 @@ class PendingLabels:
     [1]
     >>> p.counts["labels_evicted"], p.counts["labels_duplicate"], p.counts["labels_unknown"]
     (1, 1, 1)
+    >>> p.hold(["x", "x", "y"], [1, 0, 0], now=0.0)
+    0
+    >>> p.pop_early(["x", "q"])
+    (['x'], [1], 1)
+    >>> p.expire_early(now=1_000.0)
+    >>> p.counts["labels_unknown"], len(p.early)
+    (2, 0)
     """
 
-    def __init__(self, max_pending: int, ttl_s: float | None) -> None:
+    def __init__(self, max_pending: int, ttl_s: float | None, early_ttl_s: float = 60.0) -> None:
         self.max_pending = max_pending
         self.ttl_s = ttl_s
+        self.early_ttl_s = early_ttl_s
         self.pending: dict[Any, tuple[int, float, float, int]] = {}
         self.resolved: dict[Any, int] = {}
+        # id -> (label, when it arrived, repeated labels for the id since), oldest first
+        self.early: dict[Any, tuple[Any, float, int]] = {}
         self.counts: dict[str, int] = dict.fromkeys(LABEL_COUNTERS, 0)
 
     def __len__(self) -> int:
@@ -347,8 +366,14 @@ class PendingLabels:
         self.counts["predictions_expired"] += len(old)
         self._resolve(old, EXPIRED)
 
-    def take(self, ids: list[Any]) -> list[tuple[int, int, float, int]]:
-        """Pop the pending predictions of ``ids``: ``(position, key, code, source)`` of matches."""
+    def take(
+        self, ids: list[Any], unseen: list[int] | None = None
+    ) -> list[tuple[int, int, float, int]]:
+        """Pop the pending predictions of ``ids``: ``(position, key, code, source)`` of matches.
+
+        Positions of ids never seen go to ``unseen`` when it is given (to be held as early
+        labels); otherwise they count as ``labels_unknown``.
+        """
         found = []
         pending, resolved, counts = self.pending, self.resolved, self.counts
         for pos, i in enumerate(ids):
@@ -365,10 +390,66 @@ class PendingLabels:
                 counts["labels_expired"] += 1
             elif reason == EVICTED:
                 counts["labels_evicted"] += 1
+            elif unseen is not None:
+                unseen.append(pos)
             else:
                 counts["labels_unknown"] += 1
         self._resolve([], LABELLED)  # trims the memory of resolved ids to its bound
         return found
+
+    def hold(self, ids: list[Any], labels: list[Any], now: float) -> int:
+        """Keep labels that came before their prediction; return how many of them were dropped.
+
+        Past ``max_pending`` early labels the oldest are dropped, and counted as
+        ``labels_unknown`` (those of earlier calls too; only this call's are returned).
+        """
+        early, counts = self.early, self.counts
+        if self.early_ttl_s <= 0:  # no early buffer: unknown at once
+            counts["labels_unknown"] += len(ids)
+            return len(ids)
+        n_old = len(early)
+        for i, label in zip(ids, labels, strict=True):
+            held = early.get(i)
+            if held is None:
+                early[i] = (label, now, 0)  # new ids go last; a repeat keeps its place
+            else:
+                early[i] = (held[0], held[1], held[2] + 1)
+        overflow = len(early) - self.max_pending
+        if overflow <= 0:
+            return 0
+        for i in list(itertools.islice(early, overflow)):
+            counts["labels_unknown"] += 1 + early.pop(i)[2]
+        return max(0, overflow - n_old)  # the oldest go first: this call's past the older
+
+    def expire_early(self, now: float) -> None:
+        """Count early labels that waited longer than ``early_ttl_s`` as ``labels_unknown``."""
+        early = self.early
+        if not early:
+            return
+        cutoff = now - self.early_ttl_s
+        old = []
+        for i, (_, t, _) in early.items():
+            if t >= cutoff:
+                break
+            old.append(i)
+        for i in old:
+            self.counts["labels_unknown"] += 1 + early.pop(i)[2]
+
+    def pop_early(self, ids: list[Any]) -> tuple[list[Any], list[Any], int]:
+        """The early labels of ``ids``, removed: their ids, their labels, and their repeats."""
+        early = self.early
+        hits: list[Any] = []
+        labels: list[Any] = []
+        repeats = 0
+        if not early:
+            return hits, labels, repeats
+        for i in ids:
+            held = early.pop(i, None)
+            if held is not None:
+                hits.append(i)
+                labels.append(held[0])
+                repeats += held[2]
+        return hits, labels, repeats
 
     def mark_labelled(self, ids: list[Any]) -> None:
         """Remember ids whose label came with the prediction (a later label is a duplicate)."""

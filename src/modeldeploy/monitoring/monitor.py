@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from modeldeploy._config import (
+    DEFAULT_EARLY_LABEL_TTL_S,
     DEFAULT_LABEL_TTL_S,
     DEFAULT_MAX_CLASSES,
     DEFAULT_MAX_PENDING_LABELS,
@@ -49,6 +50,10 @@ __all__ = ["Alert", "Monitor"]  # Alert lives in alerts.py; re-exported here for
 logger = logging.getLogger("modeldeploy.monitoring")
 
 _OWNER = "Monitor"
+#: The counters ``log_labels`` reports for its own call (besides ``waiting``).
+_CALL_COUNTS = tuple(
+    f"labels_{k}" for k in ("matched", "late", "duplicate", "unknown", "expired", "evicted")
+)
 
 
 class Monitor(Ingestion):
@@ -100,7 +105,14 @@ class Monitor(Ingestion):
         thousand rows or so).
     max_pending, label_ttl_s
         Bounds on predictions waiting for a label: how many, and for how long (seconds, or
-        ``None`` for no time limit).
+        ``None`` for no time limit). ``max_pending`` also bounds the labels waiting for their
+        prediction (see ``early_label_ttl_s``).
+    early_label_ttl_s
+        How long a label whose id is not known yet waits for its prediction, in seconds
+        (default 60). Deployers hand predictions over from a background thread, so a label
+        logged right after ``predict`` may come first; when its prediction is logged within
+        this time, the label is attached to it as if it had come after. Past it, the label
+        counts as ``labels_unknown``. ``0`` counts such labels as unknown at once.
     sketch_bins, psi_bins
         Resolution of the sketch fitted from ``reference``: quantile bins for KS, and for PSI.
     max_classes
@@ -146,6 +158,7 @@ class Monitor(Ingestion):
         min_drift_samples: int = DEFAULT_MONITOR_MIN_DRIFT_SAMPLES,
         max_pending: int = DEFAULT_MAX_PENDING_LABELS,
         label_ttl_s: float | None = DEFAULT_LABEL_TTL_S,
+        early_label_ttl_s: float = DEFAULT_EARLY_LABEL_TTL_S,
         sketch_bins: int = DEFAULT_SKETCH_BINS,
         psi_bins: int = DEFAULT_PSI_BINS,
         max_classes: int = DEFAULT_MAX_CLASSES,
@@ -171,6 +184,9 @@ class Monitor(Ingestion):
             None
             if label_ttl_s is None
             else check_float(label_ttl_s, "label_ttl_s", _OWNER, min_value=0, min_inclusive=False)
+        )
+        self.early_label_ttl_s = check_float(
+            early_label_ttl_s, "early_label_ttl_s", _OWNER, min_value=0
         )
         self.sketch_bins = check_int(sketch_bins, "sketch_bins", _OWNER, min_value=2)
         self.psi_bins = check_int(psi_bins, "psi_bins", _OWNER, min_value=2)
@@ -311,13 +327,26 @@ class Monitor(Ingestion):
         """Attach labels that arrived later to the predictions logged with these ids.
 
         Each label lands in the window bucket of its prediction; one whose bucket has left the
-        window is counted as late and dropped.
+        window is counted as late and dropped. A label whose id has not been logged yet waits
+        up to ``early_label_ttl_s`` for its prediction (a deployer hands predictions over from
+        a background thread, so they may come after the label) and is attached to it when it
+        comes, in the same way.
 
         Returns
         -------
         dict
             Counts for this call: ``matched``, ``late``, ``duplicate``, ``unknown``,
-            ``expired`` and ``evicted`` (see :meth:`label_stats` for the running totals).
+            ``expired``, ``evicted``, and ``waiting`` (labels of ids not logged yet, now
+            waiting for their prediction). See :meth:`label_stats` for the running totals.
+
+        Examples
+        --------
+        >>> mon = Monitor(window=100, thresholds={})
+        >>> mon.log_labels(["a", "b"], [1, 0])["waiting"]  # before their predictions
+        2
+        >>> mon.log_predictions(None, [1, 1], ids=["a", "b"])
+        >>> mon.metrics()["accuracy"], mon.label_stats()["labels_early"]
+        (0.5, 2)
         """
         id_list = as_list(ids)
         values = np.asarray(y_true).ravel()
@@ -328,16 +357,22 @@ class Monitor(Ingestion):
             )
         with self._lock:
             self._flush()
-            self._labels.expire(self._clock())
-            before = dict(self._labels.counts)
-            found = self._labels.take(id_list)
+            now = self._clock()
+            labels = self._labels
+            labels.expire(now)
+            labels.expire_early(now)
+            before = dict(labels.counts)
+            unseen: list[int] = []
+            found = labels.take(id_list, unseen)
             self._apply_labels(found, values)
-            after = self._labels.counts
-            out = {
-                k.removeprefix("labels_"): after[k] - before[k]
-                for k in after
-                if k.startswith("labels_") and k != "labels_total"
-            }
+            after = labels.counts
+            out = {k.removeprefix("labels_"): after[k] - before[k] for k in _CALL_COUNTS}
+            dropped = 0
+            if unseen:
+                held = values.tolist()  # Python scalars, as JSON keeps them
+                dropped = labels.hold([id_list[p] for p in unseen], [held[p] for p in unseen], now)
+            out["unknown"] += dropped
+            out["waiting"] = len(unseen) - dropped
             self._since_check += len(found)
             if self._since_check >= self._check_every:
                 self._check()
@@ -435,11 +470,26 @@ class Monitor(Ingestion):
         ``max_pending``), ``predictions_expired`` (older than ``label_ttl_s``),
         ``labels_matched``, ``labels_late`` (their bucket had left the window),
         ``labels_duplicate``, ``labels_unknown``, ``labels_expired``, ``labels_evicted``.
+
+        Labels can come before their prediction. ``labels_waiting`` is how many wait for it
+        now (their ids not logged yet; not counted anywhere else until resolved). When the
+        prediction comes, each is counted as if it had just come: ``labels_matched`` (and
+        ``labels_total``) as usual, and also ``labels_early``. One that waited longer than
+        ``early_label_ttl_s``, or was pushed out by ``max_pending`` newer early labels, counts
+        as ``labels_unknown``. Repeated labels for a waiting id: the first wins (as for labels
+        after their prediction); the others count as ``labels_duplicate`` when it matches, as
+        ``labels_unknown`` when it does not.
         """
         with self._lock:
             self._flush()
-            self._labels.expire(self._clock())
-            return {"pending": len(self._labels), **self._labels.counts}
+            now = self._clock()
+            self._labels.expire(now)
+            self._labels.expire_early(now)
+            return self._label_counts()
+
+    def _label_counts(self) -> dict[str, int]:
+        labels = self._labels
+        return {"pending": len(labels), "labels_waiting": len(labels.early), **labels.counts}
 
     def check(self) -> list[Alert]:
         """Evaluate every threshold now; return the alerts this raised (also sent as usual).
@@ -463,6 +513,7 @@ class Monitor(Ingestion):
         """A snapshot of the monitor's state: metrics, drift, labels, errors, history."""
         with self._lock:
             self._flush()
+            self._labels.expire_early(self._clock())
             metrics = self._metrics(self._ring)
             drift = self._drift()
             data = {
@@ -473,7 +524,7 @@ class Monitor(Ingestion):
                 "metrics": metrics,
                 "drift": drift.to_dict(),
                 "thresholds": dict(self.thresholds),
-                "labels": {"pending": len(self._labels), **self._labels.counts},
+                "labels": self._label_counts(),
                 "errors": {"total": self._n_errors_total, "by_type": dict(self._error_types)},
                 "versions": dict(self._versions),
                 "version_metrics": self._version_metrics(),
@@ -538,7 +589,10 @@ class Monitor(Ingestion):
     # ------------------------------------------------------------------ persistence
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Save the monitor's state (windows, sketches, pending labels) to one ``.npz`` file.
+        """Save the monitor's state (windows, sketches, waiting labels) to one ``.npz`` file.
+
+        Predictions waiting for a label and labels waiting for their prediction are saved with
+        their ids when those (and the labels) are strings, numbers or booleans.
 
         The file holds counts and sketches, never raw rows; it is written atomically. Callbacks
         are not saved: pass ``on_alert=`` to :meth:`load`.
