@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from modeldeploy._files import fsync_dir, fsync_file, write_atomic
 from modeldeploy.deployers.sources import Output
 from modeldeploy.exceptions import InvalidParameterError
 
@@ -42,34 +43,6 @@ class Entry:
     start: int
     stop: int
     reason: str | None = None
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms that cannot open directories
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb+") as f:
-        os.fsync(f.fileno())
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
 
 
 class Checkpoint:
@@ -110,10 +83,10 @@ class Checkpoint:
         self.dir.mkdir(parents=True, exist_ok=True)
         if not done:
             manifest = {"version": _MANIFEST_VERSION, "run": self.fingerprint}
-            _write_atomic(self.dir / "manifest.json", json.dumps(manifest, indent=1).encode())
+            write_atomic(self.dir / "manifest.json", json.dumps(manifest, indent=1).encode())
         # Rewrite the log from what was read, so a line torn by a kill never prefixes a new one.
         lines = "".join(json.dumps(e.__dict__) + "\n" for e in done.values())
-        _write_atomic(self.dir / "done.jsonl", lines.encode())
+        write_atomic(self.dir / "done.jsonl", lines.encode())
         self._log = open(self.dir / "done.jsonl", "a", encoding="utf-8")  # noqa: SIM115
         if done:
             logger.info("Resuming from %s: %d chunks already finished.", self.dir, len(done))
@@ -159,7 +132,7 @@ class Checkpoint:
             part = self._part(entry.index)
             tmp = part.with_name(part.name + ".tmp")
             self.output.write_part(tmp, y, ids, columns or [])
-            _fsync_file(tmp)
+            fsync_file(tmp)
             os.replace(tmp, part)
         self._log.write(json.dumps(entry.__dict__) + "\n")
         self._log.flush()
@@ -177,12 +150,12 @@ class Checkpoint:
         tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
         try:
             self.output.assemble(parts, n_rows, tmp)
-            _fsync_file(tmp)
+            fsync_file(tmp)
             os.replace(tmp, target)
         finally:
             if tmp.exists():
                 tmp.unlink()
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def close(self) -> None:

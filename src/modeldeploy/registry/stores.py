@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from modeldeploy._config import DEFAULT_BUSY_TIMEOUT_S
+from modeldeploy._files import fsync_dir
 from modeldeploy.exceptions import (
     AliasNotFoundError,
     ModelNotFoundError,
@@ -119,7 +120,7 @@ class LocalArtifactStore(ArtifactStore):
             os.replace(staged, final)
         finally:
             staged.unlink(missing_ok=True)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
 
     def exists(self, key: str) -> bool:
         return self._path(key).exists() or self._trash_path(key).exists()
@@ -160,19 +161,6 @@ class LocalArtifactStore(ArtifactStore):
                     path.unlink(missing_ok=True)
                 removed += 1
         return removed
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
 
 
 # ---------------------------------------------------------------------------- metadata
