@@ -684,3 +684,28 @@ def test_flush_thresholds_changed_on_a_running_deployer_take_effect() -> None:
     later = job.submit(X[1:2])
     assert later.result(timeout=5).shape == (1,)  # flushed by time, not left waiting
     job.close()
+
+
+@pytest.mark.parametrize("backend", ["threads", "processes"])
+def test_fast_path_scores_chunks_with_the_same_answers(backend: str) -> None:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(3000, 6))
+    model = HistGradientBoostingClassifier(max_iter=20).fit(X, (X[:, 0] * X[:, 1] > 0))
+    signature = Signature.infer(X)
+    with BatchDeployer(
+        model,
+        signature=signature,
+        chunk_size=700,
+        n_jobs=2,
+        backend=backend,
+        fast_path="require",
+        method="predict_proba",
+    ) as job:
+        proba = job.run(X)
+        later = job.submit(X[:5])
+        job.flush()
+        assert job._get_scorer().fast is not None  # the fast path served
+    np.testing.assert_allclose(proba, model.predict_proba(X), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(later.result(timeout=5), model.predict_proba(X[:5]), atol=1e-9)

@@ -66,12 +66,20 @@ class _Scorer:
     """Validation and prediction of one chunk; shipped once to each worker."""
 
     def __init__(
-        self, model: Any, signature: Signature | None, method: str, monitor_rows: int
+        self,
+        model: Any,
+        signature: Signature | None,
+        method: str,
+        monitor_rows: int,
+        *,
+        fast: Any = None,
     ) -> None:
         self.model = model
         self.signature = signature
         self.method = method
         self.monitor_rows = monitor_rows
+        #: A verified FastPath serving this model, used when it is accepted.
+        self.fast = fast if fast is not None and fast.is_fast else None
 
     def validate(self, X: Any) -> Any:
         """``X`` as a validated array (or, for a bare DataFrame-trained model, a DataFrame)."""
@@ -113,6 +121,13 @@ class _Scorer:
     def predict(self, X: Any) -> np.ndarray:
         return np.asarray(getattr(self.model, self.method)(X))
 
+    def score(self, checked: Any) -> tuple[np.ndarray, Any]:
+        """Predictions for validated rows, and the model input (None when the fast path served)."""
+        if self.fast is not None:
+            return np.asarray(getattr(self.fast, self.method)(checked)), None
+        X = self.to_model_input(checked)
+        return self.predict(X), X
+
     def __call__(self, ref: ChunkRef) -> _Scored:
         t0 = time.perf_counter()
         try:
@@ -129,9 +144,8 @@ class _Scorer:
         except SchemaError as exc:
             done.failure = _Failure("schema", str(exc), exc.row, exc.column, exc)
             return done
-        X = self.to_model_input(checked)
         try:
-            y = self.predict(X)
+            y, X = self.score(checked)
         except Exception as exc:
             done.failure = _Failure("model", f"{type(exc).__name__}: {exc}", cause=exc)
             return done
@@ -143,6 +157,8 @@ class _Scorer:
         done.y = y
         done.seconds = time.perf_counter() - t0
         if self.monitor_rows:
+            if X is None:
+                X = self.to_model_input(checked)
             done.sample = self._sample(chunk.index, chunk.start, checked, X, y, chunk.ids)
         return done
 

@@ -117,7 +117,7 @@ class _Schedule:
                 X = pd.concat(parts, ignore_index=True)
             else:
                 X = np.concatenate(parts)
-            y = scorer.predict(scorer.to_model_input(X))
+            y, _ = scorer.score(X)
         except Exception as exc:
             if len(batch) == 1:
                 error = DeploymentError(
