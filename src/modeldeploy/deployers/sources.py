@@ -10,6 +10,9 @@ at a time.
 Outputs are written per chunk as *parts* (see :mod:`modeldeploy.deployers._checkpoint`) and
 assembled at the end: a ``.npy`` file preallocated with ``numpy.lib.format.open_memmap`` and
 filled chunk by chunk, or a Parquet / CSV file with the id columns carried through.
+
+The chunks and their readers live in :mod:`modeldeploy.deployers._inputs`, the writers in
+:mod:`modeldeploy.deployers._outputs`; both are re-exported here.
 """
 
 from __future__ import annotations
@@ -18,13 +21,27 @@ import itertools
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from modeldeploy.exceptions import InvalidParameterError, MissingDependencyError, SchemaError
+from modeldeploy.deployers._inputs import (
+    _CSV_SUFFIXES,
+    _PARQUET_SUFFIXES,
+    Chunk,
+    ChunkRef,
+    LoadedRef,
+    _NpyRange,
+    _pandas,
+    _ParquetRange,
+    _pyarrow_parquet,
+    _split_ids,
+)
+from modeldeploy.deployers._inputs import _is_dataframe as _is_dataframe
+from modeldeploy.deployers._outputs import Output as Output
+from modeldeploy.deployers._outputs import open_output, output_columns
+from modeldeploy.exceptions import InvalidParameterError
 
 __all__ = [
     "Chunk",
@@ -35,200 +52,6 @@ __all__ = [
     "open_source",
     "output_columns",
 ]
-
-_CSV_SUFFIXES = (".csv", ".csv.gz", ".csv.bz2", ".csv.zip", ".csv.xz", ".tsv")
-_PARQUET_SUFFIXES = (".parquet", ".pq")
-
-
-def _pandas(feature: str) -> Any:
-    try:
-        import pandas as pd
-    except ImportError:  # pragma: no cover - pandas is installed in the test environment
-        raise MissingDependencyError("pandas", "pandas", feature) from None
-    return pd
-
-
-def _pyarrow_parquet(feature: str) -> Any:
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:  # pragma: no cover - pyarrow is installed in the test environment
-        raise MissingDependencyError("pyarrow", "pandas", feature) from None
-    return pq
-
-
-def _is_dataframe(X: Any) -> bool:
-    return type(X).__name__ == "DataFrame" and hasattr(X, "columns") and hasattr(X, "iloc")
-
-
-def _n_rows(X: Any) -> int:
-    shape = getattr(X, "shape", None)
-    if shape is not None and len(shape) >= 1:
-        return int(shape[0])
-    return len(X)
-
-
-# ---------------------------------------------------------------------- chunks
-
-
-@dataclass
-class Chunk:
-    """One chunk of rows, read and ready to score.
-
-    Attributes
-    ----------
-    index
-        Position of the chunk in the source, from 0.
-    start
-        Global row number of the chunk's first row.
-    X
-        The features: a 2-D array, a DataFrame, or anything ``Signature.validate`` accepts.
-    ids
-        The id columns of these rows (name to 1-D array), or ``None``.
-    """
-
-    index: int
-    start: int
-    X: Any
-    ids: dict[str, np.ndarray] | None = None
-
-    @property
-    def n_rows(self) -> int:
-        """Number of rows in the chunk."""
-        return _n_rows(self.X)
-
-    @property
-    def stop(self) -> int:
-        """Global row number one past the chunk's last row."""
-        return self.start + self.n_rows
-
-
-class ChunkRef(ABC):
-    """A picklable handle on one chunk: its index, row range and how to read it."""
-
-    index: int
-    start: int
-    stop: int
-
-    @abstractmethod
-    def load(self) -> Chunk:
-        """Read the chunk's rows."""
-
-
-@dataclass
-class LoadedRef(ChunkRef):
-    """A chunk already in memory (a view of an array, a slice of a DataFrame, a CSV chunk).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from modeldeploy.deployers.sources import Chunk, LoadedRef
-    >>> ref = LoadedRef(Chunk(index=3, start=300, X=np.zeros((100, 2))))
-    >>> ref.index, ref.start, ref.stop, ref.load().n_rows
-    (3, 300, 400, 100)
-    """
-
-    chunk: Chunk
-    index: int = field(init=False)
-    start: int = field(init=False)
-    stop: int = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.index = self.chunk.index
-        self.start = self.chunk.start
-        self.stop = self.chunk.stop
-
-    def load(self) -> Chunk:
-        return self.chunk
-
-
-@dataclass
-class _NpyRange(ChunkRef):
-    """Rows ``start:stop`` of a ``.npy`` file, read with one ``readinto`` (no whole-file map)."""
-
-    path: str
-    index: int
-    start: int
-    stop: int
-    offset: int
-    dtype: str
-    row_shape: tuple[int, ...]
-    fortran: bool
-    n_total: int
-
-    def _fill(self, f: Any, at: int, buf: np.ndarray) -> None:
-        f.seek(at)
-        got = 0
-        while got < buf.size:
-            read = f.readinto(memoryview(buf[got:]))  # type: ignore[arg-type]
-            if not read:
-                raise SchemaError(
-                    f"The .npy file {self.path!r} ended early: expected rows {self.start}.."
-                    f"{self.stop - 1}, the file holds fewer. Was it truncated or rewritten "
-                    "while being scored?",
-                    row=self.start,
-                )
-            got += read
-
-    def load(self) -> Chunk:
-        n = self.stop - self.start
-        dtype = np.dtype(self.dtype)
-        with open(self.path, "rb", buffering=0) as f:
-            if self.fortran:
-                # Column-major file: each column's rows are contiguous, read them one by one.
-                X = np.empty((n, *self.row_shape), dtype=dtype, order="F")
-                for j in range(X.shape[1]):
-                    at = self.offset + (j * self.n_total + self.start) * dtype.itemsize
-                    self._fill(f, at, X[:, j].view(np.uint8))
-            else:
-                X = np.empty((n, *self.row_shape), dtype=dtype)
-                row_bytes = dtype.itemsize * int(np.prod(self.row_shape, dtype=np.int64))
-                self._fill(f, self.offset + self.start * row_bytes, X.reshape(-1).view(np.uint8))
-        if X.ndim == 1:
-            X = X.reshape(-1, 1)
-        return Chunk(self.index, self.start, X)
-
-
-@dataclass
-class _ParquetRange(ChunkRef):
-    """Rows ``start:stop`` of a Parquet file: reads only the row groups they overlap."""
-
-    path: str
-    index: int
-    start: int
-    stop: int
-    group_starts: tuple[int, ...]
-    id_columns: tuple[str, ...]
-
-    def load(self) -> Chunk:
-        pq = _pyarrow_parquet("Reading Parquet files")
-        pf = pq.ParquetFile(self.path)
-        bounds = (*self.group_starts, pf.metadata.num_rows)
-        groups = [
-            g
-            for g in range(len(self.group_starts))
-            if bounds[g] < self.stop and bounds[g + 1] > self.start
-        ]
-        table = pf.read_row_groups(groups)
-        table = table.slice(self.start - bounds[groups[0]], self.stop - self.start)
-        df = table.to_pandas()
-        X, ids = _split_ids(df, self.id_columns, self.path)
-        return Chunk(self.index, self.start, X, ids)
-
-
-def _split_ids(df: Any, id_columns: Sequence[str], where: str) -> tuple[Any, dict[str, Any] | None]:
-    """Separate the id columns of a DataFrame chunk from its features."""
-    if not id_columns:
-        return df, None
-    missing = [c for c in id_columns if c not in df.columns]
-    if missing:
-        raise SchemaError(
-            f"The id column {missing[0]!r} is not in {where}; its columns are "
-            f"{[str(c) for c in df.columns][:12]}. Pass id_columns that exist, or none.",
-            column=str(missing[0]),
-        )
-    ids = {str(c): df[c].to_numpy() for c in id_columns}
-    return df.drop(columns=list(id_columns)), ids
-
 
 # ---------------------------------------------------------------------- sources
 
@@ -537,164 +360,3 @@ def _no_ids(ids: Sequence[str], what: str) -> None:
             f"{what}, which has none. Got {list(ids)!r}; pass a DataFrame, CSV or Parquet source "
             "to carry ids through."
         )
-
-
-# ---------------------------------------------------------------------- outputs
-
-
-def output_columns(y: np.ndarray, method: str, classes: Sequence[Any] | None) -> list[str]:
-    """Column names of the scores in a Parquet or CSV output."""
-    if method == "predict_proba":
-        if classes is not None and len(classes) == y.shape[1]:
-            return [f"proba_{c}" for c in classes]
-        return [f"proba_{j}" for j in range(y.shape[1])]
-    if y.ndim == 1:
-        return ["prediction"]
-    return [f"prediction_{j}" for j in range(y.shape[1])]
-
-
-class Output(ABC):
-    """How scored chunks are written as parts and assembled into the final file."""
-
-    #: File name suffix of a part.
-    suffix: str
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    @abstractmethod
-    def write_part(
-        self, path: Path, y: np.ndarray, ids: dict[str, np.ndarray] | None, columns: list[str]
-    ) -> None:
-        """Write one scored chunk to ``path``."""
-
-    @abstractmethod
-    def assemble(
-        self, parts: Sequence[tuple[Path | None, int, int]], n_rows: int, to: Path
-    ) -> None:
-        """Write the final file ``to`` from parts in order (``None`` for a skipped chunk)."""
-
-
-class _NpyOutput(Output):
-    suffix = ".npy"
-
-    def write_part(
-        self, path: Path, y: np.ndarray, ids: dict[str, np.ndarray] | None, columns: list[str]
-    ) -> None:
-        with open(path, "wb") as f:
-            np.save(f, y, allow_pickle=False)
-
-    def assemble(
-        self, parts: Sequence[tuple[Path | None, int, int]], n_rows: int, to: Path
-    ) -> None:
-        first = next((np.load(p, mmap_mode="r") for p, _, _ in parts if p is not None), None)
-        row_shape: tuple[int, ...] = () if first is None else tuple(first.shape[1:])
-        dtype = np.dtype(np.float64) if first is None else first.dtype
-        holes = any(p is None and stop > start for p, start, stop in parts)
-        if holes and dtype.kind in "biu":
-            # Skipped rows hold NaN, which integers and booleans cannot.
-            dtype = np.dtype(np.float64)
-        del first
-        out = np.lib.format.open_memmap(to, mode="w+", dtype=dtype, shape=(n_rows, *row_shape))
-        try:
-            for p, start, stop in parts:
-                if p is None:
-                    if stop > start:
-                        out[start:stop] = np.nan if dtype.kind in "fc" else 0
-                    continue
-                out[start:stop] = np.load(p, allow_pickle=False)
-            out.flush()
-        finally:
-            del out
-
-
-class _ParquetOutput(Output):
-    suffix = ".parquet"
-
-    def write_part(
-        self, path: Path, y: np.ndarray, ids: dict[str, np.ndarray] | None, columns: list[str]
-    ) -> None:
-        pq = _pyarrow_parquet("Writing Parquet files")
-        import pyarrow as pa
-
-        pq.write_table(pa.Table.from_pandas(_frame(y, ids, columns), preserve_index=False), path)
-
-    def assemble(
-        self, parts: Sequence[tuple[Path | None, int, int]], n_rows: int, to: Path
-    ) -> None:
-        pq = _pyarrow_parquet("Writing Parquet files")
-        import pyarrow as pa
-
-        files = [p for p, _, _ in parts if p is not None]
-        if not files:
-            empty = pa.table({"prediction": pa.array([], type=pa.float64())})
-            pq.write_table(empty, to)
-            return
-        schema = pq.read_schema(files[0])
-        with pq.ParquetWriter(to, schema) as writer:
-            for p in files:
-                writer.write_table(pq.read_table(p).cast(schema))
-
-
-class _CsvOutput(Output):
-    suffix = ".csv"
-
-    def write_part(
-        self, path: Path, y: np.ndarray, ids: dict[str, np.ndarray] | None, columns: list[str]
-    ) -> None:
-        _frame(y, ids, columns).to_csv(path, index=False)
-
-    def assemble(
-        self, parts: Sequence[tuple[Path | None, int, int]], n_rows: int, to: Path
-    ) -> None:
-        files = [p for p, _, _ in parts if p is not None]
-        with open(to, "wb") as out:
-            if not files:
-                out.write(b"prediction\n")
-            for k, p in enumerate(files):
-                with open(p, "rb") as f:
-                    if k:
-                        f.readline()  # each part repeats the header
-                    while block := f.read(1 << 20):
-                        out.write(block)
-
-
-def _frame(y: np.ndarray, ids: dict[str, np.ndarray] | None, columns: list[str]) -> Any:
-    pd = _pandas("Writing Parquet or CSV files")
-    data: dict[str, Any] = dict(ids or {})
-    clash = [c for c in columns if c in data]
-    if clash:
-        raise InvalidParameterError(
-            f"The id column {clash[0]!r} has the name of a score column. Rename it before "
-            "scoring; score columns are named 'prediction' or 'proba_<class>'."
-        )
-    if y.ndim == 1:
-        data[columns[0]] = y
-    else:
-        for j, name in enumerate(columns):
-            data[name] = y[:, j]
-    return pd.DataFrame(data)
-
-
-def open_output(path: str | os.PathLike[str]) -> Output:
-    """The writer for an output path, chosen by its suffix.
-
-    Raises
-    ------
-    InvalidParameterError
-        When the suffix is not ``.npy``, ``.parquet`` / ``.pq`` or ``.csv``.
-    """
-    p = Path(path)
-    name = p.name.lower()
-    if name.endswith(".npy"):
-        return _NpyOutput(p)
-    if name.endswith(_PARQUET_SUFFIXES):
-        _pyarrow_parquet("Writing Parquet files")
-        return _ParquetOutput(p)
-    if name.endswith(".csv"):
-        _pandas("Writing CSV files")
-        return _CsvOutput(p)
-    raise InvalidParameterError(
-        "The 'output' parameter of BatchDeployer.run must be a path ending in .npy, .parquet "
-        f"(.pq) or .csv. Got {str(p)!r} instead."
-    )

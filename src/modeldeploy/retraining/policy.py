@@ -3,24 +3,23 @@
 from __future__ import annotations
 
 import logging
-import math
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
 
 from modeldeploy import _validation as val
-from modeldeploy.exceptions import DeploymentError, InvalidParameterError, ModelDeployError
-from modeldeploy.registry import ModelRegistry, ModelVersion
-from modeldeploy.retraining.gates import Gate, GateResult
+from modeldeploy.exceptions import InvalidParameterError, ModelDeployError
+from modeldeploy.registry import ModelRegistry
+from modeldeploy.retraining import _rollout
+from modeldeploy.retraining._outcomes import Canary, Decision, Outcome, Replace
+from modeldeploy.retraining._rollout import CanaryState, GuardState
+from modeldeploy.retraining.gates import Gate
 from modeldeploy.retraining.triggers import (
-    LOWER_IS_BETTER,
     MonitorLike,
     TriggerContext,
-    TriggerResult,
     run_trigger,
 )
 
@@ -30,130 +29,8 @@ logger = logging.getLogger("modeldeploy.retraining")
 _OWNER = "RetrainPolicy"
 
 
-@dataclass(frozen=True)
-class Replace:
-    """Roll out by promoting the challenger at once (deployers following the alias swap)."""
-
-
-@dataclass(frozen=True)
-class Canary:
-    """Roll out by giving the challenger a share of the online traffic first.
-
-    Once the monitor has ``min_samples`` labelled predictions of each version, the challenger
-    is promoted when its monitored ``metric`` (default: the gate's) is no worse than the
-    champion's by more than ``margin``, and withdrawn otherwise.
-    """
-
-    fraction: float = 0.1
-    min_samples: int = 1_000
-    metric: str | None = None
-    margin: float = 0.0
-
-    def __post_init__(self) -> None:
-        val.check_float(
-            self.fraction, "fraction", "Canary", min_value=0.0, max_value=1.0, min_inclusive=False
-        )
-        val.check_int(self.min_samples, "min_samples", "Canary", min_value=1)
-        val.check_float(self.margin, "margin", "Canary", min_value=0.0)
-
-
-@dataclass(frozen=True)
-class Decision:
-    """Whether to retrain now, and why (or why not), with each trigger's numbers."""
-
-    retrain: bool
-    reasons: tuple[str, ...]
-    triggers: tuple[TriggerResult, ...] = ()
-    time: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
-    cooldown_until: datetime | None = None
-
-    def __bool__(self) -> bool:
-        return self.retrain
-
-    @property
-    def fired(self) -> list[str]:
-        """Names of the triggers that fired."""
-        return [t.trigger for t in self.triggers if t.fired]
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-friendly dict."""
-        return {
-            "retrain": self.retrain,
-            "reasons": list(self.reasons),
-            "triggers": [t.to_dict() for t in self.triggers],
-            "time": self.time.isoformat(),
-            "cooldown_until": self.cooldown_until.isoformat() if self.cooldown_until else None,
-        }
-
-    def __repr__(self) -> str:
-        return f"Decision(retrain={self.retrain}, {'; '.join(self.reasons)})"
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What :meth:`RetrainPolicy.run` did.
-
-    ``status`` is one of ``"skipped"`` (no trigger fired, or in cooldown), ``"training_failed"``,
-    ``"rejected"`` (the gate refused the challenger), ``"promoted"``, ``"canary_started"``,
-    ``"canary_waiting"``, ``"canary_promoted"``, ``"canary_rolled_back"``, ``"rolled_back"``
-    (a promoted version did harm and its predecessor is back).
-    """
-
-    status: str
-    reasons: tuple[str, ...]
-    decision: Decision | None = None
-    version: ModelVersion | None = None
-    gate: GateResult | None = None
-    error: str | None = None
-    details: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-friendly dict."""
-        return {
-            "status": self.status,
-            "reasons": list(self.reasons),
-            "decision": self.decision.to_dict() if self.decision else None,
-            "version": self.version.ref if self.version else None,
-            "gate": self.gate.to_dict() if self.gate else None,
-            "error": self.error,
-            "details": self.details,
-        }
-
-    def __repr__(self) -> str:
-        ref = f" {self.version.ref}" if self.version else ""
-        return f"Outcome({self.status}{ref}: {'; '.join(self.reasons)})"
-
-
-@dataclass
-class _CanaryState:
-    champion: ModelVersion
-    challenger: ModelVersion
-    rollout: Canary
-    metric: str
-    started: datetime
-
-
-@dataclass
-class _GuardState:
-    version: ModelVersion
-    previous: ModelVersion
-    baseline: float
-    since: datetime
-
-
 def _default_clock() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def _version_metrics(monitor: Any, ref: str) -> dict[str, float]:
-    try:
-        metrics: dict[str, float] = monitor.metrics(version=ref)
-    except TypeError:
-        raise DeploymentError(
-            "Judging versions separately needs a monitor with per-version metrics "
-            "(monitor.metrics(version=...)), such as modeldeploy.Monitor."
-        ) from None
-    return metrics
 
 
 class RetrainPolicy:
@@ -255,8 +132,8 @@ class RetrainPolicy:
         self.random_state = random_state
         self.clock = clock if clock is not None else _default_clock
         self._lock = threading.RLock()
-        self._canary: _CanaryState | None = None
-        self._guard: _GuardState | None = None
+        self._canary: CanaryState | None = None
+        self._guard: GuardState | None = None
         self._last_retrain: datetime | None = None
         self._labels_at_last_retrain = 0
         self._restored = False
@@ -373,7 +250,7 @@ class RetrainPolicy:
                 "deployer=dep)."
             )
         with self._lock:
-            watched = self._watch(monitor, deployer)
+            watched = _rollout.watch(self, monitor, deployer)
             if watched is not None:
                 return watched
             decision = self.evaluate(monitor)
@@ -469,8 +346,11 @@ class RetrainPolicy:
         )
         self._record("retrained", (description,), version=version.version, details=details)
         if isinstance(self.rollout, Canary):
-            return self._start_canary(version, champion_version, deployer, decision, result)
-        return self._promote(
+            return _rollout.start_canary(
+                self, version, champion_version, deployer, decision, result
+            )
+        return _rollout.promote(
+            self,
             monitor,
             version,
             champion_version,
@@ -479,151 +359,6 @@ class RetrainPolicy:
             result,
             "promoted",
             result.reasons,
-        )
-
-    def _promote(
-        self,
-        monitor: MonitorLike,
-        version: ModelVersion,
-        champion: ModelVersion,
-        deployer: Any,
-        decision: Decision | None,
-        result: GateResult | None,
-        status: str,
-        reasons: Sequence[str],
-    ) -> Outcome:
-        baseline = float(monitor.metrics().get(self.gate.metric, math.nan))
-        promoted = self.registry.promote(
-            self.name, version, alias=self.alias, reason="; ".join(reasons)
-        )
-        if deployer is not None and status == "promoted":
-            deployer.swap(promoted)
-        self._guard = _GuardState(promoted, champion, baseline, self.clock())
-        logger.info("%s: %s %s", self.name, status, promoted.ref)
-        return Outcome(
-            status, tuple(reasons), decision, promoted, result, details={"baseline": baseline}
-        )
-
-    def _start_canary(
-        self,
-        version: ModelVersion,
-        champion: ModelVersion,
-        deployer: Any,
-        decision: Decision,
-        result: GateResult,
-    ) -> Outcome:
-        rollout = self.rollout
-        assert isinstance(rollout, Canary)  # only called for a Canary rollout
-        deployer.set_canary(version, fraction=rollout.fraction)
-        metric = rollout.metric or self.gate.metric
-        self._canary = _CanaryState(champion, version, rollout, metric, self.clock())
-        reasons = (
-            f"{version.ref} serves {rollout.fraction:.0%} of the traffic until the monitor "
-            f"has {rollout.min_samples:,} labelled predictions of each version",
-        )
-        self._record(
-            "canary_started",
-            reasons,
-            version=version.version,
-            details={"fraction": rollout.fraction, "metric": metric},
-        )
-        return Outcome("canary_started", reasons, decision, version, result)
-
-    # ------------------------------------------------------------------ watching rollouts
-
-    def _watch(self, monitor: MonitorLike, deployer: Any) -> Outcome | None:
-        if self._canary is not None:
-            return self._step_canary(monitor, deployer)
-        if self._guard is not None:
-            return self._check_guard(monitor, deployer)
-        return None
-
-    def _step_canary(self, monitor: MonitorLike, deployer: Any) -> Outcome:
-        state = self._canary
-        assert state is not None
-        champ = _version_metrics(monitor, state.champion.ref)
-        chall = _version_metrics(monitor, state.challenger.ref)
-        n_champ = int(champ.get("n_labelled", 0))
-        n_chall = int(chall.get("n_labelled", 0))
-        need = state.rollout.min_samples
-        details = {
-            "champion": {state.metric: champ.get(state.metric), "n_labelled": n_champ},
-            "challenger": {state.metric: chall.get(state.metric), "n_labelled": n_chall},
-        }
-        if n_champ < need or n_chall < need:
-            return Outcome(
-                "canary_waiting",
-                (
-                    f"labelled predictions so far: {state.champion.ref} {n_champ:,}, "
-                    f"{state.challenger.ref} {n_chall:,} (need {need:,} each)",
-                ),
-                version=state.challenger,
-                details=details,
-            )
-        a, b = float(champ[state.metric]), float(chall[state.metric])
-        gain = (a - b) if state.metric in LOWER_IS_BETTER else (b - a)
-        summary = (
-            f"monitored {state.metric}: {state.champion.ref} {a:.4g}, "
-            f"{state.challenger.ref} {b:.4g} over {min(n_champ, n_chall):,}+ rows"
-        )
-        self._canary = None
-        if gain >= -state.rollout.margin:
-            if deployer is not None and hasattr(deployer, "promote_canary"):
-                deployer.promote_canary()
-            return self._promote(
-                monitor,
-                state.challenger,
-                state.champion,
-                None,
-                None,
-                None,
-                "canary_promoted",
-                (summary, "canary is no worse"),
-            )
-        if deployer is not None and hasattr(deployer, "clear_canary"):
-            deployer.clear_canary()
-        reasons = (summary, f"canary is worse by more than {state.rollout.margin:g}")
-        self._record(
-            "canary_rolled_back", reasons, version=state.challenger.version, details=details
-        )
-        return Outcome("canary_rolled_back", reasons, version=state.challenger, details=details)
-
-    def _check_guard(self, monitor: MonitorLike, deployer: Any) -> Outcome | None:
-        guard = self._guard
-        assert guard is not None
-        if self.registry.metadata.aliases(self.name).get(self.alias) != guard.version.version:
-            self._guard = None  # someone moved the alias since: not ours to guard any more
-            return None
-        try:
-            metrics = _version_metrics(monitor, guard.version.ref)
-        except DeploymentError:
-            metrics = monitor.metrics()
-        n = int(metrics.get("n_labelled", 0))
-        value = float(metrics.get(self.gate.metric, math.nan))
-        if n < self.rollback_min_samples or math.isnan(value) or math.isnan(guard.baseline):
-            return None
-        drop = (
-            (value - guard.baseline)
-            if self.gate.metric in LOWER_IS_BETTER
-            else (guard.baseline - value)
-        )
-        if drop <= self.rollback_margin:
-            return None
-        reasons = (
-            f"{guard.version.ref} monitored {self.gate.metric} {value:.4g} vs "
-            f"{guard.baseline:.4g} for {guard.previous.ref} before it (worse by {drop:.4g} > "
-            f"{self.rollback_margin:g}) over {n:,} labelled rows",
-        )
-        back = self.registry.rollback(self.name, alias=self.alias, reason=reasons[0])
-        if deployer is not None:
-            deployer.swap(back)
-        self._guard = None
-        logger.warning("%s: rolled back %s -> %s", self.name, guard.version.ref, back.ref)
-        return Outcome(
-            "rolled_back",
-            reasons,
-            version=back,
-            details={"value": value, "baseline": guard.baseline, "n_labelled": n},
         )
 
 

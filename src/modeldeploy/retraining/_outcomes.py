@@ -1,0 +1,112 @@
+"""What a :class:`~modeldeploy.retraining.policy.RetrainPolicy` is configured with and returns.
+
+The rollouts (:class:`Replace`, :class:`Canary`), the :class:`Decision` of whether to retrain and
+the :class:`Outcome` of one step. Re-exported by :mod:`modeldeploy.retraining.policy`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from modeldeploy import _validation as val
+from modeldeploy.registry import ModelVersion
+from modeldeploy.retraining.gates import GateResult
+from modeldeploy.retraining.triggers import TriggerResult
+
+__all__ = ["Canary", "Decision", "Outcome", "Replace"]
+
+
+@dataclass(frozen=True)
+class Replace:
+    """Roll out by promoting the challenger at once (deployers following the alias swap)."""
+
+
+@dataclass(frozen=True)
+class Canary:
+    """Roll out by giving the challenger a share of the online traffic first.
+
+    Once the monitor has ``min_samples`` labelled predictions of each version, the challenger
+    is promoted when its monitored ``metric`` (default: the gate's) is no worse than the
+    champion's by more than ``margin``, and withdrawn otherwise.
+    """
+
+    fraction: float = 0.1
+    min_samples: int = 1_000
+    metric: str | None = None
+    margin: float = 0.0
+
+    def __post_init__(self) -> None:
+        val.check_float(
+            self.fraction, "fraction", "Canary", min_value=0.0, max_value=1.0, min_inclusive=False
+        )
+        val.check_int(self.min_samples, "min_samples", "Canary", min_value=1)
+        val.check_float(self.margin, "margin", "Canary", min_value=0.0)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Whether to retrain now, and why (or why not), with each trigger's numbers."""
+
+    retrain: bool
+    reasons: tuple[str, ...]
+    triggers: tuple[TriggerResult, ...] = ()
+    time: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    cooldown_until: datetime | None = None
+
+    def __bool__(self) -> bool:
+        return self.retrain
+
+    @property
+    def fired(self) -> list[str]:
+        """Names of the triggers that fired."""
+        return [t.trigger for t in self.triggers if t.fired]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly dict."""
+        return {
+            "retrain": self.retrain,
+            "reasons": list(self.reasons),
+            "triggers": [t.to_dict() for t in self.triggers],
+            "time": self.time.isoformat(),
+            "cooldown_until": self.cooldown_until.isoformat() if self.cooldown_until else None,
+        }
+
+    def __repr__(self) -> str:
+        return f"Decision(retrain={self.retrain}, {'; '.join(self.reasons)})"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What :meth:`RetrainPolicy.run` did.
+
+    ``status`` is one of ``"skipped"`` (no trigger fired, or in cooldown), ``"training_failed"``,
+    ``"rejected"`` (the gate refused the challenger), ``"promoted"``, ``"canary_started"``,
+    ``"canary_waiting"``, ``"canary_promoted"``, ``"canary_rolled_back"``, ``"rolled_back"``
+    (a promoted version did harm and its predecessor is back).
+    """
+
+    status: str
+    reasons: tuple[str, ...]
+    decision: Decision | None = None
+    version: ModelVersion | None = None
+    gate: GateResult | None = None
+    error: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly dict."""
+        return {
+            "status": self.status,
+            "reasons": list(self.reasons),
+            "decision": self.decision.to_dict() if self.decision else None,
+            "version": self.version.ref if self.version else None,
+            "gate": self.gate.to_dict() if self.gate else None,
+            "error": self.error,
+            "details": self.details,
+        }
+
+    def __repr__(self) -> str:
+        ref = f" {self.version.ref}" if self.version else ""
+        return f"Outcome({self.status}{ref}: {'; '.join(self.reasons)})"
