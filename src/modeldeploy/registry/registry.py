@@ -2,24 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import html
-import json
 import logging
 import os
-import platform
-import shutil
-import sys
-import tempfile
 import threading
-import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
-from functools import lru_cache
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as dist_version
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +17,29 @@ from modeldeploy._config import (
     DEFAULT_FORMAT,
     DEFAULT_REGISTRY_ROOT,
 )
-from modeldeploy.exceptions import (
-    EnvironmentMismatchWarning,
-    IntegrityError,
-    InvalidParameterError,
-    SchemaError,
-    SerializationError,
+from modeldeploy.exceptions import InvalidParameterError
+from modeldeploy.registry._helpers import (
+    _OWNER,
+    _artifact_key,
+    _deserialize,
+    _event,
+    _model_version,
+    _read_artifact,
+    _registry_html,
+    _warn_environment,
 )
+from modeldeploy.registry._helpers import _environment as _environment
+from modeldeploy.registry._helpers import _hash_file as _hash_file
+from modeldeploy.registry._helpers import _parse_signature as _parse_signature
+from modeldeploy.registry._maintenance import (
+    _collect_garbage,
+    _read_attachment,
+    _store_attachment,
+    _verify_artifacts,
+)
+from modeldeploy.registry._registration import _check_signature, _parent_version, _store_version
 from modeldeploy.registry.formats import Serializer, get_format, register_format
+from modeldeploy.registry.history import History
 from modeldeploy.registry.signature import Signature
 from modeldeploy.registry.stores import (
     ArtifactStore,
@@ -45,40 +47,13 @@ from modeldeploy.registry.stores import (
     MetadataStore,
     Record,
     SQLiteMetadataStore,
-    utcnow,
 )
+from modeldeploy.registry.stores import utcnow as utcnow
 from modeldeploy.registry.version import Event, ModelVersion, to_json_friendly
 
 __all__ = ["History", "ModelRegistry"]
 
 logger = logging.getLogger("modeldeploy.registry")
-_OWNER = "ModelRegistry"
-
-
-class History(list[Event]):
-    """A model's events, oldest first: a list with a notebook table."""
-
-    def _repr_html_(self) -> str:
-        head = "".join(
-            f"<th>{h}</th>" for h in ("time (UTC)", "event", "version", "alias", "before", "reason")
-        )
-        rows = "".join(
-            "<tr>"
-            + "".join(
-                f"<td>{html.escape('' if v is None else str(v))}</td>"
-                for v in (
-                    f"{e.time:%Y-%m-%d %H:%M:%S}",
-                    e.kind,
-                    e.version,
-                    e.alias,
-                    e.previous,
-                    e.reason,
-                )
-            )
-            + "</tr>"
-            for e in self
-        )
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
 
 
 class ModelRegistry:
@@ -233,84 +208,25 @@ class ModelRegistry:
             When the format cannot write the model.
         """
         val.check_name(name, "name", _OWNER)
-        if not callable(getattr(model, "predict", None)):
-            raise InvalidParameterError(
-                f"The 'model' parameter of {_OWNER}.register must have a predict(X) method. "
-                f"Got {type(model).__name__!r} instead."
-            )
-        if sample is not None and signature is not None:
-            raise InvalidParameterError(
-                f"Pass either 'sample' or 'signature' to {_OWNER}.register, not both."
-            )
-        if sample is not None:
-            signature = Signature.infer(sample)
-        if signature is not None and not isinstance(signature, Signature):
-            raise InvalidParameterError(
-                f"The 'signature' parameter of {_OWNER}.register must be a Signature or None. "
-                f"Got {type(signature).__name__!r} instead."
-            )
-        expected = getattr(model, "n_features_in_", None)
-        if signature is not None and isinstance(expected, int) and expected != signature.n_features:
-            raise SchemaError(
-                f"The model expects {expected} features but the sample has "
-                f"{signature.n_features}. Pass the rows the model was trained on as 'sample'."
-            )
-        parent_version = self._parent(name, parent)
+        signature = _check_signature(model, sample, signature)
+        parent_version = _parent_version(self, name, parent)
         serializer = get_format(format)
         description = str(description)
-        scratch = self.artifacts.scratch_dir()
-        staging = Path(tempfile.mkdtemp(prefix="register-", dir=scratch))
-        try:
-            path = staging / "model"
-            try:
-                serializer.dump(model, path)
-            except Exception as exc:
-                raise SerializationError(
-                    f"Could not save the model with the {format!r} format: {exc}. Try another "
-                    "format, or register a Serializer for this kind of model."
-                ) from exc
-            sha256, size = _hash_file(path)
-            key = _artifact_key(sha256)
-            self.artifacts.put(key, path)
-            record: Record = {
-                "created_at": utcnow(),
-                "sha256": sha256,
-                "size": size,
-                "format": format,
-                "signature": json.dumps(signature.to_dict()) if signature is not None else None,
-                "metrics": to_json_friendly(metrics),
-                "params": to_json_friendly(params),
-                "tags": to_json_friendly(tags),
-                "description": description,
-                "parent": parent_version,
-                "environment": _environment(model),
-            }
-
-            def ensure_artifact() -> None:
-                # Inside the transaction: a concurrent delete of an identical artifact may have
-                # removed the file since the put above.
-                if not self.artifacts.exists(key):
-                    self.artifacts.put(key, path)
-
-            event = self.metadata.add_version(name, record, before_commit=ensure_artifact)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        event = _store_version(
+            self,
+            name,
+            model,
+            serializer,
+            format,
+            signature=signature,
+            metrics=metrics,
+            params=params,
+            tags=tags,
+            description=description,
+            parent=parent_version,
+        )
         self._emit(event)
         return self.get(name, int(event["version"]))
-
-    def _parent(self, name: str, parent: int | ModelVersion | None) -> int | None:
-        if parent is None:
-            return None
-        if isinstance(parent, ModelVersion):
-            if parent.name != name:
-                raise InvalidParameterError(
-                    f"The 'parent' of a version of {name!r} must be a version of the same model."
-                    f" Got {parent.ref} instead."
-                )
-            return parent.version
-        number = val.check_int(parent, "parent", _OWNER, min_value=1)
-        self.metadata.get_version(name, number)  # raises when unknown
-        return number
 
     # ------------------------------------------------------------------ reading
 
@@ -340,23 +256,7 @@ class ModelRegistry:
         return self.metadata.latest_version(name)
 
     def _version(self, rec: Record, aliases: Mapping[str, int]) -> ModelVersion:
-        return ModelVersion(
-            name=rec["name"],
-            version=int(rec["version"]),
-            created_at=datetime.fromisoformat(rec["created_at"]),
-            sha256=rec["sha256"],
-            size=int(rec["size"]),
-            format=rec["format"],
-            signature=_parse_signature(rec["signature"]),
-            metrics=rec["metrics"],
-            params=rec["params"],
-            tags=rec["tags"],
-            description=rec["description"],
-            parent=rec["parent"],
-            environment=rec["environment"],
-            aliases=tuple(sorted(a for a, v in aliases.items() if v == rec["version"])),
-            _registry=self,
-        )
+        return _model_version(rec, aliases, self)
 
     def load(self, name: str, version: int | None = None, *, alias: str | None = None) -> Any:
         """The model object of a version (by number, alias, or the latest).
@@ -387,38 +287,11 @@ class ModelRegistry:
             if sha256 in self._cache:
                 self._cache.move_to_end(sha256)
                 return self._cache[sha256]
-        try:
-            data = self.artifacts.read(_artifact_key(sha256))
-        except FileNotFoundError:
-            raise IntegrityError(
-                f"The artifact of {name}:{version} (sha256 {sha256[:12]}...) is missing from the "
-                "artifact store. Restore it from a backup, or delete this version with "
-                f"registry.delete_version({name!r}, {version}).",
-                name=name,
-                version=version,
-            ) from None
-        actual = hashlib.sha256(data).hexdigest()
-        if actual != sha256:
-            raise IntegrityError(
-                f"The artifact of {name}:{version} is corrupt: its sha256 is {actual[:12]}..., "
-                f"but {sha256[:12]}... was recorded at registration. Nothing was loaded. Restore "
-                "the file from a backup or register the model again.",
-                name=name,
-                version=version,
-            )
+        data = _read_artifact(self.artifacts, name, version, sha256)
         if environment is None:
             environment = self.metadata.get_version(name, version)["environment"]
         _warn_environment(name, version, environment)
-        try:
-            model = get_format(format).load(data)
-        except SerializationError:
-            raise
-        except Exception as exc:
-            raise SerializationError(
-                f"Could not load {name}:{version} with the {format!r} format: {exc}. Check that "
-                "the libraries it was saved with are installed "
-                f"({', '.join(f'{k} {v}' for k, v in environment.items())})."
-            ) from exc
+        model = _deserialize(data, name, version, format, environment)
         if self.cache_size:
             with self._cache_lock:
                 self._cache[sha256] = model
@@ -556,24 +429,7 @@ class ModelRegistry:
         """
         val.check_name(key, "key", f"{_OWNER}.attach")
         number = val.check_int(version, "version", f"{_OWNER}.attach", min_value=1)
-        sha256 = hashlib.sha256(data).hexdigest()
-        staging = Path(tempfile.mkdtemp(prefix="attach-", dir=self.artifacts.scratch_dir()))
-        try:
-            path = staging / "data"
-            path.write_bytes(data)
-            artifact = _artifact_key(sha256)
-            self.artifacts.put(artifact, path)
-
-            def ensure_artifact() -> None:
-                if not self.artifacts.exists(artifact):
-                    self.artifacts.put(artifact, path)
-
-            self.metadata.set_attachment(
-                name, number, key, sha256, len(data), before_commit=ensure_artifact
-            )
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        return sha256
+        return _store_attachment(self, name, number, key, data)
 
     def attachment(self, name: str, version: int, key: str) -> bytes | None:
         """The bytes attached to a version under ``key`` (sha256-verified), or None.
@@ -583,25 +439,7 @@ class ModelRegistry:
         IntegrityError
             When the stored bytes are missing or differ from what was attached.
         """
-        rec = self.metadata.get_attachment(name, version, key)
-        if rec is None:
-            return None
-        try:
-            data = self.artifacts.read(_artifact_key(rec["sha256"]))
-        except FileNotFoundError:
-            raise IntegrityError(
-                f"The attachment {key!r} of {name}:{version} is missing from the artifact store.",
-                name=name,
-                version=version,
-            ) from None
-        if hashlib.sha256(data).hexdigest() != rec["sha256"]:
-            raise IntegrityError(
-                f"The attachment {key!r} of {name}:{version} is corrupt (sha256 differs from the "
-                "one recorded). Attach it again.",
-                name=name,
-                version=version,
-            )
-        return data
+        return _read_attachment(self, name, version, key)
 
     # ------------------------------------------------------------------ maintenance
 
@@ -612,29 +450,7 @@ class ModelRegistry:
         (``"missing"`` or ``"sha256 mismatch"``). An empty list means every artifact is intact.
         """
         names = [name] if name is not None else self.models()
-        problems: list[dict[str, Any]] = []
-        for model_name in names:
-            for rec in self.metadata.list_versions(model_name):
-                try:
-                    data = self.artifacts.read(_artifact_key(rec["sha256"]))
-                except FileNotFoundError:
-                    problem = "missing"
-                else:
-                    problem = (
-                        ""
-                        if hashlib.sha256(data).hexdigest() == rec["sha256"]
-                        else ("sha256 mismatch")
-                    )
-                if problem:
-                    problems.append(
-                        {
-                            "name": model_name,
-                            "version": rec["version"],
-                            "sha256": rec["sha256"],
-                            "problem": problem,
-                        }
-                    )
-        return problems
+        return _verify_artifacts(self, names)
 
     def gc(self, *, older_than_s: float = 3600.0) -> dict[str, int]:
         """Remove artifacts no version uses and leftovers of interrupted writes.
@@ -643,19 +459,7 @@ class ModelRegistry:
         process right now keeps its artifact. Returns counts of what was removed.
         """
         older_than_s = val.check_float(older_than_s, "older_than_s", f"{_OWNER}.gc", min_value=0)
-        used = {_artifact_key(s) for s in self.metadata.referenced_artifacts()}
-        orphans = 0
-        root = getattr(self.artifacts, "root", None)
-        cutoff = datetime.now().timestamp() - older_than_s
-        for key in list(self.artifacts.keys()):
-            if key in used:
-                continue
-            if isinstance(root, Path) and (root / key).stat().st_mtime >= cutoff:
-                continue
-            self.artifacts.remove(key)
-            orphans += 1
-        leftovers = self.artifacts.cleanup(older_than_s)
-        return {"orphan_artifacts": orphans, "leftover_files": leftovers}
+        return _collect_garbage(self, older_than_s)
 
     # ------------------------------------------------------------------ events
 
@@ -693,99 +497,4 @@ class ModelRegistry:
         return f"ModelRegistry({str(self.root)!r}, {len(models)} models)"
 
     def _repr_html_(self) -> str:
-        head = "".join(
-            f"<th>{h}</th>" for h in ("model", "versions", "latest", "aliases", "created (UTC)")
-        )
-        rows = []
-        for m in self.metadata.list_models():
-            aliases = ", ".join(f"{a}→v{v}" for a, v in self.metadata.aliases(m["name"]).items())
-            cells = (
-                m["name"],
-                m["versions"],
-                m["latest"] or "-",
-                aliases or "-",
-                m["created_at"][:19].replace("T", " "),
-            )
-            rows.append(
-                "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>"
-            )
-        return (
-            f"<table><caption>ModelRegistry at {html.escape(str(self.root))}</caption>"
-            f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
-        )
-
-
-# ---------------------------------------------------------------------- helpers
-
-
-def _artifact_key(sha256: str) -> str:
-    return f"sha256/{sha256[:2]}/{sha256}"
-
-
-def _hash_file(path: Path) -> tuple[str, int]:
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
-
-
-@lru_cache(maxsize=256)
-def _parse_signature(text: str | None) -> Signature | None:
-    return Signature.from_dict(json.loads(text)) if text else None
-
-
-def _event(rec: Record) -> Event:
-    return Event(
-        id=int(rec["id"]),
-        name=rec["name"],
-        time=datetime.fromisoformat(rec["time"]),
-        kind=rec["kind"],
-        version=rec["version"],
-        alias=rec["alias"],
-        previous=rec["previous"],
-        reason=rec["reason"],
-        details=rec["details"],
-    )
-
-
-def _environment(model: Any) -> dict[str, str]:
-    import joblib
-    import numpy
-    import sklearn
-
-    env = {
-        "python": platform.python_version(),
-        "numpy": numpy.__version__,
-        "scikit-learn": sklearn.__version__,
-        "joblib": joblib.__version__,
-        "platform": sys.platform,
-    }
-    top = type(model).__module__.split(".")[0]
-    if top not in ("sklearn", "numpy", "builtins", "__main__", "modeldeploy"):
-        with contextlib.suppress(PackageNotFoundError):
-            env[top] = dist_version(top)
-    return env
-
-
-def _warn_environment(name: str, version: int, saved: Mapping[str, str]) -> None:
-    import sklearn
-
-    now = {
-        "python": ".".join(platform.python_version().split(".")[:2]),
-        "scikit-learn": sklearn.__version__,
-    }
-    then = {
-        "python": ".".join(str(saved.get("python", "")).split(".")[:2]),
-        "scikit-learn": saved.get("scikit-learn", ""),
-    }
-    diffs = [f"{k} {then[k]} (now {now[k]})" for k in now if then[k] and then[k] != now[k]]
-    if diffs:
-        warnings.warn(
-            f"{name}:{version} was saved with {', '.join(diffs)}. Its predictions may differ or "
-            "loading may fail; retrain or re-register it with the current versions.",
-            EnvironmentMismatchWarning,
-            stacklevel=3,
-        )
+        return _registry_html(self.root, self.metadata)

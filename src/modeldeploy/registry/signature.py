@@ -23,13 +23,11 @@ Dtype policy (what ``Signature.validate`` does with each kind of value):
 from __future__ import annotations
 
 import html
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-import numpy.typing as npt
 
 from modeldeploy._config import (
     DEFAULT_PROFILE_BINS,
@@ -37,6 +35,22 @@ from modeldeploy._config import (
     DEFAULT_PROFILE_TOP_CATEGORIES,
 )
 from modeldeploy.exceptions import InvalidParameterError, SchemaError
+from modeldeploy.registry._convert import (
+    _NUMERIC_KINDS,
+    _categorical_column,
+    _frame_column,
+    _is_dataframe,
+    _numeric_column,
+    _to_frame,
+)
+from modeldeploy.registry._convert import _is_missing as _is_missing
+from modeldeploy.registry._convert import _missing_error as _missing_error
+from modeldeploy.registry._convert import _to_float as _to_float
+from modeldeploy.registry._profile import _all_numbers as _all_numbers
+from modeldeploy.registry._profile import _columns_of as _columns_of
+from modeldeploy.registry._profile import _example_columns, _infer_features, _median
+from modeldeploy.registry._profile import _infer_feature as _infer_feature
+from modeldeploy.registry._profile import _numeric_feature as _numeric_feature
 
 __all__ = ["Feature", "Signature"]
 
@@ -44,7 +58,6 @@ InputType = Literal["ndarray", "dataframe", "records"]
 FeatureKind = Literal["numeric", "categorical"]
 
 _SCHEMA_VERSION = 1
-_NUMERIC_KINDS = frozenset("biuf")
 
 
 @dataclass(frozen=True)
@@ -285,29 +298,9 @@ class Signature:
         InvalidParameterError
             When the sample is not 2-D, is empty, or its names do not fit.
         """
-        columns, col_names, dtypes, input_type, n_rows = _columns_of(sample, names)
-        if n_rows == 0:
-            raise InvalidParameterError(
-                "The 'sample' used to infer a Signature must have at least one row. Got 0 rows."
-            )
-        if isinstance(allow_nan, bool):
-            nan_ok = set(col_names) if allow_nan else set()
-        else:
-            nan_ok = set(allow_nan)
-            unknown = nan_ok - set(col_names)
-            if unknown:
-                raise InvalidParameterError(
-                    f"The 'allow_nan' parameter of Signature.infer names unknown features "
-                    f"{sorted(unknown)}. Known features: {col_names}."
-                )
-        rng = np.random.default_rng(0)
-        keep = None
-        if n_rows > max_rows:
-            keep = np.sort(rng.choice(n_rows, size=max_rows, replace=False))
-        features = [
-            _infer_feature(name, col, dtype, name in nan_ok, keep, bins, top_categories)
-            for name, col, dtype in zip(col_names, columns, dtypes, strict=True)
-        ]
+        features, input_type, n_rows = _infer_features(
+            sample, names, allow_nan, bins, top_categories, max_rows
+        )
         return cls(features, input_type=input_type, n_rows=n_rows)
 
     # ------------------------------------------------------------------ validation
@@ -471,32 +464,7 @@ class Signature:
         """
         if self.input_type != "dataframe":
             return X
-        import pandas as pd  # a DataFrame signature means pandas is installed
-
-        data = {}
-        for j, f in enumerate(self.features):
-            col = X[:, j]
-            if f.kind == "numeric":
-                col = col.astype(np.float64, copy=False)
-                if (
-                    f.dtype
-                    in (
-                        "int8",
-                        "int16",
-                        "int32",
-                        "int64",
-                        "uint8",
-                        "uint16",
-                        "uint32",
-                        "uint64",
-                        "bool",
-                        "float32",
-                    )
-                    and not np.isnan(col).any()
-                ):
-                    col = col.astype(f.dtype)
-            data[f.name] = pd.Categorical(col) if f.dtype == "category" else col
-        return pd.DataFrame(data, columns=self.names)
+        return _to_frame(X, self.features)
 
     def example(self, n_rows: int = 8, *, random_state: int | None = 0) -> np.ndarray:
         """Synthetic rows drawn from the reference profile, validated.
@@ -504,281 +472,12 @@ class Signature:
         Useful to warm up a model before it serves, and to smoke-test a deployment without
         keeping any training data around.
         """
-        rng = np.random.default_rng(random_state)
-        columns = []
-        for f in self.features:
-            p = f.profile
-            if f.kind == "numeric":
-                edges = np.asarray(p.get("edges") or [0.0], dtype=np.float64)
-                if edges.size == 1:
-                    col = np.full(n_rows, edges[0])
-                else:
-                    col = np.interp(rng.random(n_rows), np.linspace(0, 1, edges.size), edges)
-                if f.dtype in (
-                    "int8",
-                    "int16",
-                    "int32",
-                    "int64",
-                    "uint8",
-                    "uint16",
-                    "uint32",
-                    "uint64",
-                    "bool",
-                ):
-                    col = np.round(col)
-                columns.append(col.astype(object))
-            else:
-                values = list(p.get("values", {}))
-                if not values:
-                    values = ["missing"]
-                counts = np.asarray([p["values"].get(v, 1) for v in values], dtype=np.float64)
-                picks = rng.choice(len(values), size=n_rows, p=counts / counts.sum())
-                columns.append(np.asarray([values[k] for k in picks], dtype=object))
-        return self._assemble(columns)
+        return self._assemble(_example_columns(self.features, n_rows, random_state))
 
 
 # ---------------------------------------------------------------------- module helpers
 
 
-def _is_dataframe(X: Any) -> bool:
-    return type(X).__name__ == "DataFrame" and hasattr(X, "columns") and hasattr(X, "iloc")
-
-
 def _short(names: Sequence[str], limit: int = 8) -> str:
     shown = ", ".join(repr(n) for n in names[:limit])
     return f"[{shown}{', ...' if len(names) > limit else ''}]"
-
-
-def _median(profile: Mapping[str, Any]) -> float:
-    edges = profile.get("edges") or [math.nan]
-    return (
-        float(np.interp(0.5, np.linspace(0, 1, len(edges)), edges))
-        if len(edges) > 1
-        else float(edges[0])
-    )
-
-
-def _missing_error(f: Feature, j: int, row: int, what: str) -> SchemaError:
-    return SchemaError(
-        f"Feature {f.name!r} (column {j}) has {what} at row {row}, but no missing values were "
-        f"seen at registration. Impute it before predicting, or register the model with "
-        f"Signature.infer(sample, allow_nan=[{f.name!r}]).",
-        column=f.name,
-        row=row,
-    )
-
-
-def _is_missing(v: Any) -> bool:
-    if v is None:
-        return True
-    if isinstance(v, float):
-        return math.isnan(v)
-    if isinstance(v, np.floating):
-        return bool(np.isnan(v))
-    return type(v).__name__ in ("NAType", "NaTType")
-
-
-def _all_numbers(col: np.ndarray) -> bool:
-    """Whether an object column holds only numbers and missing values, and some numbers."""
-    missing = [_is_missing(v) for v in col]
-    return not all(missing) and all(
-        m or isinstance(v, (int, float, np.number)) for v, m in zip(col, missing, strict=True)
-    )
-
-
-def _frame_column(series: Any) -> np.ndarray:
-    """A pandas column as a numpy array, with nullable dtypes turned into float + NaN."""
-    dtype = series.dtype
-    kind = getattr(dtype, "kind", "O")
-    if kind in _NUMERIC_KINDS and getattr(dtype, "na_value", None) is not None:
-        # pandas nullable Int64 / Float64 / boolean: pd.NA becomes NaN.
-        return np.asarray(series.to_numpy(dtype=np.float64, na_value=np.nan))
-    if kind in _NUMERIC_KINDS:
-        return np.asarray(series.to_numpy())
-    return np.asarray(series.to_numpy(dtype=object))
-
-
-def _numeric_column(col: np.ndarray, f: Feature, j: int) -> np.ndarray:
-    out = _to_float(col, f, j)
-    if not (f.allow_nan and f.allow_inf) and not np.isfinite(out).all():
-        if not f.allow_nan and np.isnan(out).any():
-            raise _missing_error(f, j, int(np.flatnonzero(np.isnan(out))[0]), "NaN")
-        if not f.allow_inf and np.isinf(out).any():
-            row = int(np.flatnonzero(np.isinf(out))[0])
-            raise SchemaError(
-                f"Feature {f.name!r} (column {j}) has {out[row]} at row {row}, but no infinite "
-                "values were seen at registration. Clip or impute it before predicting.",
-                column=f.name,
-                row=row,
-            )
-    return out
-
-
-def _to_float(col: np.ndarray, f: Feature, j: int) -> np.ndarray:
-    if col.dtype.kind in _NUMERIC_KINDS:
-        return col.astype(np.float64, copy=False)
-    if col.dtype.kind != "O":
-        row = 0
-        raise SchemaError(
-            f"Feature {f.name!r} (column {j}) is numeric ({f.dtype}) but got {col.dtype} values "
-            f"such as {col[row]!r} at row {row}. Convert the column to numbers before predicting.",
-            column=f.name,
-            row=row,
-        )
-    out = np.empty(col.shape[0], dtype=np.float64)
-    for i, v in enumerate(col):
-        if isinstance(v, (int, float, np.number)):
-            out[i] = v
-        elif _is_missing(v):
-            out[i] = np.nan
-        else:
-            raise SchemaError(
-                f"Feature {f.name!r} (column {j}) is numeric ({f.dtype}) but row {i} holds "
-                f"{v!r} ({type(v).__name__}). Send a number; strings are never parsed.",
-                column=f.name,
-                row=i,
-            )
-    return out
-
-
-def _categorical_column(col: np.ndarray, f: Feature, j: int) -> np.ndarray:
-    out = np.empty(col.shape[0], dtype=object)
-    for i, v in enumerate(col):
-        if _is_missing(v):
-            if not f.allow_nan:
-                raise _missing_error(f, j, i, "a missing value")
-            out[i] = np.nan
-        elif isinstance(v, np.str_):
-            out[i] = str(v)
-        else:
-            out[i] = v
-    return out
-
-
-def _columns_of(
-    sample: Any, names: Sequence[str] | None
-) -> tuple[list[np.ndarray], list[str], list[str], InputType, int]:
-    """Split a sample into raw columns, with names, source dtypes, input type and row count."""
-    input_type: InputType
-    if _is_dataframe(sample):
-        col_names = [str(c) for c in sample.columns]
-        columns = [
-            _frame_column(sample.iloc[:, j])
-            if sample.iloc[:, j].dtype.name != "category"
-            else sample.iloc[:, j].to_numpy(dtype=object)
-            for j in range(sample.shape[1])
-        ]
-        dtypes = [str(d) for d in sample.dtypes]
-
-        input_type = "dataframe"
-        n_rows = int(sample.shape[0])
-    elif isinstance(sample, (list, tuple)) and sample and isinstance(sample[0], Mapping):
-        col_names = [str(k) for k in sample[0]]
-        for i, rec in enumerate(sample):
-            if not isinstance(rec, Mapping) or set(map(str, rec)) != set(col_names):
-                raise InvalidParameterError(
-                    f"Every dict of the 'sample' must have the same keys as the first "
-                    f"({col_names}); row {i} has "
-                    f"{list(rec) if isinstance(rec, Mapping) else rec!r}."
-                )
-        columns = [np.asarray([rec[k] for rec in sample], dtype=object) for k in sample[0]]
-        dtypes = [str(c.dtype) for c in columns]
-        input_type = "records"
-        n_rows = len(sample)
-    else:
-        if hasattr(sample, "to_numpy"):
-            sample = sample.to_numpy()
-        arr = np.asarray(sample)
-        if arr.ndim != 2:
-            raise InvalidParameterError(
-                f"The 'sample' used to infer a Signature must be 2-D (n_rows, n_features). Got "
-                f"shape {arr.shape}; use X.reshape(-1, 1) for a single feature."
-            )
-        columns = [arr[:, j] for j in range(arr.shape[1])]
-        dtypes = [str(arr.dtype)] * arr.shape[1]
-        col_names = [f"x{j}" for j in range(arr.shape[1])]
-        input_type = "ndarray"
-        n_rows = int(arr.shape[0])
-    if names is not None:
-        if len(names) != len(col_names):
-            raise InvalidParameterError(
-                f"The 'names' parameter of Signature.infer must have one name per column "
-                f"({len(col_names)}). Got {len(names)} names."
-            )
-        col_names = [str(n) for n in names]
-    return columns, col_names, dtypes, input_type, n_rows
-
-
-def _infer_feature(
-    name: str,
-    col: np.ndarray,
-    source: str,
-    nan_ok: bool,
-    keep: npt.NDArray[np.intp] | None,
-    bins: int,
-    top: int,
-) -> Feature:
-    if col.dtype.kind in _NUMERIC_KINDS:
-        values = col.astype(np.float64)
-        dtype = source.lower().replace("boolean", "bool")
-        if dtype not in {"float16", "float32", "float64", "bool"} and col.dtype.kind != "b":
-            dtype = source.lower() if source.lower().startswith(("int", "uint")) else "float64"
-        return _numeric_feature(name, dtype, values, nan_ok, keep, bins)
-    if col.dtype.kind == "O" and source != "category" and _all_numbers(col):
-        values = np.asarray([np.nan if _is_missing(v) else float(v) for v in col])
-        all_int = all(
-            (isinstance(v, (int, np.integer)) and not isinstance(v, bool)) or _is_missing(v)
-            for v in col
-        )
-        return _numeric_feature(name, "int64" if all_int else "float64", values, nan_ok, keep, bins)
-    dtype = source if source in ("category", "string", "str") else "object"
-    missing = np.fromiter((_is_missing(v) for v in col), dtype=bool, count=col.shape[0])
-    present = col[~missing] if keep is None else col[keep][~missing[keep]]
-    uniq, counts = np.unique(
-        np.asarray([str(v) for v in present], dtype=object), return_counts=True
-    )
-    order = np.argsort(-counts, kind="stable")[:top]
-    profile = {
-        "count": int((~missing).sum()),
-        "nan": int(missing.sum()),
-        "values": {str(uniq[k]): int(counts[k]) for k in order},
-        "other": int(counts.sum() - counts[order].sum()),
-    }
-    return Feature(name, dtype, "categorical", bool(nan_ok or missing.any()), False, profile)
-
-
-def _numeric_feature(
-    name: str,
-    dtype: str,
-    values: np.ndarray,
-    nan_ok: bool,
-    keep: npt.NDArray[np.intp] | None,
-    bins: int,
-) -> Feature:
-    nan = np.isnan(values)
-    inf = np.isinf(values)
-    sub = values if keep is None else values[keep]
-    finite = sub[np.isfinite(sub)]
-    profile: dict[str, Any] = {"count": int((~nan).sum()), "nan": int(nan.sum())}
-    if finite.size:
-        # One sort serves the quantiles and the bin counts: much faster than np.quantile's
-        # partition with many kth values. Same linear interpolation as np.quantile's default.
-        ordered = np.sort(finite)
-        position = np.linspace(0.0, 1.0, bins + 1) * (ordered.size - 1)
-        lower = np.floor(position).astype(np.intp)
-        upper = np.minimum(lower + 1, ordered.size - 1)
-        weight = position - lower
-        quantiles = ordered[lower] * (1.0 - weight) + ordered[upper] * weight
-        edges = np.unique(np.clip(quantiles, ordered[0], ordered[-1]))
-        # np.histogram's bins: [e0, e1), [e1, e2), ..., [e_k-1, e_k] (the last one closed)
-        starts = np.searchsorted(ordered, edges[:-1], side="left")
-        counts = np.diff(np.append(starts, ordered.size)) if edges.size > 1 else [ordered.size]
-        profile.update(
-            min=float(finite.min()),
-            max=float(finite.max()),
-            mean=float(finite.mean()),
-            std=float(finite.std()),
-            edges=[float(e) for e in edges],
-            counts=[int(c) for c in counts],
-        )
-    return Feature(name, dtype, "numeric", bool(nan_ok or nan.any()), bool(inf.any()), profile)

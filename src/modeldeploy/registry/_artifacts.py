@@ -1,0 +1,135 @@
+"""Artifact stores: immutable model files addressed by key, and the local-folder default."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from pathlib import Path
+
+from modeldeploy._files import fsync_dir
+
+__all__ = ["ArtifactStore", "LocalArtifactStore"]
+
+
+class ArtifactStore(ABC):
+    """Stores immutable artifact files by key (the registry uses ``sha256/<hex>``)."""
+
+    @abstractmethod
+    def put(self, key: str, source: Path) -> None:
+        """Store the local file ``source`` under ``key``, atomically; the source is kept."""
+
+    @abstractmethod
+    def exists(self, key: str) -> bool:
+        """Whether an artifact is stored under ``key``."""
+
+    @abstractmethod
+    def read(self, key: str) -> bytes:
+        """The artifact's bytes; ``FileNotFoundError`` when missing."""
+
+    @abstractmethod
+    def remove(self, key: str) -> None:
+        """Delete an artifact (a missing one is not an error)."""
+
+    @abstractmethod
+    def keys(self) -> Iterator[str]:
+        """Every stored key."""
+
+    def scratch_dir(self) -> Path | None:
+        """A folder for staging files before :meth:`put` (``None``: the system's temp dir)."""
+        return None
+
+    def cleanup(self, older_than_s: float) -> int:
+        """Remove leftovers of interrupted writes older than ``older_than_s``; return a count."""
+        return 0
+
+
+class LocalArtifactStore(ArtifactStore):
+    """Artifacts as files in a folder, written with temp file, fsync and rename.
+
+    A removed artifact first moves to a ``trash`` folder, so that a process killed between
+    removing the file and committing the metadata change loses nothing: :meth:`read` brings a
+    trashed artifact back.
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self._tmp = self.root / "tmp"
+        self._trash = self.root / "trash"
+        for d in (self.root, self._tmp, self._trash):
+            d.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        if ".." in key.split("/") or key.startswith("/"):
+            raise ValueError(f"Invalid artifact key {key!r}.")
+        return self.root / key
+
+    def _trash_path(self, key: str) -> Path:
+        return self._trash / key.replace("/", "__")
+
+    def scratch_dir(self) -> Path:
+        return self._tmp
+
+    def put(self, key: str, source: Path) -> None:
+        final = self._path(key)
+        if final.exists() and final.stat().st_size == source.stat().st_size:
+            os.utime(final)
+            return
+        final.parent.mkdir(parents=True, exist_ok=True)
+        staged = self._tmp / f"{final.name}.{os.getpid()}.{threading.get_ident()}.part"
+        try:
+            try:
+                os.link(source, staged)
+            except OSError:  # different filesystem, or links unsupported
+                with open(source, "rb") as src, open(staged, "wb") as dst:
+                    while chunk := src.read(1 << 20):
+                        dst.write(chunk)
+            with open(staged, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(staged, final)
+        finally:
+            staged.unlink(missing_ok=True)
+        fsync_dir(final.parent)
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).exists() or self._trash_path(key).exists()
+
+    def read(self, key: str) -> bytes:
+        path = self._path(key)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            trashed = self._trash_path(key)
+            if not trashed.exists():
+                raise
+            path.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(trashed, path)
+            return path.read_bytes()
+
+    def remove(self, key: str) -> None:
+        path = self._path(key)
+        if path.exists():
+            os.replace(path, self._trash_path(key))
+
+    def keys(self) -> Iterator[str]:
+        for path in self.root.rglob("*"):
+            rel = path.relative_to(self.root)
+            if path.is_file() and rel.parts[0] not in ("tmp", "trash"):
+                yield rel.as_posix()
+
+    def cleanup(self, older_than_s: float) -> int:
+        cutoff = time.time() - older_than_s
+        removed = 0
+        for folder in (self._tmp, self._trash):
+            for path in folder.iterdir():
+                if path.stat().st_mtime >= cutoff:
+                    continue
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+                removed += 1
+        return removed

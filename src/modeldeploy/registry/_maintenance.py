@@ -1,0 +1,109 @@
+"""Attachments and maintenance of a registry's artifacts: store, read, verify, collect garbage.
+
+Plain functions over a registry's stores; :class:`~modeldeploy.registry.ModelRegistry` validates
+the arguments and calls them from its documented methods.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from modeldeploy.exceptions import IntegrityError
+from modeldeploy.registry._helpers import _artifact_key
+
+if TYPE_CHECKING:
+    from modeldeploy.registry.registry import ModelRegistry
+
+
+def _store_attachment(
+    registry: ModelRegistry, name: str, number: int, key: str, data: bytes
+) -> str:
+    """Store ``data`` as attachment ``key`` of ``name:number``; return its sha256."""
+    sha256 = hashlib.sha256(data).hexdigest()
+    staging = Path(tempfile.mkdtemp(prefix="attach-", dir=registry.artifacts.scratch_dir()))
+    try:
+        path = staging / "data"
+        path.write_bytes(data)
+        artifact = _artifact_key(sha256)
+        registry.artifacts.put(artifact, path)
+
+        def ensure_artifact() -> None:
+            if not registry.artifacts.exists(artifact):
+                registry.artifacts.put(artifact, path)
+
+        registry.metadata.set_attachment(
+            name, number, key, sha256, len(data), before_commit=ensure_artifact
+        )
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return sha256
+
+
+def _read_attachment(registry: ModelRegistry, name: str, version: int, key: str) -> bytes | None:
+    """The bytes attached to ``name:version`` under ``key``, sha256-verified, or None."""
+    rec = registry.metadata.get_attachment(name, version, key)
+    if rec is None:
+        return None
+    try:
+        data = registry.artifacts.read(_artifact_key(rec["sha256"]))
+    except FileNotFoundError:
+        raise IntegrityError(
+            f"The attachment {key!r} of {name}:{version} is missing from the artifact store.",
+            name=name,
+            version=version,
+        ) from None
+    if hashlib.sha256(data).hexdigest() != rec["sha256"]:
+        raise IntegrityError(
+            f"The attachment {key!r} of {name}:{version} is corrupt (sha256 differs from the "
+            "one recorded). Attach it again.",
+            name=name,
+            version=version,
+        )
+    return data
+
+
+def _verify_artifacts(registry: ModelRegistry, names: list[str]) -> list[dict[str, Any]]:
+    """The missing or corrupt artifacts of every version of the named models."""
+    problems: list[dict[str, Any]] = []
+    for model_name in names:
+        for rec in registry.metadata.list_versions(model_name):
+            try:
+                data = registry.artifacts.read(_artifact_key(rec["sha256"]))
+            except FileNotFoundError:
+                problem = "missing"
+            else:
+                problem = (
+                    "" if hashlib.sha256(data).hexdigest() == rec["sha256"] else ("sha256 mismatch")
+                )
+            if problem:
+                problems.append(
+                    {
+                        "name": model_name,
+                        "version": rec["version"],
+                        "sha256": rec["sha256"],
+                        "problem": problem,
+                    }
+                )
+    return problems
+
+
+def _collect_garbage(registry: ModelRegistry, older_than_s: float) -> dict[str, int]:
+    """Remove unused artifacts and leftovers older than ``older_than_s``; return counts."""
+    used = {_artifact_key(s) for s in registry.metadata.referenced_artifacts()}
+    orphans = 0
+    root = getattr(registry.artifacts, "root", None)
+    cutoff = datetime.now().timestamp() - older_than_s
+    for key in list(registry.artifacts.keys()):
+        if key in used:
+            continue
+        if isinstance(root, Path) and (root / key).stat().st_mtime >= cutoff:
+            continue
+        registry.artifacts.remove(key)
+        orphans += 1
+    leftovers = registry.artifacts.cleanup(older_than_s)
+    return {"orphan_artifacts": orphans, "leftover_files": leftovers}

@@ -1,0 +1,119 @@
+"""The metadata store interface: models, versions, aliases and events as plain records."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+__all__ = ["MetadataStore", "Record", "utcnow"]
+
+Record = dict[str, Any]
+
+
+def utcnow() -> str:
+    """The current UTC time as an ISO 8601 string with microseconds."""
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+class MetadataStore(ABC):
+    """Models, versions, aliases and events. Every method is one atomic transaction.
+
+    Records are plain dicts with JSON-friendly values. ``add_version`` allocates the next
+    version number (never reused, even after a delete) and calls ``before_commit`` inside the
+    transaction, which the registry uses to make sure the artifact is in place.
+    """
+
+    @abstractmethod
+    def add_version(
+        self, name: str, record: Record, before_commit: Callable[[], None] | None = None
+    ) -> Record:
+        """Store a new version of ``name`` (created on first use); return the ``registered``
+        event, whose ``version`` is the new number."""
+
+    @abstractmethod
+    def get_version(self, name: str, version: int) -> Record:
+        """One version; ModelNotFoundError / VersionNotFoundError when absent."""
+
+    @abstractmethod
+    def get_alias(self, name: str, alias: str) -> Record:
+        """The version an alias points at; ModelNotFoundError / AliasNotFoundError."""
+
+    @abstractmethod
+    def latest_version(self, name: str) -> Record:
+        """The highest existing version; ModelNotFoundError / VersionNotFoundError."""
+
+    @abstractmethod
+    def list_versions(self, name: str) -> list[Record]:
+        """Every existing version of a model, oldest first."""
+
+    @abstractmethod
+    def list_models(self) -> list[Record]:
+        """One record per model: ``name``, ``created_at``, ``latest``, ``versions``."""
+
+    @abstractmethod
+    def aliases(self, name: str) -> dict[str, int]:
+        """Alias -> version for one model."""
+
+    @abstractmethod
+    def move_alias(
+        self, name: str, alias: str, version: int | None, *, reason: str, kind: str
+    ) -> Record:
+        """Point ``alias`` at ``version`` (``kind="promoted"``), back to the version it held
+        before (``kind="rolled_back"``, ``version=None``), or remove it (``kind=
+        "alias_deleted"``). Returns the recorded event (``previous`` and ``version``)."""
+
+    @abstractmethod
+    def delete_version(
+        self, name: str, version: int, *, reason: str, on_unreferenced: Callable[[str], None]
+    ) -> Record:
+        """Delete a version no alias points at; call ``on_unreferenced(sha256)`` inside the
+        transaction when no other version shares its artifact. Returns the event."""
+
+    @abstractmethod
+    def update_version(
+        self, name: str, version: int, *, metrics: Record | None, tags: Record | None
+    ) -> Record:
+        """Merge metrics and tags into a version's record. Returns the event."""
+
+    @abstractmethod
+    def add_event(
+        self,
+        name: str,
+        kind: str,
+        *,
+        version: int | None = None,
+        alias: str | None = None,
+        previous: int | None = None,
+        reason: str = "",
+        details: Record | None = None,
+    ) -> Record:
+        """Append an event to a model's history."""
+
+    @abstractmethod
+    def events(self, name: str) -> list[Record]:
+        """A model's history, oldest first."""
+
+    @abstractmethod
+    def set_attachment(
+        self,
+        name: str,
+        version: int,
+        key: str,
+        sha256: str,
+        size: int,
+        before_commit: Callable[[], None] | None = None,
+    ) -> None:
+        """Record (or replace) a named artifact stored next to a version."""
+
+    @abstractmethod
+    def get_attachment(self, name: str, version: int, key: str) -> Record | None:
+        """The attachment's record (``sha256``, ``size``, ``created_at``), or None."""
+
+    @abstractmethod
+    def referenced_artifacts(self) -> set[str]:
+        """The sha256 of every artifact some version or attachment uses."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
