@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from modeldeploy.registry.signature import Feature
 
 _NUMERIC_KINDS = frozenset("biuf")
+#: Dtype names of integer (and bool) features: cast back to them, rounded to them.
+INTEGER_DTYPES = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "bool")
 
 
 def _is_dataframe(X: Any) -> bool:
@@ -118,22 +120,7 @@ def _to_frame(X: np.ndarray, features: Sequence[Feature]) -> Any:
         col = X[:, j]
         if f.kind == "numeric":
             col = col.astype(np.float64, copy=False)
-            if (
-                f.dtype
-                in (
-                    "int8",
-                    "int16",
-                    "int32",
-                    "int64",
-                    "uint8",
-                    "uint16",
-                    "uint32",
-                    "uint64",
-                    "bool",
-                    "float32",
-                )
-                and not np.isnan(col).any()
-            ):
+            if f.dtype in (*INTEGER_DTYPES, "float32") and not np.isnan(col).any():
                 col = col.astype(f.dtype)
         data[f.name] = pd.Categorical(col) if f.dtype == "category" else col
     return pd.DataFrame(data, columns=[f.name for f in features])

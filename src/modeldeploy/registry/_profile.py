@@ -12,6 +12,7 @@ import numpy.typing as npt
 from modeldeploy.exceptions import InvalidParameterError
 from modeldeploy.registry._convert import (
     _NUMERIC_KINDS,
+    INTEGER_DTYPES,
     _frame_column,
     _is_dataframe,
     _is_missing,
@@ -227,17 +228,7 @@ def _example_columns(
                 col = np.full(n_rows, edges[0])
             else:
                 col = np.interp(rng.random(n_rows), np.linspace(0, 1, edges.size), edges)
-            if f.dtype in (
-                "int8",
-                "int16",
-                "int32",
-                "int64",
-                "uint8",
-                "uint16",
-                "uint32",
-                "uint64",
-                "bool",
-            ):
+            if f.dtype in INTEGER_DTYPES:
                 col = np.round(col)
             columns.append(col.astype(object))
         else:
