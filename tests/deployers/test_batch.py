@@ -21,6 +21,7 @@ from sklearn.tree import DecisionTreeClassifier
 from modeldeploy.deployers.batch import BatchDeployer, BatchResult, SkippedChunk
 from modeldeploy.exceptions import DeploymentError, InvalidParameterError, SchemaError
 from modeldeploy.registry.signature import Signature
+from modeldeploy.testing import RecordingMonitor
 
 N_ROWS = 2_000
 CHUNK = 300
@@ -256,44 +257,13 @@ def test_progress_bar_and_callback_report_rows(
     assert "rows/s" in err and "2.00k" in err
 
 
-class _RecordingMonitor:
-    def __init__(self, fail: bool = False) -> None:
-        self.fail = fail
-        self.batches: list[dict[str, Any]] = []
-        self.errors: list[BaseException] = []
-        self.lock = threading.Lock()
-
-    def log_predictions(
-        self,
-        X: Any,
-        y_pred: Any,
-        *,
-        ids: Any = None,
-        y_proba: Any = None,
-        version: str | None = None,
-        latency_s: float | None = None,
-    ) -> None:
-        with self.lock:
-            self.batches.append(
-                {"X": X, "y": y_pred, "ids": ids, "proba": y_proba, "latency": latency_s}
-            )
-        if self.fail:
-            raise RuntimeError("monitor is down")
-
-    def log_error(self, error: BaseException, *, version: str | None = None) -> None:
-        with self.lock:
-            self.errors.append(error)
-        if self.fail:
-            raise RuntimeError("monitor is down")
-
-
 def test_monitor_gets_a_sample_of_every_chunk_and_errors(
     data: tuple[np.ndarray, np.ndarray], model: LogisticRegression
 ) -> None:
     X, _ = data
     bad = X.copy()
     bad[5, 1] = np.nan
-    monitor = _RecordingMonitor()
+    monitor = RecordingMonitor()
     with BatchDeployer(
         model,
         chunk_size=CHUNK,
@@ -317,7 +287,7 @@ def test_raising_monitor_never_fails_the_run(
     data: tuple[np.ndarray, np.ndarray], model: LogisticRegression
 ) -> None:
     X, _ = data
-    monitor = _RecordingMonitor(fail=True)
+    monitor = RecordingMonitor(fail=True)
     with BatchDeployer(model, chunk_size=CHUNK, monitor=monitor) as job:
         np.testing.assert_array_equal(job.run(X), model.predict(X))
     assert len(monitor.batches) == 7

@@ -9,6 +9,7 @@ import pytest
 
 from modeldeploy.deployers.batching import BatchTimeoutError, CallPool, MicroBatcher
 from modeldeploy.exceptions import DeploymentError, InvalidParameterError
+from modeldeploy.testing import run_concurrently
 
 
 class RecordingModel:
@@ -27,26 +28,6 @@ class RecordingModel:
         if np.any(batch[:, 0] == -1):
             raise ValueError("row with -1 is poison")
         return batch[:, 0] * 2
-
-
-def run_threads(n: int, target: Any) -> list[Any]:
-    results: list[Any] = [None] * n
-    start = threading.Barrier(n)
-
-    def wrap(k: int) -> None:
-        start.wait()
-        try:
-            results[k] = target(k)
-        except Exception as exc:
-            results[k] = exc
-
-    threads = [threading.Thread(target=wrap, args=(k,)) for k in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
-    assert not any(t.is_alive() for t in threads)
-    return results
 
 
 def test_lone_caller_runs_at_once_even_with_a_long_wait_setting() -> None:
@@ -68,7 +49,7 @@ def test_lone_caller_runs_at_once_even_with_a_long_wait_setting() -> None:
 def test_concurrent_callers_share_model_calls_and_get_their_own_rows() -> None:
     model = RecordingModel(delay_s=0.02)
     batcher = MicroBatcher(model, max_batch_size=64, max_wait_ms=5)
-    results = run_threads(32, lambda k: batcher.submit(np.array([[float(k), 1.0]])))
+    results = run_concurrently(32, lambda k: batcher.submit(np.array([[float(k), 1.0]])))
     for k, got in enumerate(results):
         np.testing.assert_array_equal(got, [2.0 * k])
     assert sum(model.calls) == 32
@@ -86,7 +67,7 @@ def test_multi_row_requests_come_back_whole_and_in_order() -> None:
         rows = np.column_stack([np.arange(k, k + 1 + k % 4, dtype=float), np.zeros(1 + k % 4)])
         return batcher.submit(rows)  # type: ignore[no-any-return]
 
-    results = run_threads(24, call)
+    results = run_concurrently(24, call)
     for k, got in enumerate(results):
         np.testing.assert_array_equal(got, 2.0 * np.arange(k, k + 1 + k % 4))
 
@@ -94,12 +75,12 @@ def test_multi_row_requests_come_back_whole_and_in_order() -> None:
 def test_batches_never_exceed_max_batch_size_which_changes_at_runtime() -> None:
     model = RecordingModel(delay_s=0.01)
     batcher = MicroBatcher(model, max_batch_size=8, max_wait_ms=5)
-    run_threads(24, lambda k: batcher.submit(np.array([[1.0, 0.0]])))
+    run_concurrently(24, lambda k: batcher.submit(np.array([[1.0, 0.0]])))
     assert max(model.calls) <= 8
     batcher.configure(max_batch_size=3, max_wait_ms=1)
     assert (batcher.max_batch_size, batcher.max_wait_ms) == (3, 1.0)
     model.calls.clear()
-    run_threads(24, lambda k: batcher.submit(np.array([[1.0, 0.0]])))
+    run_concurrently(24, lambda k: batcher.submit(np.array([[1.0, 0.0]])))
     assert max(model.calls) <= 3
     assert sum(model.calls) == 24
 
@@ -120,7 +101,7 @@ def test_a_failing_request_does_not_fail_the_others_in_its_batch() -> None:
     def call(k: int) -> np.ndarray:
         return batcher.submit(np.array([[-1.0 if k == poison else float(k), 0.0]]))  # type: ignore[no-any-return]
 
-    results = run_threads(24, call)
+    results = run_concurrently(24, call)
     for k, got in enumerate(results):
         if k == poison:
             assert isinstance(got, ValueError)
@@ -163,7 +144,7 @@ def test_call_pool_refuses_once_every_thread_hangs() -> None:
 
 def test_model_answering_the_wrong_number_of_rows_fails_alone_or_batched() -> None:
     batcher = MicroBatcher(lambda batch: np.zeros(1), max_batch_size=64, max_wait_ms=5)
-    results = run_threads(6, lambda k: batcher.submit(np.ones((2, 2))))
+    results = run_concurrently(6, lambda k: batcher.submit(np.ones((2, 2))))
     # Two rows with one answer is an error, never a silently misaligned answer.
     assert all(isinstance(r, DeploymentError) for r in results)
     assert "one answer per row" in str(results[0])
@@ -244,7 +225,7 @@ def test_every_caller_gets_its_own_rows_under_random_load_and_settings() -> None
 
     tuner = threading.Thread(target=reconfigure)
     tuner.start()
-    results = run_threads(32, call)
+    results = run_concurrently(32, call)
     stop.set()
     tuner.join()
     assert [w for r in results for w in r] == []
@@ -263,7 +244,7 @@ def test_after_a_burst_a_lone_caller_waits_once_then_never() -> None:
 
     model = RecordingModel(delay_s=0.01)
     batcher = CountingBatcher(model, max_batch_size=64, max_wait_ms=20)
-    run_threads(16, lambda k: batcher.submit(np.array([[float(k), 0.0]])))
+    run_concurrently(16, lambda k: batcher.submit(np.array([[float(k), 0.0]])))
     assert batcher._want > 1  # it now expects company
     model.delay_s = 0.0
     batcher.led = 0

@@ -14,60 +14,11 @@ from modeldeploy.checks import check_deployer
 from modeldeploy.deployers.online import OnlineDeployer
 from modeldeploy.exceptions import DeploymentError, InvalidParameterError, SchemaError
 from modeldeploy.registry.signature import Signature
+from modeldeploy.testing import RecordingMonitor, run_concurrently
 
 X, y = make_classification(n_samples=400, n_features=6, n_informative=4, random_state=0)
 SIG = Signature.infer(X)
 LR = LogisticRegression(max_iter=500).fit(X, y)
-
-
-def run_threads(n: int, target: Any, timeout: float = 60) -> list[Any]:
-    results: list[Any] = [None] * n
-    start = threading.Barrier(n)
-
-    def wrap(k: int) -> None:
-        start.wait()
-        try:
-            results[k] = target(k)
-        except Exception as exc:
-            results[k] = exc
-
-    threads = [threading.Thread(target=wrap, args=(k,)) for k in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout)
-    assert not any(t.is_alive() for t in threads)
-    return results
-
-
-class RecordingMonitor:
-    def __init__(self, gate: threading.Event | None = None, fail: bool = False) -> None:
-        self.gate = gate
-        self.fail = fail
-        self.batches: list[dict[str, Any]] = []
-        self.errors: list[tuple[BaseException, str | None]] = []
-
-    def log_predictions(
-        self,
-        X: Any,
-        y_pred: Any,
-        *,
-        ids: Any = None,
-        y_proba: Any = None,
-        version: str | None = None,
-        latency_s: float | None = None,
-    ) -> None:
-        if self.gate is not None:
-            self.gate.wait(30)
-        if self.fail:
-            raise RuntimeError("monitor is down")
-        self.batches.append(
-            {"X": X, "y": y_pred, "ids": ids, "proba": y_proba, "version": version,
-             "latency": latency_s}
-        )  # fmt: skip
-
-    def log_error(self, error: BaseException, *, version: str | None = None) -> None:
-        self.errors.append((error, version))
 
 
 def test_predict_matches_the_model_for_rows_batches_and_dicts() -> None:
@@ -112,7 +63,7 @@ def test_swap_under_load_drops_no_request(fast_path: Literal["auto", "off"]) -> 
 
     swapping = threading.Thread(target=swapper)
     swapping.start()
-    results = run_threads(64, caller)
+    results = run_concurrently(64, caller)
     swapping.join(60)
     assert all(isinstance(r, list) for r in results), [
         r for r in results if not isinstance(r, list)
@@ -134,7 +85,7 @@ def test_malformed_request_fails_only_its_caller(fast_path: Literal["auto", "off
             return dep.predict(np.hstack([X[k : k + 1], X[k : k + 1, :2]]))  # 8 columns, not 6
         return dep.predict(X[k : k + 1])
 
-    results = run_threads(48, call)
+    results = run_concurrently(48, call)
     for k, got in enumerate(results):
         if k == bad_caller:
             assert isinstance(got, SchemaError)
@@ -151,7 +102,7 @@ def test_batching_settings_change_at_runtime() -> None:
     assert dep.stats().settings["max_batch_size"] == 4
     batcher = dep._route.primary.batchers["predict"]
     assert (batcher.max_batch_size, batcher.max_wait_ms) == (4, 3.0)
-    results = run_threads(16, lambda k: dep.predict(X[k : k + 1]))
+    results = run_concurrently(16, lambda k: dep.predict(X[k : k + 1]))
     for k, got in enumerate(results):
         np.testing.assert_array_equal(got, LR.predict(X[k : k + 1]))
     with pytest.raises(InvalidParameterError, match="max_wait_ms"):
@@ -199,7 +150,7 @@ def test_bare_model_takes_its_signature_from_the_first_request() -> None:
 
 def test_monitor_gets_each_request_off_the_hot_path_with_ids() -> None:
     gate = threading.Event()
-    monitor = RecordingMonitor(gate)
+    monitor = RecordingMonitor(gate=gate)
     dep = OnlineDeployer(LR, signature=SIG, monitor=monitor, name="lr")
     # The monitor blocks until the gate opens: predictions must not wait for it.
     for i in range(5):
