@@ -512,3 +512,21 @@ def test_both_paths_must_serve_one_registry_version(registry: Any, tmp_path: Pat
         assert router.stats().batch.role == "churn:2"
     for d in (dep, same, other):
         d.close()
+
+
+def test_batch_routed_requests_carry_their_ids_to_the_monitor() -> None:
+    from modeldeploy.testing import RecordingMonitor
+
+    rng = np.random.default_rng(9)
+    X = rng.normal(size=(40, 3))
+    model = LogisticRegression().fit(X, (X[:, 0] > 0).astype(int))
+    monitor = RecordingMonitor()
+    online = OnlineDeployer(model, signature=Signature.infer(X))
+    batch = BatchDeployer(model, n_jobs=1, monitor=monitor)
+    with HybridRouter(online=online, batch=batch, route=lambda req: "batch") as router:
+        handle = router.submit(X[:3], ids=["x", "y", "z"])
+        router.flush()
+        assert handle.result(timeout=5).shape == (3,)
+    batch.close()
+    online.close()
+    assert [list(b["ids"]) for b in monitor.batches] == [["x", "y", "z"]]

@@ -494,7 +494,7 @@ class HybridRouter:
             self._active += 1
         try:
             t0 = time.perf_counter()
-            inner = self.batch.submit(request.rows)
+            inner = self.batch.submit(request.rows, ids=request.ids)
             refused = inner.exception() if inner.done() else None
             if isinstance(refused, SchemaError):  # the batch path's own signature refused it
                 with self._cond:

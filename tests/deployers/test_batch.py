@@ -679,3 +679,16 @@ def test_fast_path_scores_chunks_with_the_same_answers(backend: str) -> None:
         assert job._get_scorer().fast is not None  # the fast path served
     np.testing.assert_allclose(proba, model.predict_proba(X), rtol=0, atol=1e-9)
     np.testing.assert_allclose(later.result(timeout=5), model.predict_proba(X[:5]), atol=1e-9)
+
+
+def test_submitted_ids_reach_the_monitor_so_late_labels_find_them() -> None:
+    X = np.random.default_rng(8).normal(size=(30, 3))
+    model = LogisticRegression().fit(X, (X[:, 0] > 0).astype(int))
+    monitor = RecordingMonitor()
+    with BatchDeployer(model, n_jobs=1, monitor=monitor, flush_interval_s=None) as job:
+        job.submit(X[:2], ids=["a", "b"])
+        job.submit(X[2], ids="c")
+        bad = job.submit(X[3:5], ids=["d"])
+        job.flush()
+    assert isinstance(bad.exception(timeout=1), SchemaError)
+    assert [list(b["ids"]) for b in monitor.batches] == [["a", "b", "c"]]

@@ -28,7 +28,7 @@ class _Schedule:
     def __init__(self, job: BatchDeployer) -> None:
         self.job = job
         self.cond = threading.Condition()
-        self.pending: list[tuple[cf.Future[np.ndarray], Any, int]] = []
+        self.pending: list[tuple[cf.Future[np.ndarray], Any, int, Any]] = []
         self.pending_rows = 0
         self.oldest = 0.0
         self.closing = False
@@ -42,7 +42,7 @@ class _Schedule:
         """Rows queued before submitters wait; read live, so a changed ``flush_rows`` holds."""
         return max(1, int(self.job.flush_rows)) * 10
 
-    def submit(self, X: Any) -> cf.Future[np.ndarray]:
+    def submit(self, X: Any, ids: Any = None) -> cf.Future[np.ndarray]:
         fut: cf.Future[np.ndarray] = cf.Future()
         scorer = self.job._get_scorer()
         try:
@@ -51,6 +51,13 @@ class _Schedule:
             fut.set_exception(exc)
             return fut
         n = int(checked.shape[0])
+        if ids is not None:
+            ids = [ids] if np.ndim(ids) == 0 else list(ids)
+            if len(ids) != n:
+                fut.set_exception(
+                    SchemaError(f"Got {len(ids)} ids for {n} rows; pass one id per row.")
+                )
+                return fut
         with self.cond:
             if self.closing:
                 raise DeploymentError(f"This {_OWNER} is closed; submit to a new one.")
@@ -58,12 +65,12 @@ class _Schedule:
                 self.cond.wait()  # back-pressure: the flusher is behind
             if not self.pending:
                 self.oldest = time.monotonic()
-            self.pending.append((fut, checked, n))
+            self.pending.append((fut, checked, n, ids))
             self.pending_rows += n
             self.cond.notify_all()
         return fut
 
-    def _take(self) -> list[tuple[cf.Future[np.ndarray], Any, int]]:
+    def _take(self) -> list[tuple[cf.Future[np.ndarray], Any, int, Any]]:
         batch, self.pending, self.pending_rows = self.pending, [], 0
         self.cond.notify_all()
         return batch
@@ -94,20 +101,20 @@ class _Schedule:
             batch = self._take()
         return self._score(batch)
 
-    def _score(self, batch: list[tuple[cf.Future[np.ndarray], Any, int]]) -> int:
+    def _score(self, batch: list[tuple[cf.Future[np.ndarray], Any, int, Any]]) -> int:
         return self._score_running([b for b in batch if b[0].set_running_or_notify_cancel()])
 
-    def _score_running(self, batch: list[tuple[cf.Future[np.ndarray], Any, int]]) -> int:
+    def _score_running(self, batch: list[tuple[cf.Future[np.ndarray], Any, int, Any]]) -> int:
         if not batch:
             return 0
         try:
             scorer = self.job._get_scorer()
         except Exception as exc:  # every queued request gets an answer, even if it is an error
-            for fut, _, _ in batch:
+            for fut, _, _, _ in batch:
                 fut.set_exception(exc)
             return 0
         t0 = time.perf_counter()
-        parts = [checked for _, checked, _ in batch]
+        parts = [checked for _, checked, _, _ in batch]
         try:
             if len(parts) == 1:
                 X = parts[0]
@@ -132,11 +139,16 @@ class _Schedule:
             # One bad request must not fail the others batched with it: score them one by one.
             return sum(self._score_running([b]) for b in batch)
         offset = 0
-        for fut, _, n in batch:
+        for fut, _, n, _ in batch:
             fut.set_result(y[offset : offset + n])
             offset += n
         if self.job._feed is not None:
-            ids = np.arange(offset)
+            given = [b[3] for b in batch]
+            ids = (
+                [i for request_ids in given for i in request_ids]
+                if all(g is not None for g in given)
+                else np.arange(offset)
+            )
             self.job._feed.put("predictions", (X, y, None, ids, time.perf_counter() - t0))
         return offset
 

@@ -488,13 +488,17 @@ class BatchDeployer:
 
     # ------------------------------------------------------------------ scheduled batches
 
-    def submit(self, X: Any) -> cf.Future[np.ndarray]:
+    def submit(self, X: Any, *, ids: Any = None) -> cf.Future[np.ndarray]:
         """Queue rows to be scored with others when a size or time threshold is reached.
 
         Parameters
         ----------
         X
             One row or a batch of rows (anything the signature accepts).
+        ids
+            Request ids, one per row (or one for a single row), handed to the monitor with the
+            predictions so that labels arriving later find them. Without ids the monitor gets
+            running row numbers.
 
         Returns
         -------
@@ -509,7 +513,7 @@ class BatchDeployer:
             if self._schedule is None:
                 self._schedule = _Schedule(self)
             schedule = self._schedule
-        return schedule.submit(X)
+        return schedule.submit(X, ids=ids)
 
     def flush(self) -> int:
         """Score every queued request now; return how many rows were scored."""
