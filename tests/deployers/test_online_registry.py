@@ -183,3 +183,19 @@ def test_follow_alias_is_another_name_of_follow(tmp_path: Path) -> None:
     dep = OnlineDeployer.follow_alias(reg, "m", "production", poll_s=60)
     assert dep.version == "m:1"
     dep.close()
+
+
+def test_a_refused_fast_path_is_recorded_once_across_replicas(tmp_path: Path) -> None:
+    from sklearn.neighbors import KNeighborsClassifier
+
+    X = np.random.default_rng(4).normal(size=(200, 3))
+    reg = ModelRegistry(tmp_path / "reg")
+    reg.register("knn", KNeighborsClassifier().fit(X, (X[:, 0] > 0).astype(int)), sample=X)
+    for _ in range(2):  # the second deployer is a replica starting later
+        dep = OnlineDeployer(ModelRegistry(tmp_path / "reg").get("knn", 1))
+        assert dep.fast_path_report().served_by == "native"
+        np.testing.assert_array_equal(dep.predict(X[:5]), reg.load("knn", 1).predict(X[:5]))
+        dep.close()
+    events = [e for e in reg.history("knn") if e.kind == "fast_path"]
+    assert len(events) == 1
+    assert events[0].details["accepted"] is False

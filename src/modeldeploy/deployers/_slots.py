@@ -219,22 +219,16 @@ def _fast_path_for(
     fast = compile_fast_path(model, signature=signature, mode=dep.fast_path, measure=False)
     if key is not None:
         try:
-            if fast.report.accepted:
-                registry.attach(version.name, version.version, key, fast.to_bytes())
-            recorded = any(
-                e.kind == "fast_path"
-                and e.version == version.version
-                and e.details.get("key") == key
-                for e in registry.history(version.name)
+            # Refusals are stored too: the first compile of a version is the one recorded in the
+            # history, and replicas find the attachment instead of scanning the history.
+            registry.attach(version.name, version.version, key, fast.to_bytes())
+            registry.record_event(
+                version.name,
+                "fast_path",
+                version=version.version,
+                reason=f"{fast.report.served_by}: {fast.report.reason}",
+                details={"key": key, **fast.report.to_dict()},
             )
-            if not recorded:
-                registry.record_event(
-                    version.name,
-                    "fast_path",
-                    version=version.version,
-                    reason=f"{fast.report.served_by}: {fast.report.reason}",
-                    details={"key": key, **fast.report.to_dict()},
-                )
         except ModelDeployError as exc:  # a read-only registry still serves
             logger.warning("%s: could not store the fast path (%s)", label, exc)
     return fast
