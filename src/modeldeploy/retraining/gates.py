@@ -43,16 +43,14 @@ def score(model: Any, X: Any, y: Any, *, task: str = "auto") -> dict[str, float]
     """Score a model on labelled rows with scikit-learn's metrics.
 
     Classification: accuracy, precision, recall, f1 (binary for two classes, macro otherwise).
-    Regression: mae, mse, rmse, r2.
+    Regression: mae, mse, rmse, r2. With ``task="auto"`` a model with ``classes_`` or
+    ``predict_proba`` is a classifier, and otherwise float labels mean regression.
     """
     y_true = np.asarray(y)
     y_pred = np.asarray(model.predict(X))
     if task == "auto":
-        task = (
-            "regression"
-            if y_true.dtype.kind == "f" and len(np.unique(y_true)) > 20
-            else ("classification")
-        )
+        classifier = hasattr(model, "classes_") or hasattr(model, "predict_proba")
+        task = "regression" if not classifier and y_true.dtype.kind == "f" else "classification"
     if task == "regression":
         return {k: f(y_true, y_pred) for k, f in _scorers(task, "").items()}
     labels = np.unique(np.concatenate([y_true, y_pred]))

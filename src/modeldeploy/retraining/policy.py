@@ -8,15 +8,13 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-import numpy as np
-
 from modeldeploy import _validation as val
 from modeldeploy.exceptions import InvalidParameterError, ModelDeployError
 from modeldeploy.registry import ModelRegistry
 from modeldeploy.retraining import _rollout
 from modeldeploy.retraining._outcomes import Canary, Decision, Outcome, Replace
 from modeldeploy.retraining._rollout import CanaryState, GuardState
-from modeldeploy.retraining.gates import Gate
+from modeldeploy.retraining.gates import Gate, score
 from modeldeploy.retraining.triggers import (
     MonitorLike,
     TriggerContext,
@@ -315,8 +313,8 @@ class RetrainPolicy:
                 champion_version.signature.validate(X_hold)
             )
         result = self.gate.judge(
-            _score(champion, champion_input, y_hold),
-            _score(challenger, X_hold, y_hold),
+            score(champion, champion_input, y_hold),
+            score(challenger, X_hold, y_hold),
             n_holdout=len(y_hold),
         )
         details = {"gate": result.to_dict(), "labels_seen": labels_seen, "triggers": decision.fired}
@@ -360,16 +358,3 @@ class RetrainPolicy:
             "promoted",
             result.reasons,
         )
-
-
-def _score(model: Any, X: Any, y: Any) -> dict[str, float]:
-    from modeldeploy.retraining.gates import score
-
-    task = (
-        "classification"
-        if hasattr(model, "classes_") or hasattr(model, "predict_proba")
-        else "auto"
-    )
-    if task == "auto" and np.asarray(y).dtype.kind == "f":
-        task = "regression"
-    return score(model, X, y, task=task)
