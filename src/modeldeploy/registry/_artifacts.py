@@ -42,6 +42,14 @@ class ArtifactStore(ABC):
         """A folder for staging files before :meth:`put` (``None``: the system's temp dir)."""
         return None
 
+    def modified(self, key: str) -> float | None:
+        """When the artifact was last written (seconds since the epoch), or None if unknown.
+
+        ``ModelRegistry.gc`` spares unreferenced artifacts written recently, which may belong to
+        a registration still running in another process.
+        """
+        return None
+
     def cleanup(self, older_than_s: float) -> int:
         """Remove leftovers of interrupted writes older than ``older_than_s``; return a count."""
         return 0
@@ -113,6 +121,12 @@ class LocalArtifactStore(ArtifactStore):
         path = self._path(key)
         if path.exists():
             os.replace(path, self._trash_path(key))
+
+    def modified(self, key: str) -> float | None:
+        try:
+            return self._path(key).stat().st_mtime
+        except FileNotFoundError:
+            return None
 
     def keys(self) -> Iterator[str]:
         for path in self.root.rglob("*"):

@@ -96,12 +96,12 @@ def _collect_garbage(registry: ModelRegistry, older_than_s: float) -> dict[str, 
     """Remove unused artifacts and leftovers older than ``older_than_s``; return counts."""
     used = {_artifact_key(s) for s in registry.metadata.referenced_artifacts()}
     orphans = 0
-    root = getattr(registry.artifacts, "root", None)
     cutoff = datetime.now().timestamp() - older_than_s
     for key in list(registry.artifacts.keys()):
         if key in used:
             continue
-        if isinstance(root, Path) and (root / key).stat().st_mtime >= cutoff:
+        written = registry.artifacts.modified(key)
+        if written is not None and written >= cutoff:
             continue
         registry.artifacts.remove(key)
         orphans += 1
