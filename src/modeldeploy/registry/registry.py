@@ -310,8 +310,10 @@ class ModelRegistry:
 
     def aliases(self, name: str) -> dict[str, int]:
         """Alias -> version number, for one model."""
-        self.metadata.list_versions(name)  # ModelNotFoundError for an unknown model
-        return self.metadata.aliases(name)
+        aliases = self.metadata.aliases(name)
+        if not aliases:
+            self.metadata.list_versions(name)  # ModelNotFoundError for an unknown model
+        return aliases
 
     def history(self, name: str) -> History:
         """Every event of a model, oldest first: registrations, alias moves, deletes, custom."""
