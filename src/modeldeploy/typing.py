@@ -6,6 +6,7 @@ A model never inherits from a modeldeploy class: anything with ``predict(X)`` is
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
 import numpy as np
@@ -13,11 +14,13 @@ import numpy.typing as npt
 
 __all__ = [
     "ArrayLike",
+    "Clock",
     "FloatArray",
     "Model",
     "MonitorSink",
     "SupportsPredict",
     "SupportsPredictProba",
+    "Waitable",
 ]
 
 #: Anything ``Signature.validate`` accepts: arrays, DataFrames, dicts, lists of dicts or rows.
@@ -68,3 +71,36 @@ class MonitorSink(Protocol):
 
     def log_error(self, error: BaseException, *, version: str | None = None) -> None:
         """Record one failed request."""
+
+
+class Waitable(Protocol):
+    """Something a thread can wait on with a timeout: a ``threading.Event``, or a
+    ``threading.Condition`` whose lock the caller holds."""
+
+    def wait(self, timeout: float | None = None, /) -> bool:
+        """Block until set or notified, or until ``timeout`` seconds pass; True unless timed
+        out."""
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """Where every modeldeploy class reads time (``clock=``).
+
+    ``now()`` stamps what is stored or shown (registry events, alerts, outcomes, windows);
+    ``monotonic()`` measures intervals (cooldowns, breaker pauses, flush timers, polling);
+    ``wait(waitable, timeout)`` is how background loops wait, so they move when a
+    :class:`~modeldeploy.testing.FakeClock` is advanced. The default is the system clock.
+    """
+
+    def now(self) -> datetime:
+        """The current time as an aware UTC ``datetime``."""
+
+    def monotonic(self) -> float:
+        """Seconds from an arbitrary origin; never goes back."""
+
+    def sleep(self, seconds: float) -> None:
+        """Return once ``seconds`` have passed on this clock."""
+
+    def wait(self, waitable: Waitable, timeout: float | None) -> bool:
+        """Wait on ``waitable`` until it is set or notified (True) or until ``timeout`` seconds
+        pass on this clock (False); ``None`` waits without a bound."""

@@ -21,6 +21,7 @@ from modeldeploy.retraining import (
     every,
     metric_below,
 )
+from modeldeploy.testing import FakeClock
 
 RNG = np.random.default_rng(7)
 
@@ -31,14 +32,6 @@ def world(n: int, *, drifted: bool, seed: int) -> tuple[np.ndarray, np.ndarray]:
     X = rng.normal(size=(n, 4))
     y = ((X[:, 1] if drifted else X[:, 0]) > 0).astype(int)
     return X, y
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 27, 9, 0, tzinfo=timezone.utc)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 class FakeDeployer:
@@ -61,8 +54,13 @@ class FakeDeployer:
 
 
 @pytest.fixture
-def setup(tmp_path: Path) -> tuple[ModelRegistry, ModelVersion, Monitor]:
-    reg = ModelRegistry(tmp_path / "reg")
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def setup(tmp_path: Path, clock: FakeClock) -> tuple[ModelRegistry, ModelVersion, Monitor]:
+    reg = ModelRegistry(tmp_path / "reg", clock=clock)
     X, y = world(2000, drifted=False, seed=1)
     v1 = reg.register("churn", LogisticRegression().fit(X, y), sample=X, metrics={"f1": 0.97})
     reg.promote("churn", v1, reason="first")
@@ -91,13 +89,13 @@ def recent(seed: int = 3) -> Callable[[], tuple[np.ndarray, np.ndarray]]:
     return lambda: world(3000, drifted=True, seed=seed)
 
 
-def make_policy(reg: ModelRegistry, clock: Clock, **kwargs: Any) -> RetrainPolicy:
+def make_policy(reg: ModelRegistry, **kwargs: Any) -> RetrainPolicy:
+    """A policy over ``reg``; it reads time from the registry's clock unless given one."""
     options: dict[str, Any] = {
         "trainer": lambda X, y: LogisticRegression().fit(X, y),
         "triggers": [metric_below("f1", 0.8, min_samples=500)],
         "gate": Gate(metric="f1", min_improvement=0.01, guard={"recall": -0.05}),
         "cooldown": timedelta(hours=6),
-        "clock": clock,
     }
     options.update(kwargs)
     return RetrainPolicy(reg, "churn", **options)
@@ -106,7 +104,7 @@ def make_policy(reg: ModelRegistry, clock: Clock, **kwargs: Any) -> RetrainPolic
 def test_no_trigger_no_retrain_and_the_decision_is_recorded(setup: Any) -> None:
     reg, v1, mon = setup
     serve(mon, v1, *world(1000, drifted=False, seed=2), start=0)
-    policy = make_policy(reg, Clock())
+    policy = make_policy(reg)
     decision = policy.evaluate(mon)
     assert not decision.retrain
     assert "f1 0.9" in decision.reasons[0]
@@ -120,10 +118,9 @@ def test_drift_is_caught_retrained_gated_and_promoted(setup: Any) -> None:
     reg, v1, mon = setup
     X_new, y_new = world(1500, drifted=True, seed=2)
     serve(mon, v1, X_new, y_new, start=0)
-    clock = Clock()
     deployer = FakeDeployer()
     policy = make_policy(
-        reg, clock, triggers=[metric_below("f1", 0.8, min_samples=500), drift_detected(share=0.99)]
+        reg, triggers=[metric_below("f1", 0.8, min_samples=500), drift_detected(share=0.99)]
     )
     decision = policy.evaluate(mon)
     assert decision.retrain and decision.fired == ["metric_below('f1', 0.8)"]
@@ -149,7 +146,6 @@ def test_gate_refuses_a_worse_challenger_and_nothing_changes(setup: Any) -> None
     serve(mon, v1, *world(1500, drifted=True, seed=2), start=0)
     policy = make_policy(
         reg,
-        Clock(),
         trainer=lambda X, y: LogisticRegression().fit(X[:, [2, 3]] * 0, y) and _Const(),
     )
     outcome = policy.run(mon, lambda: world(3000, drifted=False, seed=4))
@@ -174,41 +170,38 @@ def test_failing_trainer_leaves_the_champion_and_records_why(setup: Any) -> None
     def broken(X: Any, y: Any) -> Any:
         raise RuntimeError("out of memory")
 
-    outcome = make_policy(reg, Clock(), trainer=broken).run(mon, recent())
+    outcome = make_policy(reg, trainer=broken).run(mon, recent())
     assert outcome.status == "training_failed"
     assert "RuntimeError: out of memory" in outcome.reasons[0]
     assert reg.aliases("churn") == {"production": 1}
     assert reg.history("churn")[-1].kind == "retrain_failed"
 
 
-def test_cooldown_prevents_thrashing_and_survives_a_restart(setup: Any) -> None:
+def test_cooldown_prevents_thrashing_and_survives_a_restart(setup: Any, clock: FakeClock) -> None:
     reg, v1, mon = setup
     serve(mon, v1, *world(1500, drifted=True, seed=2), start=0)
-    clock = Clock()
-    policy = make_policy(reg, clock, gate=Gate(metric="f1", min_improvement=0.0))
+    policy = make_policy(reg, gate=Gate(metric="f1", min_improvement=0.0))
     assert policy.run(mon, recent()).status == "promoted"
-    again = make_policy(reg, clock)  # a new process: state comes from the registry history
-    clock.now += timedelta(hours=1)
+    again = make_policy(reg)  # a new process: state comes from the registry history
+    clock.advance(timedelta(hours=1).total_seconds())
     decision = again.evaluate(mon)
     assert not decision.retrain and decision.reasons[0].startswith("in cooldown until")
-    clock.now += timedelta(hours=6)
+    clock.advance(timedelta(hours=6).total_seconds())
     assert again.evaluate(mon).retrain  # the old window still shows the decay
 
 
-def test_schedule_trigger_uses_the_last_retrain(setup: Any) -> None:
+def test_schedule_trigger_uses_the_last_retrain(setup: Any, clock: FakeClock) -> None:
     reg, _, mon = setup
-    clock = Clock()
     policy = make_policy(
         reg,
-        clock,
         triggers=[every(days=7)],
         cooldown=timedelta(0),
         gate=Gate(metric="f1", min_improvement=-1.0),
     )
     assert policy.run(mon, lambda: world(2000, drifted=False, seed=5)).status == "promoted"
-    clock.now += timedelta(days=3)
+    clock.advance(timedelta(days=3).total_seconds())
     assert not policy.evaluate(mon).retrain
-    clock.now += timedelta(days=4)
+    clock.advance(timedelta(days=4).total_seconds())
     assert policy.evaluate(mon).retrain
 
 
@@ -216,7 +209,7 @@ def test_canary_is_promoted_when_it_is_no_worse(setup: Any) -> None:
     reg, v1, mon = setup
     serve(mon, v1, *world(1500, drifted=True, seed=2), start=0)
     deployer = FakeDeployer()
-    policy = make_policy(reg, Clock(), rollout=Canary(fraction=0.2, min_samples=300))
+    policy = make_policy(reg, rollout=Canary(fraction=0.2, min_samples=300))
     started = policy.run(mon, recent(), deployer=deployer)
     assert started.status == "canary_started"
     assert deployer.calls == [("set_canary", ("churn:2", 0.2))]
@@ -238,7 +231,7 @@ def test_canary_is_withdrawn_when_it_does_worse(setup: Any) -> None:
     reg, v1, mon = setup
     serve(mon, v1, *world(1500, drifted=True, seed=2), start=0)
     deployer = FakeDeployer()
-    policy = make_policy(reg, Clock(), rollout=Canary(fraction=0.1, min_samples=300))
+    policy = make_policy(reg, rollout=Canary(fraction=0.1, min_samples=300))
     assert policy.run(mon, recent(), deployer=deployer).status == "canary_started"
     v2 = reg.get("churn", 2)
     X, y = world(400, drifted=True, seed=13)
@@ -255,7 +248,7 @@ def test_a_promoted_version_that_does_harm_is_rolled_back(setup: Any) -> None:
     reg, v1, mon = setup
     serve(mon, v1, *world(1500, drifted=True, seed=2), start=0)
     deployer = FakeDeployer()
-    policy = make_policy(reg, Clock(), rollback_min_samples=300, rollback_margin=0.05)
+    policy = make_policy(reg, rollback_min_samples=300, rollback_margin=0.05)
     assert policy.run(mon, recent(), deployer=deployer).status == "promoted"
     v2 = reg.get("churn", 2)
     X, y = world(500, drifted=True, seed=14)
@@ -272,14 +265,53 @@ def test_estimator_trainer_is_cloned_and_bad_arguments_are_refused(setup: Any) -
     reg, v1, mon = setup
     serve(mon, v1, *world(1500, drifted=True, seed=2), start=0)
     template = LogisticRegression(C=0.5)
-    outcome = make_policy(reg, Clock(), trainer=template).run(mon, recent())
+    outcome = make_policy(reg, trainer=template).run(mon, recent())
     assert outcome.status == "promoted"
     assert not hasattr(template, "coef_")  # the template itself stays unfitted
     with pytest.raises(InvalidParameterError, match="'trainer' parameter"):
         RetrainPolicy(reg, "churn", trainer=42)
     with pytest.raises(InvalidParameterError, match="needs data="):
-        make_policy(reg, Clock(), cooldown=timedelta(0)).run(mon, force=True)
+        make_policy(reg, cooldown=timedelta(0)).run(mon, force=True)
     with pytest.raises(InvalidParameterError, match="Canary rollout needs the online deployer"):
-        make_policy(reg, Clock(), cooldown=timedelta(0), rollout=Canary()).run(
-            mon, recent(), force=True
-        )
+        make_policy(reg, cooldown=timedelta(0), rollout=Canary()).run(mon, recent(), force=True)
+
+
+def test_outcomes_and_history_are_stamped_by_the_one_clock(setup: Any, clock: FakeClock) -> None:
+    reg, v1, mon = setup
+    serve(mon, v1, *world(1500, drifted=True, seed=2), start=0)
+    clock.advance(timedelta(days=2).total_seconds())
+    outcome = make_policy(reg).run(mon, recent())
+    assert outcome.status == "promoted"
+    assert outcome.time == clock.now()
+    assert outcome.to_dict()["time"] == clock.now().isoformat()
+    assert {e.time for e in reg.history("churn")[-3:]} == {clock.now()}
+
+
+def test_a_policy_on_another_clock_still_leaves_its_cooldown(
+    setup: Any, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    reg, v1, mon = setup
+    serve(mon, v1, *world(1500, drifted=True, seed=2), start=0)
+    assert (
+        make_policy(reg, gate=Gate(metric="f1", min_improvement=0.0)).run(mon, recent()).status
+        == "promoted"
+    )
+    # A restarted policy whose clock is a year behind the registry's: the retrain it reads
+    # from the history lies in its future. It counts the cooldown from its own now.
+    behind = FakeClock(clock.now() - timedelta(days=365))
+    restarted = make_policy(reg, clock=behind)
+    with caplog.at_level("WARNING", logger="modeldeploy.retraining"):
+        assert not restarted.evaluate(mon).retrain
+    assert "disagree" in caplog.text
+    behind.advance(timedelta(hours=6, seconds=1).total_seconds())
+    assert restarted.evaluate(mon).retrain
+
+
+def test_a_bare_callable_clock_still_works_and_bad_clocks_are_refused(setup: Any) -> None:
+    reg, _, mon = setup
+    fixed = datetime(2031, 3, 1, 12, 0, tzinfo=timezone.utc)
+    assert make_policy(reg, clock=lambda: fixed).evaluate(mon).time == fixed
+    with pytest.raises(InvalidParameterError, match="naive datetime"):
+        make_policy(reg, clock=datetime.now)
+    with pytest.raises(InvalidParameterError, match="'clock' parameter of RetrainPolicy"):
+        make_policy(reg, clock="now")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import shutil
 import tempfile
-from datetime import datetime
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +37,13 @@ def _store_attachment(
                 registry.artifacts.put(artifact, path)
 
         registry.metadata.set_attachment(
-            name, number, key, sha256, len(data), before_commit=ensure_artifact
+            name,
+            number,
+            key,
+            sha256,
+            len(data),
+            before_commit=ensure_artifact,
+            at=registry._stamp(),
         )
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -96,7 +102,8 @@ def _collect_garbage(registry: ModelRegistry, older_than_s: float) -> dict[str, 
     """Remove unused artifacts and leftovers older than ``older_than_s``; return counts."""
     used = {_artifact_key(s) for s in registry.metadata.referenced_artifacts()}
     orphans = 0
-    cutoff = datetime.now().timestamp() - older_than_s
+    # File ages stay on the real clock: the file system stamps files with the wall clock.
+    cutoff = time.time() - older_than_s
     for key in list(registry.artifacts.keys()):
         if key in used:
             continue

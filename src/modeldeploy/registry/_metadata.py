@@ -4,17 +4,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from datetime import datetime, timezone
 from typing import Any
 
-__all__ = ["MetadataStore", "Record", "utcnow"]
+__all__ = ["MetadataStore", "Record"]
 
 Record = dict[str, Any]
-
-
-def utcnow() -> str:
-    """The current UTC time as an ISO 8601 string with microseconds."""
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
 class MetadataStore(ABC):
@@ -23,6 +17,10 @@ class MetadataStore(ABC):
     Records are plain dicts with JSON-friendly values. ``add_version`` allocates the next
     version number (never reused, even after a delete) and calls ``before_commit`` inside the
     transaction, which the registry uses to make sure the artifact is in place.
+
+    A store never reads a clock: the registry stamps every write with its own clock and passes
+    the time as ``at`` (an ISO 8601 UTC string; for ``add_version`` the record's
+    ``created_at``), so every event of a model's history comes from one source of time.
     """
 
     @abstractmethod
@@ -58,7 +56,7 @@ class MetadataStore(ABC):
 
     @abstractmethod
     def move_alias(
-        self, name: str, alias: str, version: int | None, *, reason: str, kind: str
+        self, name: str, alias: str, version: int | None, *, reason: str, kind: str, at: str
     ) -> Record:
         """Point ``alias`` at ``version`` (``kind="promoted"``), back to the version it held
         before (``kind="rolled_back"``, ``version=None``), or remove it (``kind=
@@ -66,14 +64,20 @@ class MetadataStore(ABC):
 
     @abstractmethod
     def delete_version(
-        self, name: str, version: int, *, reason: str, on_unreferenced: Callable[[str], None]
+        self,
+        name: str,
+        version: int,
+        *,
+        reason: str,
+        on_unreferenced: Callable[[str], None],
+        at: str,
     ) -> Record:
         """Delete a version no alias points at; call ``on_unreferenced(sha256)`` inside the
         transaction when no other version shares its artifact. Returns the event."""
 
     @abstractmethod
     def update_version(
-        self, name: str, version: int, *, metrics: Record | None, tags: Record | None
+        self, name: str, version: int, *, metrics: Record | None, tags: Record | None, at: str
     ) -> Record:
         """Merge metrics and tags into a version's record. Returns the event."""
 
@@ -88,6 +92,7 @@ class MetadataStore(ABC):
         previous: int | None = None,
         reason: str = "",
         details: Record | None = None,
+        at: str,
     ) -> Record:
         """Append an event to a model's history."""
 
@@ -104,6 +109,8 @@ class MetadataStore(ABC):
         sha256: str,
         size: int,
         before_commit: Callable[[], None] | None = None,
+        *,
+        at: str,
     ) -> None:
         """Record (or replace) a named artifact stored next to a version."""
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from modeldeploy import _validation as val
 from modeldeploy.exceptions import InvalidParameterError, SchemaError, SerializationError
 from modeldeploy.registry._helpers import _OWNER, _artifact_key, _environment, _hash_file
-from modeldeploy.registry._metadata import Record, utcnow
+from modeldeploy.registry._metadata import Record
 from modeldeploy.registry.formats import Serializer
 from modeldeploy.registry.signature import Signature
 from modeldeploy.registry.version import ModelVersion, to_json_friendly
@@ -78,7 +78,7 @@ def _store_version(
         key = _artifact_key(sha256)
         registry.artifacts.put(key, path)
         record: Record = {
-            "created_at": utcnow(),
+            "created_at": registry._stamp(),
             "sha256": sha256,
             "size": size,
             "format": format,

@@ -17,7 +17,7 @@ from modeldeploy.exceptions import (
     OperationRefusedError,
     VersionNotFoundError,
 )
-from modeldeploy.registry._metadata import MetadataStore, Record, utcnow
+from modeldeploy.registry._metadata import MetadataStore, Record
 
 __all__ = ["SQLiteMetadataStore"]
 
@@ -163,6 +163,7 @@ class SQLiteMetadataStore(MetadataStore):
         name: str,
         kind: str,
         *,
+        at: str,
         version: int | None = None,
         alias: str | None = None,
         previous: int | None = None,
@@ -171,7 +172,7 @@ class SQLiteMetadataStore(MetadataStore):
     ) -> Record:
         rec: Record = {
             "name": name,
-            "time": utcnow(),
+            "time": at,
             "kind": kind,
             "version": version,
             "alias": alias,
@@ -210,6 +211,7 @@ class SQLiteMetadataStore(MetadataStore):
                 conn,
                 name,
                 "registered",
+                at=record["created_at"],
                 version=version,
                 reason=record.get("description", ""),
                 details={
@@ -301,7 +303,7 @@ class SQLiteMetadataStore(MetadataStore):
         return {r[0]: int(r[1]) for r in rows}
 
     def move_alias(
-        self, name: str, alias: str, version: int | None, *, reason: str, kind: str
+        self, name: str, alias: str, version: int | None, *, reason: str, kind: str, at: str
     ) -> Record:
         with self._write() as conn:
             self._require_model(conn, name)
@@ -339,7 +341,9 @@ class SQLiteMetadataStore(MetadataStore):
                 if row is None:
                     raise AliasNotFoundError(name, alias, self.aliases(name))
                 conn.execute("DELETE FROM aliases WHERE name = ? AND alias = ?", (name, alias))
-                return self._event(conn, name, kind, alias=alias, previous=previous, reason=reason)
+                return self._event(
+                    conn, name, kind, at=at, alias=alias, previous=previous, reason=reason
+                )
             conn.execute(
                 "INSERT INTO aliases (name, alias, version, stack) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (name, alias) DO UPDATE SET version = excluded.version, "
@@ -347,11 +351,17 @@ class SQLiteMetadataStore(MetadataStore):
                 (name, alias, new, json.dumps(stack[-1000:])),
             )
             return self._event(
-                conn, name, kind, version=new, alias=alias, previous=previous, reason=reason
+                conn, name, kind, at=at, version=new, alias=alias, previous=previous, reason=reason
             )
 
     def delete_version(
-        self, name: str, version: int, *, reason: str, on_unreferenced: Callable[[str], None]
+        self,
+        name: str,
+        version: int,
+        *,
+        reason: str,
+        on_unreferenced: Callable[[str], None],
+        at: str,
     ) -> Record:
         with self._write() as conn:
             rec = self._version_row(conn, name, version)
@@ -382,6 +392,7 @@ class SQLiteMetadataStore(MetadataStore):
                 conn,
                 name,
                 "deleted",
+                at=at,
                 version=version,
                 reason=reason,
                 details={"sha256": rec["sha256"]},
@@ -392,7 +403,7 @@ class SQLiteMetadataStore(MetadataStore):
         return event
 
     def update_version(
-        self, name: str, version: int, *, metrics: Record | None, tags: Record | None
+        self, name: str, version: int, *, metrics: Record | None, tags: Record | None, at: str
     ) -> Record:
         with self._write() as conn:
             rec = self._version_row(conn, name, version)
@@ -406,6 +417,7 @@ class SQLiteMetadataStore(MetadataStore):
                 conn,
                 name,
                 "updated",
+                at=at,
                 version=version,
                 details={"metrics": metrics or {}, "tags": tags or {}},
             )
@@ -420,6 +432,7 @@ class SQLiteMetadataStore(MetadataStore):
         previous: int | None = None,
         reason: str = "",
         details: Record | None = None,
+        at: str,
     ) -> Record:
         with self._write() as conn:
             self._require_model(conn, name)
@@ -427,6 +440,7 @@ class SQLiteMetadataStore(MetadataStore):
                 conn,
                 name,
                 kind,
+                at=at,
                 version=version,
                 alias=alias,
                 previous=previous,
@@ -465,6 +479,8 @@ class SQLiteMetadataStore(MetadataStore):
         sha256: str,
         size: int,
         before_commit: Callable[[], None] | None = None,
+        *,
+        at: str,
     ) -> None:
         with self._write() as conn:
             self._version_row(conn, name, version)
@@ -472,7 +488,7 @@ class SQLiteMetadataStore(MetadataStore):
                 "INSERT INTO attachments (name, version, key, sha256, size, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name, version, key) DO UPDATE SET "
                 "sha256 = excluded.sha256, size = excluded.size, created_at = excluded.created_at",
-                (name, version, key, sha256, size, utcnow()),
+                (name, version, key, sha256, size, at),
             )
             if before_commit is not None:
                 before_commit()

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from modeldeploy import _validation as val
+from modeldeploy._clock import as_clock, to_iso
 from modeldeploy._config import (
     DEFAULT_ALIAS,
     DEFAULT_CACHE_SIZE,
@@ -48,8 +49,8 @@ from modeldeploy.registry.stores import (
     Record,
     SQLiteMetadataStore,
 )
-from modeldeploy.registry.stores import utcnow as utcnow
 from modeldeploy.registry.version import Event, ModelVersion, to_json_friendly
+from modeldeploy.typing import Clock
 
 __all__ = ["History", "ModelRegistry"]
 
@@ -81,6 +82,13 @@ class ModelRegistry:
         Extra :class:`~modeldeploy.registry.formats.Serializer` instances to register.
     on_event
         A callable receiving each :class:`Event` this registry object records.
+    clock
+        Where the registry reads time (a :class:`~modeldeploy.typing.Clock`, e.g.
+        :class:`~modeldeploy.testing.FakeClock`): ``created_at`` of versions and the time of
+        every history event. Default: the system clock. A :class:`RetrainPolicy` over this
+        registry uses the same clock unless given its own. Processes or hosts sharing one
+        registry folder or database compare each other's stamps, so their clocks must agree
+        (NTP).
 
     Examples
     --------
@@ -110,8 +118,10 @@ class ModelRegistry:
         cache_size: int = DEFAULT_CACHE_SIZE,
         formats: Iterable[Serializer] = (),
         on_event: Callable[[Event], None] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.root = Path(root)
+        self.clock = as_clock(clock, _OWNER)
         self.cache_size = val.check_int(cache_size, "cache_size", _OWNER, min_value=0)
         self.on_event = on_event
         self._metadata = metadata
@@ -336,7 +346,11 @@ class ModelRegistry:
         number = version.version if isinstance(version, ModelVersion) else version
         number = val.check_int(number, "version", _OWNER, min_value=1)
         val.check_name(alias, "alias", _OWNER)
-        self._emit(self.metadata.move_alias(name, alias, number, reason=reason, kind="promoted"))
+        self._emit(
+            self.metadata.move_alias(
+                name, alias, number, reason=reason, kind="promoted", at=self._stamp()
+            )
+        )
         return self.get(name, number)
 
     def rollback(self, name: str, *, alias: str = DEFAULT_ALIAS, reason: str = "") -> ModelVersion:
@@ -351,13 +365,19 @@ class ModelRegistry:
         """
         val.check_name(alias, "alias", _OWNER)
         event = self._emit(
-            self.metadata.move_alias(name, alias, None, reason=reason, kind="rolled_back")
+            self.metadata.move_alias(
+                name, alias, None, reason=reason, kind="rolled_back", at=self._stamp()
+            )
         )
         return self.get(name, int(event.version or 0))
 
     def delete_alias(self, name: str, alias: str, *, reason: str = "") -> None:
         """Remove an alias from a model."""
-        self._emit(self.metadata.move_alias(name, alias, None, reason=reason, kind="alias_deleted"))
+        self._emit(
+            self.metadata.move_alias(
+                name, alias, None, reason=reason, kind="alias_deleted", at=self._stamp()
+            )
+        )
 
     # ------------------------------------------------------------------ changing versions
 
@@ -378,6 +398,7 @@ class ModelRegistry:
                 number,
                 reason=reason,
                 on_unreferenced=lambda sha: self.artifacts.remove(_artifact_key(sha)),
+                at=self._stamp(),
             )
         )
 
@@ -385,7 +406,7 @@ class ModelRegistry:
         """Merge ``metrics`` into a version's recorded metrics (e.g. a later holdout score)."""
         self._emit(
             self.metadata.update_version(
-                name, version, metrics=to_json_friendly(metrics), tags=None
+                name, version, metrics=to_json_friendly(metrics), tags=None, at=self._stamp()
             )
         )
         return self.get(name, version)
@@ -393,7 +414,9 @@ class ModelRegistry:
     def set_tags(self, name: str, version: int, tags: Mapping[str, Any]) -> ModelVersion:
         """Merge ``tags`` into a version's recorded tags."""
         self._emit(
-            self.metadata.update_version(name, version, metrics=None, tags=to_json_friendly(tags))
+            self.metadata.update_version(
+                name, version, metrics=None, tags=to_json_friendly(tags), at=self._stamp()
+            )
         )
         return self.get(name, version)
 
@@ -417,6 +440,7 @@ class ModelRegistry:
                 alias=alias,
                 reason=reason,
                 details=to_json_friendly(details),
+                at=self._stamp(),
             )
         )
 
@@ -464,6 +488,10 @@ class ModelRegistry:
         return _collect_garbage(self, older_than_s)
 
     # ------------------------------------------------------------------ events
+
+    def _stamp(self) -> str:
+        """Now on this registry's clock, as the metadata stores keep it."""
+        return to_iso(self.clock.now())
 
     def _emit(self, record: Record) -> Event:
         """Log an event the metadata store recorded and hand it to ``on_event``."""

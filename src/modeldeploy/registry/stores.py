@@ -11,7 +11,6 @@ from __future__ import annotations
 from modeldeploy.registry._artifacts import ArtifactStore, LocalArtifactStore
 from modeldeploy.registry._metadata import MetadataStore
 from modeldeploy.registry._metadata import Record as Record
-from modeldeploy.registry._metadata import utcnow as utcnow
 from modeldeploy.registry._sqlite import _JSON_FIELDS as _JSON_FIELDS
 from modeldeploy.registry._sqlite import _SCHEMA as _SCHEMA
 from modeldeploy.registry._sqlite import SQLiteMetadataStore

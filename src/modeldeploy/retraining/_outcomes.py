@@ -94,11 +94,14 @@ class Outcome:
     gate: GateResult | None = None
     error: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    #: When the policy returned it, on the policy's clock.
+    time: datetime | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly dict."""
         return {
             "status": self.status,
+            "time": self.time.isoformat() if self.time else None,
             "reasons": list(self.reasons),
             "decision": self.decision.to_dict() if self.decision else None,
             "version": self.version.ref if self.version else None,

@@ -75,7 +75,7 @@ def promote(
     )
     if deployer is not None and status == "promoted":
         deployer.swap(promoted)
-    policy._guard = GuardState(promoted, champion, baseline, policy.clock())
+    policy._guard = GuardState(promoted, champion, baseline, policy.clock.now())
     logger.info("%s: %s %s", policy.name, status, promoted.ref)
     return Outcome(
         status, tuple(reasons), decision, promoted, result, details={"baseline": baseline}
@@ -95,7 +95,7 @@ def start_canary(
     assert isinstance(rollout, Canary)  # only called for a Canary rollout
     deployer.set_canary(version, fraction=rollout.fraction)
     metric = rollout.metric or policy.gate.metric
-    policy._canary = CanaryState(champion, version, rollout, metric, policy.clock())
+    policy._canary = CanaryState(champion, version, rollout, metric, policy.clock.now())
     reasons = (
         f"{version.ref} serves {rollout.fraction:.0%} of the traffic until the monitor "
         f"has {rollout.min_samples:,} labelled predictions of each version",

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 from modeldeploy import _validation as val
+from modeldeploy._clock import as_clock
 from modeldeploy.exceptions import InvalidParameterError, ModelDeployError
 from modeldeploy.registry import ModelRegistry
 from modeldeploy.retraining import _rollout
@@ -20,15 +22,12 @@ from modeldeploy.retraining.triggers import (
     TriggerContext,
     run_trigger,
 )
+from modeldeploy.typing import Clock
 
 __all__ = ["Canary", "Decision", "Outcome", "Replace", "RetrainPolicy"]
 
 logger = logging.getLogger("modeldeploy.retraining")
 _OWNER = "RetrainPolicy"
-
-
-def _default_clock() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class RetrainPolicy:
@@ -61,7 +60,13 @@ class RetrainPolicy:
     random_state
         Seed of the holdout split.
     clock
-        Returns the current UTC time (for tests).
+        Where the policy reads time (a :class:`~modeldeploy.typing.Clock`; a bare callable
+        returning an aware ``datetime`` still works). Default: the registry's clock, so the
+        cooldown compares times from one source: the policy's ``now`` with the times the
+        registry stamped on its history, which is where a restarted policy finds its last
+        retrain. Given another clock, a last retrain that lies in the policy's future (the two
+        clocks disagree) is taken as having happened when the policy first reads it, with a
+        warning, so the cooldown still ends.
 
     Examples
     --------
@@ -93,7 +98,7 @@ class RetrainPolicy:
         rollback_margin: float = 0.05,
         rollback_min_samples: int = 500,
         random_state: int | None = 0,
-        clock: Callable[[], datetime] | None = None,
+        clock: Clock | Callable[[], datetime] | None = None,
     ) -> None:
         if not isinstance(registry, ModelRegistry):
             raise InvalidParameterError(
@@ -128,7 +133,7 @@ class RetrainPolicy:
             rollback_min_samples, "rollback_min_samples", _OWNER, min_value=1
         )
         self.random_state = random_state
-        self.clock = clock if clock is not None else _default_clock
+        self.clock: Clock = registry.clock if clock is None else as_clock(clock, _OWNER)
         self._lock = threading.RLock()
         self._canary: CanaryState | None = None
         self._guard: GuardState | None = None
@@ -160,6 +165,17 @@ class RetrainPolicy:
                 self._last_retrain = event.time
                 self._labels_at_last_retrain = int(event.details.get("labels_seen", 0))
                 break
+        now = self.clock.now()
+        if self._last_retrain is not None and self._last_retrain > now:
+            logger.warning(
+                "%s: the last retrain in the registry history (%s) lies in this policy's future "
+                "(%s): the policy's clock and the registry's disagree. Counting the cooldown "
+                "from now; give the policy the registry's clock (the default).",
+                self.name,
+                self._last_retrain.isoformat(),
+                now.isoformat(),
+            )
+            self._last_retrain = now
 
     def _record(
         self,
@@ -187,7 +203,7 @@ class RetrainPolicy:
         """Decide whether to retrain now; nothing is changed or recorded."""
         with self._lock:
             self._restore()
-            now = self.clock()
+            now = self.clock.now()
             context = TriggerContext(monitor, now, self._last_retrain, self._labels_at_last_retrain)
             results = tuple(run_trigger(t, context) for t in self.triggers)
             fired = [r for r in results if r.fired]
@@ -239,7 +255,23 @@ class RetrainPolicy:
             The online deployer to swap or give a canary share (needed for :class:`Canary`).
         force
             Retrain even though no trigger fired (the cooldown still applies).
+
+        Returns
+        -------
+        Outcome
+            What happened, stamped (``Outcome.time``) by the policy's clock.
         """
+        outcome = self._run(monitor, data, deployer, force=force)
+        return dataclasses.replace(outcome, time=self.clock.now())
+
+    def _run(
+        self,
+        monitor: MonitorLike,
+        data: Callable[[], Any] | None,
+        deployer: Any,
+        *,
+        force: bool,
+    ) -> Outcome:
         if isinstance(self.rollout, Canary) and (
             deployer is None or not hasattr(deployer, "set_canary")
         ):
