@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -33,6 +34,7 @@ from modeldeploy.routing import (
     by_size,
     first_of,
 )
+from modeldeploy.testing import FakeClock
 
 X, y = make_classification(n_samples=3_000, n_features=5, n_informative=3, random_state=0)
 SIG = Signature.infer(X)
@@ -194,10 +196,15 @@ def test_batch_handles_resolve_when_queued_rows_reach_flush_rows(pair: Any) -> N
 
 
 def test_batch_handles_resolve_when_the_oldest_waited_flush_seconds() -> None:
-    dep, job = online(), batch()
-    with HybridRouter(dep, job, route=lambda req: "batch", flush_seconds=0.2) as router:
-        assert job.flush_interval_s == 0.2
+    clock = FakeClock()
+    dep, job = online(), batch(clock=clock)
+    with HybridRouter(dep, job, route=lambda req: "batch", flush_seconds=20, clock=clock) as router:
+        assert job.flush_interval_s == 20
         handles = [router.submit(X[i]) for i in range(5)]
+        clock.advance(19)
+        time.sleep(0.2)
+        assert not handles[0].done()  # 19 s on the router's clock: not yet
+        clock.advance(1)
         got = np.concatenate([h.result(timeout=30) for h in handles])  # nobody flushes by hand
     np.testing.assert_array_equal(got, TREE.predict(X[:5]))
     dep.close()
@@ -205,14 +212,17 @@ def test_batch_handles_resolve_when_the_oldest_waited_flush_seconds() -> None:
 
 
 def test_flush_seconds_holds_even_when_the_batch_scheduler_started_before_the_router() -> None:
-    dep, job = online(), batch()  # job: no time threshold of its own
+    clock = FakeClock()
+    dep, job = online(), batch()  # job: no time threshold of its own, on the real clock
     job.submit(X[:1])
     job.flush()  # its scheduler thread now runs, with no interval
-    router = HybridRouter(dep, job, route=lambda req: "batch", flush_seconds=0.1)
+    router = HybridRouter(dep, job, route=lambda req: "batch", flush_seconds=30, clock=clock)
     first = router.submit(X[:3])
-    np.testing.assert_array_equal(first.result(timeout=30), TREE.predict(X[:3]))
+    clock.advance(30)  # the router's timer flushes: the batch scheduler's own would wait 30 s
+    np.testing.assert_array_equal(first.result(timeout=10), TREE.predict(X[:3]))
     second = router.submit(X[3:6])  # the timer waits again after going idle
-    np.testing.assert_array_equal(second.result(timeout=30), TREE.predict(X[3:6]))
+    clock.advance(30)
+    np.testing.assert_array_equal(second.result(timeout=10), TREE.predict(X[3:6]))
     router.close()
     assert router._timer is not None and not router._timer.is_alive()
     dep.close()

@@ -7,15 +7,16 @@ the common ones; a user's lambda fits wherever they do.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from modeldeploy._clock import SYSTEM_CLOCK
 from modeldeploy._config import DEFAULT_ROUTER_MAX_ONLINE_ROWS
 from modeldeploy._validation import check_float, check_int
 from modeldeploy.exceptions import InvalidParameterError
+from modeldeploy.typing import Clock
 
 __all__ = ["Path", "Request", "Rule", "by_deadline", "by_meta", "by_size", "first_of"]
 
@@ -49,7 +50,9 @@ class Request:
     key
         The request key (user id, session id, ...) used for sticky canaries, or ``None``.
     received
-        ``time.monotonic()`` when the router received the request.
+        The router's ``clock.monotonic()`` when it received the request.
+    clock
+        The router's :class:`~modeldeploy.typing.Clock`, which :meth:`seconds_left` reads.
 
     Examples
     --------
@@ -64,7 +67,8 @@ class Request:
     deadline: datetime | timedelta | float | None = None
     ids: Any = None
     key: Any = None
-    received: float = field(default_factory=time.monotonic)
+    received: float = field(default_factory=SYSTEM_CLOCK.monotonic)
+    clock: Clock = field(default=SYSTEM_CLOCK, repr=False, compare=False)
 
     def seconds_left(self) -> float | None:
         """Seconds until the deadline (negative once passed), or ``None`` without one."""
@@ -72,11 +76,13 @@ class Request:
         if deadline is None:
             return None
         if isinstance(deadline, datetime):
-            now = datetime.now(timezone.utc) if deadline.tzinfo is not None else datetime.now()
+            now = self.clock.now()
+            if deadline.tzinfo is None:  # naive: local time, like datetime.now()
+                now = now.astimezone().replace(tzinfo=None)
             return (deadline - now).total_seconds()
         if isinstance(deadline, timedelta):
             deadline = deadline.total_seconds()
-        return self.received + float(deadline) - time.monotonic()
+        return self.received + float(deadline) - self.clock.monotonic()
 
 
 def check_deadline(value: Any, owner: str) -> datetime | timedelta | float | None:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from typing_extensions import Self
 
+from modeldeploy._clock import as_clock
 from modeldeploy._routing_results import RouteHandle, RouterStats
 from modeldeploy._routing_rules import (
     Path,
@@ -40,6 +41,7 @@ from modeldeploy.exceptions import (
     InvalidParameterError,
     SchemaError,
 )
+from modeldeploy.typing import Clock
 
 __all__ = [
     "HybridRouter",
@@ -97,6 +99,10 @@ class HybridRouter:
     close_deployers
         Close both deployers when the router closes (by default they stay open: they are the
         caller's).
+    clock
+        The :class:`~modeldeploy.typing.Clock` of ``flush_seconds`` and of request deadlines
+        (e.g. :class:`~modeldeploy.testing.FakeClock` in tests). Latencies stay on the real
+        clock. Default: the system clock.
 
     Raises
     ------
@@ -134,7 +140,9 @@ class HybridRouter:
         flush_seconds: float | None = None,
         allow_version_mismatch: bool = False,
         close_deployers: bool = False,
+        clock: Clock | None = None,
     ) -> None:
+        self.clock = as_clock(clock, _OWNER)
         if not callable(getattr(online, "predict", None)):
             raise InvalidParameterError(
                 f"The 'online' parameter of {_OWNER} must be a deployer with predict(X) (an "
@@ -173,10 +181,13 @@ class HybridRouter:
         self._cond = threading.Condition()
         self._closed = False
         self._active = 0  # calls between the closed check and their handle being tracked
-        # Queued batch requests by handle, oldest first: (future, rows, monotonic arrival).
-        self._pending: dict[int, tuple[cf.Future[np.ndarray], int, float]] = {}
+        # Queued batch requests by handle, oldest first: (future, rows, arrival on the clock,
+        # arrival number). Flushes are told apart by number: a fake clock may not move
+        # between a flush and the next request.
+        self._pending: dict[int, tuple[cf.Future[np.ndarray], int, float, int]] = {}
+        self._arrivals = 0
         self._pending_rows = 0
-        self._last_flush = float("-inf")
+        self._flushed_upto = 0  # requests numbered up to this one were flushed
         self._timer: threading.Thread | None = None
         self._timer_idle = False
         self._rejected = 0
@@ -295,7 +306,7 @@ class HybridRouter:
     def flush(self) -> int:
         """Score every queued batch request now; return how many rows the batch path scored."""
         with self._cond:
-            self._last_flush = time.monotonic()
+            self._flushed_upto = self._arrivals
         return int(self.batch.flush())
 
     # ------------------------------------------------------------------ state
@@ -339,7 +350,7 @@ class HybridRouter:
             self._closed = True
             while self._active:
                 self._cond.wait()
-            futures = [f for f, _, _ in self._pending.values()]
+            futures = [f for f, _, _, _ in self._pending.values()]
             self._cond.notify_all()  # the flush timer stops
         self.batch.flush()
         not_done = cf.wait(futures, timeout).not_done
@@ -454,7 +465,9 @@ class HybridRouter:
                         f"The 'ids' parameter of {owner} must hold one id per row ({n_rows}). "
                         f"Got {len(ids)} ids instead."
                     )
-            request = Request(rows, meta_, n_rows, when, ids, key)
+            request = Request(
+                rows, meta_, n_rows, when, ids, key, self.clock.monotonic(), self.clock
+            )
             path = None
             if self._rule is not None:
                 path = check_path(self._rule(request), self._rule)
@@ -503,7 +516,13 @@ class HybridRouter:
             fut: cf.Future[np.ndarray] = cf.Future()
             fut.set_running_or_notify_cancel()  # handles are not cancellable
             with self._cond:
-                self._pending[id(fut)] = (fut, request.n_rows, time.monotonic())
+                self._arrivals += 1
+                self._pending[id(fut)] = (
+                    fut,
+                    request.n_rows,
+                    self.clock.monotonic(),
+                    self._arrivals,
+                )
                 self._pending_rows += request.n_rows
                 if self.flush_seconds is not None:
                     self._start_timer()
@@ -538,17 +557,18 @@ class HybridRouter:
                         return
                     # Requests queued before the last flush are already being scored.
                     due = next(
-                        (t for _, _, t in self._pending.values() if t > self._last_flush), None
+                        (t for _, _, t, k in self._pending.values() if k > self._flushed_upto),
+                        None,
                     )
-                    now = time.monotonic()
+                    now = self.clock.monotonic()
                     self._timer_idle = due is None
                     if due is None:
                         self._cond.wait()
                     elif due + self.flush_seconds > now:
-                        self._cond.wait(due + self.flush_seconds - now)
+                        self.clock.wait(self._cond, due + self.flush_seconds - now)
                     else:
                         break
-                self._last_flush = now
+                self._flushed_upto = self._arrivals
             try:
                 self.batch.flush()
             except Exception:  # the batch deployer resolves each request with its own error

@@ -21,7 +21,7 @@ from sklearn.tree import DecisionTreeClassifier
 from modeldeploy.deployers.batch import BatchDeployer, BatchResult, SkippedChunk
 from modeldeploy.exceptions import DeploymentError, InvalidParameterError, SchemaError
 from modeldeploy.registry.signature import Signature
-from modeldeploy.testing import RecordingMonitor
+from modeldeploy.testing import FakeClock, RecordingMonitor
 
 N_ROWS = 2_000
 CHUNK = 300
@@ -442,8 +442,13 @@ def test_submit_scores_on_time_threshold_and_close_drains(
     data: tuple[np.ndarray, np.ndarray], model: LogisticRegression
 ) -> None:
     X, _ = data
-    job = BatchDeployer(model, flush_rows=1_000, flush_interval_s=0.05)
+    clock = FakeClock()
+    job = BatchDeployer(model, flush_rows=1_000, flush_interval_s=60, clock=clock)
     fut = job.submit(X[:3])
+    clock.advance(59)
+    with pytest.raises(TimeoutError):
+        fut.result(timeout=0.2)  # 59 s on the deployer's clock: not yet
+    clock.advance(1)
     np.testing.assert_array_equal(fut.result(timeout=10), model.predict(X[:3]))
     never = BatchDeployer(model, flush_rows=1_000, flush_interval_s=None)
     waiting = never.submit(X[3:5])
@@ -647,11 +652,15 @@ def test_a_submit_racing_close_is_refused_or_scored_never_lost() -> None:
 
 def test_flush_thresholds_changed_on_a_running_deployer_take_effect() -> None:
     X = np.random.default_rng(4).normal(size=(20, 3))
-    job = BatchDeployer(LinearRegression().fit(X, X[:, 0]), n_jobs=1, flush_interval_s=None)
+    clock = FakeClock()
+    job = BatchDeployer(
+        LinearRegression().fit(X, X[:, 0]), n_jobs=1, flush_interval_s=None, clock=clock
+    )
     job.submit(X[:1])
     job.flush()  # the scheduler thread is running now, with no time limit
-    job.flush_interval_s = 0.1
+    job.flush_interval_s = 30
     later = job.submit(X[1:2])
+    clock.advance(30)
     assert later.result(timeout=5).shape == (1,)  # flushed by time, not left waiting
     job.close()
 

@@ -17,6 +17,7 @@ from modeldeploy.exceptions import (
     PredictionTimeoutError,
 )
 from modeldeploy.registry.signature import Signature
+from modeldeploy.testing import FakeClock
 
 X, y = make_classification(n_samples=300, n_features=5, random_state=1)
 SIG = Signature.infer(X)
@@ -144,15 +145,19 @@ def test_two_dimensional_constant_fallback_is_refused() -> None:
 
 def test_circuit_breaker_stops_calling_a_failing_model_and_retries_after_cooldown() -> None:
     model = Flaky()
+    clock = FakeClock()
     dep = OnlineDeployer(model, signature=SIG, warm=False, fallback=0, breaker_threshold=3,
-                         breaker_cooldown_s=0.2, name="flaky")  # fmt: skip
+                         breaker_cooldown_s=30, name="flaky", clock=clock)  # fmt: skip
     for i in range(10):
         dep.predict(X[i])
     assert model.calls == 3  # then the breaker opened
     stats = dep.stats()["flaky"]
     assert (stats.short_circuited, stats.fallbacks) == (7, 10)
     model.broken = False
-    time.sleep(0.3)
+    clock.advance(29.9)
+    dep.predict(X[0])
+    assert model.calls == 3  # still open: 29.9 s of a 30 s cool-down
+    clock.advance(0.1)
     np.testing.assert_array_equal(dep.predict(X[0]), LR.predict(X[:1]))
     assert model.calls == 4
     dep.predict(X[1])

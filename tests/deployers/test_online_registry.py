@@ -14,6 +14,7 @@ from sklearn.tree import DecisionTreeClassifier
 from modeldeploy import ModelRegistry
 from modeldeploy.deployers.online import OnlineDeployer
 from modeldeploy.exceptions import InvalidParameterError, SchemaError
+from modeldeploy.testing import FakeClock
 
 X, y = make_classification(n_samples=300, n_features=5, random_state=4)
 TARGET = X @ np.arange(1.0, 6.0)
@@ -98,8 +99,13 @@ def test_follow_swaps_when_the_alias_moves_and_back_on_rollback(
 
 
 def test_follow_polls_in_the_background(registry: ModelRegistry) -> None:
-    dep = OnlineDeployer.follow(registry, "churn", "production", poll_s=0.02)
+    clock = FakeClock()
+    dep = OnlineDeployer.follow(registry, "churn", "production", poll_s=60, clock=clock)
     registry.promote("churn", 2, alias="production")
+    clock.advance(59)
+    time.sleep(0.2)
+    assert dep.version == "churn:1"  # the next poll is due in 1 s on the deployer's clock
+    clock.advance(1)
     deadline = time.monotonic() + 20
     while dep.version != "churn:2" and time.monotonic() < deadline:
         time.sleep(0.01)

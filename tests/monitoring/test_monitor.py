@@ -15,15 +15,8 @@ from sklearn import metrics as skm
 
 from modeldeploy.exceptions import InvalidParameterError, SchemaError
 from modeldeploy.monitoring.monitor import Alert, Monitor
+from modeldeploy.testing import FakeClock
 from modeldeploy.typing import MonitorSink
-
-
-class FakeClock:
-    def __init__(self, t: float = 1_000_000.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def test_monitor_is_a_monitor_sink() -> None:
@@ -52,7 +45,7 @@ def test_duplicate_unknown_expired_evicted_and_late_labels_are_counted() -> None
     clock = FakeClock()
     mon = Monitor(window=100, buckets=2, max_pending=5, label_ttl_s=60, thresholds={}, clock=clock)
     mon.log_predictions(None, np.array([1, 1, 0]), ids=["a", "b", "c"])
-    clock.t += 120  # a, b, c expire
+    clock.advance(120)  # a, b, c expire
     mon.log_predictions(None, np.array([1, 0, 1, 1, 0, 1, 0]), ids=list("defghij"))
     # d and e are evicted: only 5 may wait
     out = mon.log_labels(["a", "d", "f", "f", "zz", "g"], [1, 1, 1, 1, 1, 1])
@@ -367,10 +360,10 @@ def test_time_window_state_survives_a_restart(tmp_path: Path) -> None:
     mon = Monitor(window=dt.timedelta(minutes=10), thresholds={}, clock=clock)
     mon.log_predictions(None, np.array([1, 0, 1]), ids=["a", "b", "c"])
     back = Monitor.load(mon.save(tmp_path / "m.npz"), clock=clock)
-    clock.t += 60
+    clock.advance(60)
     assert back.log_labels(["a", "b"], [1, 1])["matched"] == 2
     assert back.metrics()["accuracy"] == 0.5
-    clock.t += 600  # the predictions' buckets have left the 10-minute window
+    clock.advance(600)  # the predictions' buckets have left the 10-minute window
     assert back.log_labels(["c"], [1])["late"] == 1
     assert back.metrics()["n_labelled"] == 0
 

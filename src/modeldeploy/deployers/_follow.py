@@ -25,13 +25,14 @@ logger = logging.getLogger("modeldeploy.deployers.online")
 def _start_following(
     dep: OnlineDeployer, registry: Any, name: str, alias: str, poll_s: float
 ) -> None:
-    """Make ``dep`` follow ``alias`` of ``name``: a daemon thread polls every ``poll_s`` s."""
+    """Make ``dep`` follow ``alias`` of ``name``: a daemon thread polls every ``poll_s`` s
+    (on the deployer's clock)."""
     dep._followed = (registry, name, alias)
     stop = threading.Event()
     dep._follow_stop = stop
 
     def loop() -> None:
-        while not stop.wait(poll_s):
+        while not dep.clock.wait(stop, poll_s):
             try:
                 dep.poll()
             except Exception:

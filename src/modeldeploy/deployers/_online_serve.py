@@ -62,7 +62,7 @@ def _serve_online(dep: OnlineDeployer, method: str, X: Any, ids: Any, key: Any) 
         )
     breaker = slot.breaker
     try:
-        if breaker.open_until != 0.0 and not breaker.allow():
+        if breaker.open_until is not None and not breaker.allow():
             raise CircuitOpenError
         out = batcher.submit(arr)
     except Exception as exc:

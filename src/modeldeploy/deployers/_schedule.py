@@ -1,8 +1,9 @@
 """Scheduled batches: rows queued by :meth:`BatchDeployer.submit` and scored together.
 
 A background thread scores what waits once ``flush_rows`` rows wait or the oldest request has
-waited ``flush_interval_s``; :meth:`BatchDeployer.flush` and :meth:`BatchDeployer.close` score it
-at once. Submitters wait (back-pressure) while ten times ``flush_rows`` rows are queued.
+waited ``flush_interval_s`` (on the deployer's clock); :meth:`BatchDeployer.flush` and
+:meth:`BatchDeployer.close` score it at once. Submitters wait (back-pressure) while ten times
+``flush_rows`` rows are queued.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ class _Schedule:
             while self.pending_rows >= self.max_rows and not self.closing:
                 self.cond.wait()  # back-pressure: the flusher is behind
             if not self.pending:
-                self.oldest = time.monotonic()
+                self.oldest = self.job.clock.monotonic()
             self.pending.append((fut, checked, n, ids))
             self.pending_rows += n
             self.cond.notify_all()
@@ -84,10 +85,10 @@ class _Schedule:
                     if self.pending_rows >= self.job.flush_rows:
                         break
                     if self.pending and interval is not None:
-                        left = self.oldest + interval - time.monotonic()
+                        left = self.oldest + interval - self.job.clock.monotonic()
                         if left <= 0:
                             break
-                        self.cond.wait(left)
+                        self.job.clock.wait(self.cond, left)
                     else:
                         self.cond.wait()
                 batch = self._take()

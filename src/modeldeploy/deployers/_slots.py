@@ -161,7 +161,7 @@ def _make_slot(
     slot = _Slot(
         model, label, signature, recorder,
         Breaker(dep.breaker_threshold, dep.breaker_cooldown_s, label,
-                functools.partial(dep._breaker_changed, label)),
+                functools.partial(dep._breaker_changed, label), dep.clock),
         version, fast,
     )  # fmt: skip
     if (dep.warm if warm is None else warm) and signature is not None:

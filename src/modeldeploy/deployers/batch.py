@@ -35,6 +35,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from modeldeploy._clock import as_clock
 from modeldeploy._config import (
     DEFAULT_BATCH_CHUNK_SIZE,
     DEFAULT_BATCH_FLUSH_INTERVAL_S,
@@ -67,7 +68,7 @@ from modeldeploy.deployers._schedule import _Schedule as _Schedule
 from modeldeploy.deployers.sources import ChunkRef, Source, open_output, open_source
 from modeldeploy.exceptions import DeploymentError, InvalidParameterError
 from modeldeploy.registry.signature import Signature
-from modeldeploy.typing import MonitorSink
+from modeldeploy.typing import Clock, MonitorSink
 
 __all__ = ["BatchDeployer", "BatchResult", "SkippedChunk"]
 
@@ -227,6 +228,10 @@ class BatchDeployer:
         Thresholds of the scheduled batches of :meth:`submit`: score what is waiting once this
         many rows wait, or once the oldest has waited this long (``None``: only on size or
         :meth:`flush`).
+    clock
+        The :class:`~modeldeploy.typing.Clock` that times ``flush_interval_s`` (e.g.
+        :class:`~modeldeploy.testing.FakeClock` in tests). Run times stay on the real clock.
+        Default: the system clock.
 
     Examples
     --------
@@ -263,6 +268,7 @@ class BatchDeployer:
         flush_rows: int = DEFAULT_BATCH_FLUSH_ROWS,
         flush_interval_s: float | None = DEFAULT_BATCH_FLUSH_INTERVAL_S,
         fast_path: Literal["off", "auto", "require"] = "off",
+        clock: Clock | None = None,
     ) -> None:
         if not hasattr(version_or_model, "predict") and not callable(
             getattr(version_or_model, "load", None)
@@ -304,6 +310,7 @@ class BatchDeployer:
         )
         check_choice(fast_path, "fast_path", _OWNER, ("off", "auto", "require"))
         self.fast_path = fast_path
+        self.clock = as_clock(clock, _OWNER)
         #: The :class:`BatchResult` of the latest :meth:`run` (also of in-memory runs).
         self.last_result: BatchResult | None = None
         self._lock = threading.Lock()

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from modeldeploy._clock import as_clock
 from modeldeploy._config import (
     DEFAULT_ALIAS,
     DEFAULT_BACKGROUND_QUEUE_SIZE,
@@ -37,7 +38,7 @@ from modeldeploy.deployers.traffic import (
 )
 from modeldeploy.exceptions import InvalidParameterError
 from modeldeploy.registry.signature import Signature
-from modeldeploy.typing import MonitorSink
+from modeldeploy.typing import Clock, MonitorSink
 
 __all__ = ["OnlineDeployer"]
 
@@ -94,6 +95,12 @@ class OnlineDeployer(Deployer):
         the breaker opening or closing. Its exceptions are logged, never raised.
     name
         A label for a bare model in stats (a version's label is its ``ref``, ``"churn:3"``).
+    clock
+        Where the deployer reads time (a :class:`~modeldeploy.typing.Clock`, e.g.
+        :class:`~modeldeploy.testing.FakeClock`): the breaker's cool-down, alias polling and
+        the time of each :class:`~modeldeploy.deployers.traffic.DeploymentEvent`. Latencies,
+        ``max_wait_ms`` and ``timeout_ms`` stay on the real clock: they measure and bound real
+        model calls. Default: the system clock.
 
     Examples
     --------
@@ -127,8 +134,10 @@ class OnlineDeployer(Deployer):
         fast_path: Literal["off", "auto", "require"] = "auto",
         on_event: EventCallback | None = None,
         name: str | None = None,
+        clock: Clock | None = None,
     ) -> None:
         super().__init__(signature=signature, name=name or _OWNER)
+        self.clock = as_clock(clock, _OWNER)
         self.max_batch_size = check_int(max_batch_size, "max_batch_size", _OWNER, min_value=1)
         self.max_wait_ms = check_float(max_wait_ms, "max_wait_ms", _OWNER, min_value=0)
         self.timeout_ms = (
@@ -575,7 +584,9 @@ class OnlineDeployer(Deployer):
         callback = self.on_event
         if callback is None:
             return
-        event = DeploymentEvent(kind, self.name, version, previous, reason, details)
+        event = DeploymentEvent(
+            kind, self.name, version, previous, reason, details, time=self.clock.now()
+        )
         try:
             callback(event)
         except Exception:

@@ -13,16 +13,18 @@ import threading
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from time import perf_counter
 from typing import Any
 
 import numpy as np
 
+from modeldeploy._clock import SYSTEM_CLOCK
 from modeldeploy._config import DEFAULT_BACKGROUND_QUEUE_SIZE
 from modeldeploy.deployers._stats import _Recorder
 from modeldeploy.exceptions import DeploymentError, InvalidParameterError
 from modeldeploy.registry.signature import Signature
+from modeldeploy.typing import Clock
 
 __all__ = [
     "BackgroundWorker",
@@ -91,7 +93,7 @@ class DeploymentEvent:
     previous: str | None = None
     reason: str = ""
     details: Mapping[str, Any] = field(default_factory=dict)
-    time: datetime = field(default_factory=lambda: datetime.now(timezone.utc), compare=False)
+    time: datetime = field(default_factory=SYSTEM_CLOCK.now, compare=False)
 
     def __repr__(self) -> str:
         what = f"{self.previous} -> {self.version}" if self.previous else str(self.version)
@@ -335,7 +337,8 @@ class Breaker:
 
     While open, requests skip the model (they get the fallback, or an error). After
     ``cooldown_s`` the breaker lets requests through again: one success closes it, one more
-    failure opens it for another cool-down.
+    failure opens it for another cool-down. The cool-down runs on ``clock`` (its monotonic
+    time; default the system clock).
 
     Examples
     --------
@@ -350,6 +353,7 @@ class Breaker:
 
     __slots__ = (
         "_lock",
+        "clock",
         "cooldown_s",
         "failures",
         "label",
@@ -365,19 +369,24 @@ class Breaker:
         cooldown_s: float,
         label: str = "model",
         on_change: Callable[[str, str], None] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.threshold = threshold
         self.cooldown_s = cooldown_s
         self.label = label
         self.on_change = on_change
+        self.clock = SYSTEM_CLOCK if clock is None else clock
         self.failures = 0
         self.opened = 0
-        self.open_until = 0.0
+        #: When the open breaker lets calls through again (the clock's monotonic time), or
+        #: None while it is closed.
+        self.open_until: float | None = None
         self._lock = threading.Lock()
 
     def allow(self) -> bool:
         """Whether the model may be called now."""
-        return self.open_until == 0.0 or perf_counter() >= self.open_until
+        until = self.open_until
+        return until is None or self.clock.monotonic() >= until
 
     def failure(self) -> None:
         """Count one failed call; open the breaker at the threshold."""
@@ -385,10 +394,11 @@ class Breaker:
         with self._lock:
             self.failures += 1
             if self.failures >= self.threshold:
-                if self.open_until == 0.0 or perf_counter() >= self.open_until:
+                now = self.clock.monotonic()
+                if self.open_until is None or now >= self.open_until:
                     self.opened += 1
                     opened = True
-                self.open_until = perf_counter() + self.cooldown_s
+                self.open_until = now + self.cooldown_s
             failures = self.failures
         if opened:
             reason = f"{failures} consecutive failures; retrying in {self.cooldown_s:g} s"
@@ -399,9 +409,9 @@ class Breaker:
     def success(self) -> None:
         """Count one good call: closes the breaker."""
         with self._lock:
-            was_open = self.open_until != 0.0
+            was_open = self.open_until is not None
             self.failures = 0
-            self.open_until = 0.0
+            self.open_until = None
         if was_open:
             logger.info("circuit breaker of %s closed: the model answers again", self.label)
             if self.on_change is not None:

@@ -6,7 +6,6 @@ import datetime as dt
 import io
 import json
 import os
-import time
 import warnings
 from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
@@ -21,6 +20,7 @@ from modeldeploy.monitoring.drift import ReferenceProfile
 from modeldeploy.monitoring.estimation import ProbabilityCalibrator
 from modeldeploy.monitoring.metrics import BucketRing
 from modeldeploy.registry.signature import Signature
+from modeldeploy.typing import Clock
 
 if TYPE_CHECKING:
     from modeldeploy.monitoring.monitor import Monitor
@@ -118,7 +118,7 @@ def load_monitor(
     path: str | os.PathLike[str],
     *,
     on_alert: AlertCallback | Sequence[AlertCallback] | None = None,
-    clock: Callable[[], float] = time.time,
+    clock: Clock | Callable[[], float] | None = None,
 ) -> Monitor:
     """What :meth:`Monitor.load <modeldeploy.Monitor.load>` does; format 1 files load too."""
     with np.load(Path(path), allow_pickle=False) as data:

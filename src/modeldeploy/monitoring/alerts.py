@@ -16,11 +16,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from modeldeploy._clock import SYSTEM_CLOCK
 from modeldeploy._config import DEFAULT_DRIFT_P_VALUE, DEFAULT_PSI_THRESHOLD
 from modeldeploy._validation import check_choice, check_float
 from modeldeploy.exceptions import InvalidParameterError
 from modeldeploy.monitoring.drift import FeatureDrift
 from modeldeploy.monitoring.metrics import CLASS_METRICS
+from modeldeploy.typing import Clock
 
 __all__ = [
     "HIGHER_IS_BETTER",
@@ -88,7 +90,7 @@ class Alert:
     n_samples: int
     message: str
     monitor: str | None = None
-    at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
+    at: dt.datetime = field(default_factory=SYSTEM_CLOCK.now)
     details: Mapping[str, Any] = field(default_factory=dict)
 
     def __str__(self) -> str:
@@ -183,6 +185,8 @@ class AlertBook:
         The monitor's name, for messages.
     keep
         Recent alerts kept for reports.
+    clock
+        Stamps each alert's ``at`` (the monitor's clock; default the system clock).
 
     Examples
     --------
@@ -196,9 +200,14 @@ class AlertBook:
     """
 
     def __init__(
-        self, callbacks: Iterable[AlertCallback], name: str | None = None, keep: int = 100
+        self,
+        callbacks: Iterable[AlertCallback],
+        name: str | None = None,
+        keep: int = 100,
+        clock: Clock | None = None,
     ) -> None:
         self.callbacks = list(callbacks)
+        self.clock = SYSTEM_CLOCK if clock is None else clock
         self.name = name
         self.breached: set[str] = set()
         self.outbox: list[Alert] = []
@@ -259,6 +268,7 @@ class AlertBook:
                         f"{self.label()}{key} {verb} {value:.4g} over the last {n} rows "
                         f"(threshold {bound:g}).",
                         self.name,
+                        at=self.clock.now(),
                     )
                 )
 
@@ -289,6 +299,7 @@ class AlertBook:
             f"{self.label()}{f.feature!r} drifted from its reference: {what} over "
             f"{f.n_current} rows.",
             self.name,
+            at=self.clock.now(),
             details=f.to_dict(),
         )
 

@@ -13,7 +13,6 @@ import logging
 import math
 import os
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from modeldeploy._clock import as_clock
 from modeldeploy._config import (
     DEFAULT_EARLY_LABEL_TTL_S,
     DEFAULT_LABEL_TTL_S,
@@ -44,6 +44,7 @@ from modeldeploy.monitoring.drift import DriftResult
 from modeldeploy.monitoring.metrics import AVERAGES
 from modeldeploy.monitoring.report import Report
 from modeldeploy.registry.signature import Signature
+from modeldeploy.typing import Clock
 
 __all__ = ["Alert", "Monitor"]  # Alert lives in alerts.py; re-exported here for old imports
 
@@ -123,7 +124,10 @@ class Monitor(Ingestion):
     name
         A name for logs, alerts and reports (``Monitor.for_version`` uses the version's ``ref``).
     clock
-        Returns the time in seconds since the epoch (for tests).
+        Where the monitor reads time (a :class:`~modeldeploy.typing.Clock`, e.g.
+        :class:`~modeldeploy.testing.FakeClock`): time windows, label TTLs, alert and report
+        stamps. A bare callable returning epoch seconds (``time.time``) still works. Default:
+        the system clock.
 
     Examples
     --------
@@ -164,7 +168,7 @@ class Monitor(Ingestion):
         max_classes: int = DEFAULT_MAX_CLASSES,
         max_versions: int = DEFAULT_MONITOR_MAX_VERSIONS,
         name: str | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Clock | Callable[[], float] | None = None,
     ) -> None:
         self.signature = signature
         self.window = window
@@ -193,7 +197,8 @@ class Monitor(Ingestion):
         self.max_classes = check_int(max_classes, "max_classes", _OWNER, min_value=2)
         self.max_versions = check_int(max_versions, "max_versions", _OWNER, min_value=1)
         self.name = name
-        self._clock = clock
+        self.clock = as_clock(clock, _OWNER)
+        self._clock = self._epoch
         if isinstance(window, dt.timedelta):
             seconds = window.total_seconds()
             if seconds <= 0:
@@ -224,7 +229,7 @@ class Monitor(Ingestion):
             callbacks = list(on_alert)
 
         self._lock = threading.RLock()
-        self._alerts = AlertBook(callbacks, name)
+        self._alerts = AlertBook(callbacks, name, clock=self.clock)
         self._history: deque[dict[str, float]] = deque(maxlen=DEFAULT_MONITOR_HISTORY)
         self._buffer = []
         self._since_check = 0
@@ -518,7 +523,7 @@ class Monitor(Ingestion):
             drift = self._drift()
             data = {
                 "name": self.name,
-                "generated_at": dt.datetime.now(dt.timezone.utc).isoformat(),
+                "generated_at": self.clock.now().isoformat(),
                 "task": self._task,
                 "window": self._window_description(),
                 "metrics": metrics,
@@ -534,6 +539,10 @@ class Monitor(Ingestion):
             }
         self._dispatch()
         return Report(data)
+
+    def _epoch(self) -> float:
+        """Now on the monitor's clock, in seconds since the epoch (the unit of its windows)."""
+        return self.clock.now().timestamp()
 
     def __repr__(self) -> str:
         with self._lock:
@@ -605,7 +614,7 @@ class Monitor(Ingestion):
         path: str | os.PathLike[str],
         *,
         on_alert: AlertCallback | Sequence[AlertCallback] | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Clock | Callable[[], float] | None = None,
     ) -> Monitor:
         """Rebuild a monitor saved with :meth:`save`, with its windows and pending labels."""
         return load_monitor(cls, path, on_alert=on_alert, clock=clock)

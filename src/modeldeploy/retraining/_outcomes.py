@@ -7,10 +7,11 @@ the :class:`Outcome` of one step. Re-exported by :mod:`modeldeploy.retraining.po
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from modeldeploy import _validation as val
+from modeldeploy._clock import SYSTEM_CLOCK
 from modeldeploy.registry import ModelVersion
 from modeldeploy.retraining.gates import GateResult
 from modeldeploy.retraining.triggers import TriggerResult
@@ -52,7 +53,7 @@ class Decision:
     retrain: bool
     reasons: tuple[str, ...]
     triggers: tuple[TriggerResult, ...] = ()
-    time: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    time: datetime = field(default_factory=SYSTEM_CLOCK.now)
     cooldown_until: datetime | None = None
 
     def __bool__(self) -> bool:
