@@ -63,8 +63,9 @@ from modeldeploy.deployers._batch_workers import _Scorer as _Scorer
 from modeldeploy.deployers._batch_workers import _SerialPool as _SerialPool
 from modeldeploy.deployers._batch_workers import _ThreadPool as _ThreadPool
 from modeldeploy.deployers._checkpoint import Checkpoint, Entry
+from modeldeploy.deployers._outputs import check_output
 from modeldeploy.deployers._schedule import _Schedule as _Schedule
-from modeldeploy.deployers.sources import ChunkRef, Source, open_output, open_source
+from modeldeploy.deployers.sources import ChunkRef, Source, _CsvSource, open_output, open_source
 from modeldeploy.exceptions import DeploymentError, InvalidParameterError
 from modeldeploy.registry.signature import Signature
 from modeldeploy.typing import MonitorSink
@@ -421,11 +422,20 @@ class BatchDeployer:
             chunk, its global row range and the global row at fault.
         DeploymentError
             The model failed on a chunk (``on_error="raise"``).
+        InvalidParameterError
+            Before anything is read: ``output`` is the source file (by any path: ``..``, a
+            symlink, a hard link, a memory-mapped array of it) or a directory. With
+            ``resume=True``: the checkpoint belongs to another run, or the rows it already
+            scored have changed in the source since.
         """
         t0 = time.perf_counter()
         ids = tuple(id_columns or ())
-        src = open_source(source, ids)
         sink = open_output(output) if output is not None else None
+        if sink is not None:
+            check_output(sink.path, source)  # before reading anything: never score in place
+        src = open_source(source, ids)
+        if isinstance(src, _CsvSource):
+            src.skip_bad_lines = self.on_error == "skip"
         if resume and sink is None:
             raise InvalidParameterError(
                 "The 'resume' parameter of BatchDeployer.run needs an output path to keep a "
@@ -470,6 +480,9 @@ class BatchDeployer:
             if bar is not None:
                 bar.close()
         n_rows = src.n_rows if src.n_rows is not None else state.done_rows
+        for index, row, _, reason in getattr(src, "bad_lines", ()):
+            logger.warning("Skipping a line of the source: %s", reason)
+            state.skipped.append(SkippedChunk(index, row, row, reason))
         if checkpoint is not None:
             checkpoint.finish(state.entries, n_rows)
         result = BatchResult(
