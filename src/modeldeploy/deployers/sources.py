@@ -221,7 +221,9 @@ class _CsvSource(Source):
         start = 0
         on_bad_lines = "warn" if self.skip_bad_lines else "error"
         try:
-            reader = pd.read_csv(self.path, chunksize=chunk_size, sep=sep, on_bad_lines=on_bad_lines)
+            reader = pd.read_csv(
+                self.path, chunksize=chunk_size, sep=sep, on_bad_lines=on_bad_lines
+            )
         except (ValueError, UnicodeDecodeError) as exc:  # ParserError and EmptyDataError too
             raise self._parse_error(exc, start) from exc
         with reader:
