@@ -457,18 +457,23 @@ class BatchDeployer:
                 done = checkpoint.open(resume=resume)
             if self.progress if progress is None else progress:
                 bar = _progress_bar(src.n_rows)
+            fingerprint = checkpoint is not None
             for ref in src.refs(self.chunk_size, lazy=lazy):
                 n_chunks += 1
                 if ref.index in done:
+                    assert checkpoint is not None
+                    checkpoint.verify(done[ref.index], ref)  # the rows it scored, unchanged
                     _resumed(state, done[ref.index])
                     resumed += 1
                     _report(state, ref.stop - ref.start, bar, callback)
                     continue
                 while len(in_flight) >= limit:
                     _collect(self, pool, in_flight, state, checkpoint, bar, callback)
-                in_flight[pool.submit(ref)] = ref
+                in_flight[pool.submit(ref, fingerprint)] = ref
             while in_flight:
                 _collect(self, pool, in_flight, state, checkpoint, bar, callback)
+            if checkpoint is not None:
+                checkpoint.refuse_missing(done, set(state.entries))
         except BaseException:
             for fut in in_flight:
                 fut.cancel()
