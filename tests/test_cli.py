@@ -125,7 +125,6 @@ def test_verify_reports_a_corrupt_artifact_with_exit_1(tmp_path: Path, root: Pat
         (("show", "chrun"), "No model named 'chrun' in the registry. Did you mean 'churn'?"),
         (("show", "churn:9"), "Model 'churn' has no version 9."),
         (("show", "churn@prod"), "Model 'churn' has no alias 'prod'."),
-        (("show", "churn:x"), "Expected NAME:VERSION with a whole number"),
         (("rollback", "churn", "--alias", "staging"), "has no alias 'staging'"),
     ],
 )
@@ -250,3 +249,76 @@ def test_score_reports_bad_chunks_and_missing_input(
     assert "skipped chunk 1, rows 1000-1999" in skipped.stdout
     missing = run("score", "rf@production", str(folder / "nope.npy"), "-o", "x.npy", root=reg_root)
     assert missing.returncode == 1 and "No input file" in missing.stderr
+
+
+@pytest.mark.parametrize(
+    "ref", ["churn:x", "churn:", "churn:1:2", "churn:-1", "churn:\u00b2", ":1", "@prod"]
+)
+def test_malformed_name_version_is_a_usage_error_with_exit_2(root: Path, ref: str) -> None:
+    out = run("show", ref, root=root)
+    assert out.returncode == 2, out.stderr
+    assert out.stdout == ""
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("modeldeploy: error: ")
+    assert "NAME" in lines[0] and repr(ref) in lines[0]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("bogus",), ("promote", "churn", "two"), ("show",), ("score", "churn:1", "in.npy"), ()],
+)
+def test_usage_errors_are_one_line_with_exit_2(args: tuple[str, ...]) -> None:
+    out = run(*args)
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith("modeldeploy: error: ") and "--help" in lines[0]
+
+
+def test_output_closed_early_exits_quietly(root: Path) -> None:
+    """``modeldeploy ... | head``: the reader goes away, the command stops without noise."""
+    prefix = [str(Path(sys.executable).with_name("modeldeploy")), "--registry", str(root)]
+    env = {k: v for k, v in os.environ.items() if k != "MODELDEPLOY_REGISTRY"}
+    for args in (["history", "churn", "--json"], ["versions", "churn"]):
+        proc = subprocess.Popen(
+            [*prefix, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()  # like `head` exiting before the command writes
+        err = proc.stderr.read().decode()
+        proc.wait(timeout=60)
+        proc.stderr.close()
+        assert err == ""
+        assert proc.returncode in (0, 1)
+
+
+def test_json_never_prints_nan_or_infinity(tmp_path: Path) -> None:
+    X = np.random.default_rng(0).normal(size=(50, 2))
+    reg = ModelRegistry(tmp_path / "reg")
+    reg.register(
+        "m",
+        LogisticRegression().fit(X, (X[:, 0] > 0).astype(int)),
+        sample=X,
+        metrics={"r2": float("nan"), "ratio": float("inf"), "f1": 0.5},
+    )
+    reg.close()
+    for args in (("show", "m:1", "--json"), ("versions", "m", "--json")):
+        out = run(*args, root=tmp_path / "reg")
+        assert out.returncode == 0, out.stderr
+        assert "NaN" not in out.stdout and "Infinity" not in out.stdout
+        data = json.loads(out.stdout)
+        metrics = (data if isinstance(data, dict) else data[0])["metrics"]
+        assert metrics == {"r2": None, "ratio": None, "f1": 0.5}
+
+
+def test_score_refuses_to_write_over_its_input(scoring: tuple[Path, Path, np.ndarray]) -> None:
+    folder, reg_root, X = scoring
+    target = folder / "in.npy"
+    np.save(target, X)
+    before = target.read_bytes()
+    for output in (str(target), f"{folder}/sub/../in.npy"):
+        out = run("score", "rf:1", str(target), "-o", output, root=reg_root)
+        assert out.returncode == 1
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and "is the input file" in lines[0]
+        assert target.read_bytes() == before

@@ -1,19 +1,26 @@
 """The ``modeldeploy`` command: see and move model versions from a shell, score files.
 
-Exit codes: 0 success, 1 not found or refused (or a failed ``verify``), 2 usage error.
-Errors are one line on stderr; ``--debug`` adds the traceback.
+Exit codes: 0 success, 1 not found or refused (or a failed ``verify``), 2 usage error (a bad
+option, a malformed ``NAME:VERSION``). Errors are one line on stderr; ``--debug`` adds the
+traceback. When the reader of the output goes away (``modeldeploy history m | head``), the
+command stops quietly with exit code 1, as the Python documentation recommends for SIGPIPE.
+``--json`` prints strict JSON: a NaN or infinite number is written as ``null``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import re
 import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
+
+import numpy as np
 
 from modeldeploy._config import DEFAULT_ALIAS, DEFAULT_REGISTRY_ROOT
 from modeldeploy.exceptions import ModelDeployError
@@ -41,8 +48,32 @@ def _table(rows: Sequence[Sequence[Any]], header: Sequence[str], out: TextIO) ->
             out.write("  ".join("-" * w for w in widths) + "\n")
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (and exit code 2), like the command's."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(
+            EXIT_USAGE,
+            f"modeldeploy: error: {message} (run '{self.prog} --help' for usage)\n",
+        )
+
+
+def _finite(data: Any) -> Any:
+    """``data`` with every NaN or infinite number replaced by ``None`` (JSON has neither)."""
+    if isinstance(data, dict):
+        return {k: _finite(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_finite(v) for v in data]
+    if isinstance(data, (float, np.floating)):
+        value = float(data)
+        return value if math.isfinite(value) else None
+    if isinstance(data, np.generic):  # numpy ints and bools print as numbers, not strings
+        return data.item()
+    return data
+
+
 def _emit_json(data: Any, out: TextIO) -> None:
-    json.dump(data, out, indent=2, sort_keys=False, default=str)
+    json.dump(_finite(data), out, indent=2, sort_keys=False, default=str, allow_nan=False)
     out.write("\n")
 
 
@@ -51,17 +82,19 @@ def _metrics(version: ModelVersion, limit: int = 3) -> str:
     return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in items)
 
 
+_REF = re.compile(r"(?P<name>[^:@]+)(?::(?P<version>[0-9]+)|@(?P<alias>[^:@]+))?")
+
+
 def _ref(text: str) -> tuple[str, int | None, str | None]:
-    """Parse ``NAME``, ``NAME:VERSION`` or ``NAME@ALIAS``."""
-    if "@" in text:
-        name, alias = text.split("@", 1)
-        return name, None, alias
-    if ":" in text:
-        name, number = text.split(":", 1)
-        if not number.isdigit():
-            raise CommandError(f"Expected NAME:VERSION with a whole number, got {text!r}.")
-        return name, int(number), None
-    return text, None, None
+    """Parse ``NAME``, ``NAME:VERSION`` or ``NAME@ALIAS`` (an argparse type: exit 2 if bad)."""
+    found = _REF.fullmatch(text)
+    if found is None:
+        raise argparse.ArgumentTypeError(
+            f"expected NAME, NAME:VERSION (VERSION a whole number such as 3) or NAME@ALIAS; "
+            f"got {text!r}"
+        )
+    version = found.group("version")
+    return found.group("name"), None if version is None else int(version), found.group("alias")
 
 
 # ---------------------------------------------------------------------- commands
@@ -126,7 +159,7 @@ def cmd_versions(reg: ModelRegistry, args: argparse.Namespace, out: TextIO) -> i
 
 
 def cmd_show(reg: ModelRegistry, args: argparse.Namespace, out: TextIO) -> int:
-    name, number, alias = _ref(args.ref)
+    name, number, alias = args.ref
     v = reg.get(name, number, alias=alias)
     if args.json:
         _emit_json(v.to_dict(), out)
@@ -243,7 +276,7 @@ def cmd_verify(reg: ModelRegistry, args: argparse.Namespace, out: TextIO) -> int
 def cmd_score(reg: ModelRegistry, args: argparse.Namespace, out: TextIO) -> int:
     from modeldeploy.deployers.batch import BatchDeployer
 
-    name, number, alias = _ref(args.ref)
+    name, number, alias = args.ref
     version = reg.get(name, number, alias=alias)
     source = Path(args.input)
     if not source.exists():
@@ -299,7 +332,7 @@ def cmd_score(reg: ModelRegistry, args: argparse.Namespace, out: TextIO) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``modeldeploy`` command."""
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument(
         "--registry",
         metavar="PATH",
@@ -313,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors"
     )
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="modeldeploy",
         description="See and move model versions in a modeldeploy registry; score files.",
         epilog="Exit codes: 0 ok, 1 not found or refused, 2 usage.",
@@ -330,7 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("versions", cmd_versions, "list the versions of a model")
     p.add_argument("name", metavar="NAME")
     p = add("show", cmd_show, "show one version in full (signature, lineage, sha256)")
-    p.add_argument("ref", metavar="NAME[:VERSION|@ALIAS]")
+    p.add_argument("ref", metavar="NAME[:VERSION|@ALIAS]", type=_ref)
     p = add("promote", cmd_promote, "point an alias at a version")
     p.add_argument("name", metavar="NAME")
     p.add_argument("version", metavar="VERSION", type=int)
@@ -345,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("verify", cmd_verify, "recompute every artifact's sha256; exit 1 on a mismatch")
     p.add_argument("name", metavar="NAME", nargs="?")
     p = add("score", cmd_score, "score a .npy, .csv or .parquet file with a version, in batches")
-    p.add_argument("ref", metavar="NAME[:VERSION|@ALIAS]")
+    p.add_argument("ref", metavar="NAME[:VERSION|@ALIAS]", type=_ref)
     p.add_argument("input", metavar="INPUT", help="a .npy, .csv or .parquet file")
     p.add_argument(
         "-o", "--output", required=True, help="where to write the scores (.npy, .csv or .parquet)"
@@ -410,9 +443,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         reg = ModelRegistry(_registry_root(args))
         try:
             code: int = args.func(reg, args, sys.stdout)
+            sys.stdout.flush()  # inside the try: a reader gone away is noticed here
         finally:
             reg.close()
         return code
+    except BrokenPipeError:
+        # The reader went away (`| head`). Point stdout at devnull so the flush at exit cannot
+        # fail again, as https://docs.python.org/3/library/signal.html#note-on-sigpipe says.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAILED
     except (ModelDeployError, CommandError) as exc:
         if args.debug:
             traceback.print_exc()

@@ -701,3 +701,148 @@ def test_submitted_ids_reach_the_monitor_so_late_labels_find_them() -> None:
         job.flush()
     assert isinstance(bad.exception(timeout=1), SchemaError)
     assert [list(b["ids"]) for b in monitor.batches] == [["a", "b", "c"]]
+
+
+# ---------------------------------------------------------------------- hostile paths and files
+
+
+def _write_source(kind: str, X: np.ndarray, path: Path) -> None:
+    if kind == "npy":
+        np.save(path, X)
+    elif kind == "csv":
+        pd.DataFrame(X, columns=FEATURES).to_csv(path, index=False)
+    else:
+        pd.DataFrame(X, columns=FEATURES).to_parquet(path)
+
+
+@pytest.mark.parametrize("kind", ["npy", "csv", "parquet"])
+@pytest.mark.parametrize("spelling", ["same", "dotdot", "symlink", "hardlink"])
+def test_output_that_is_the_input_is_refused_before_anything_is_read(
+    data: tuple[np.ndarray, np.ndarray],
+    model: LogisticRegression,
+    tmp_path: Path,
+    kind: str,
+    spelling: str,
+) -> None:
+    X, _ = data
+    source = tmp_path / f"customers.{kind}"
+    _write_source(kind, X[:500], source)
+    before = source.read_bytes()
+    (tmp_path / "sub").mkdir()
+    output: Path | str = source
+    if spelling == "dotdot":
+        output = f"{tmp_path}/sub/../customers.{kind}"
+    elif spelling == "symlink":
+        output = tmp_path / f"link.{kind}"
+        output.symlink_to(source)
+    elif spelling == "hardlink":
+        output = tmp_path / f"hard.{kind}"
+        os.link(source, output)
+    calls: list[int] = []
+    job = BatchDeployer(model, chunk_size=CHUNK, n_jobs=1)
+    with pytest.raises(InvalidParameterError, match="is the input") as info:
+        job.run(str(source), output, callback=lambda done, total: calls.append(done))
+    assert str(source.name) in str(info.value) and "another path" in str(info.value)
+    assert source.read_bytes() == before
+    assert calls == [] and job.last_result is None
+    assert not Path(str(output) + ".partial").exists()
+
+
+def test_output_that_is_a_memory_mapped_input_is_refused(
+    data: tuple[np.ndarray, np.ndarray], model: LogisticRegression, tmp_path: Path
+) -> None:
+    X, _ = data
+    source = tmp_path / "X.npy"
+    np.save(source, X)
+    mapped = np.load(source, mmap_mode="r")
+    with pytest.raises(InvalidParameterError, match="is the input"):
+        BatchDeployer(model, n_jobs=1).run(mapped, source)
+    del mapped
+    np.testing.assert_array_equal(np.load(source), X)
+
+
+def test_source_inside_the_checkpoint_directory_is_refused(
+    data: tuple[np.ndarray, np.ndarray], model: LogisticRegression, tmp_path: Path
+) -> None:
+    X, _ = data
+    partial = tmp_path / "scores.npy.partial"
+    partial.mkdir()
+    np.save(partial / "X.npy", X)
+    with pytest.raises(InvalidParameterError, match="checkpoint"):
+        BatchDeployer(model, n_jobs=1).run(partial / "X.npy", tmp_path / "scores.npy")
+    assert (partial / "X.npy").exists()  # not removed with an old checkpoint
+
+
+def test_output_that_is_a_directory_is_refused_before_scoring(
+    data: tuple[np.ndarray, np.ndarray], model: LogisticRegression, tmp_path: Path
+) -> None:
+    X, _ = data
+    folder = tmp_path / "scores.npy"
+    folder.mkdir()
+    job = BatchDeployer(model, chunk_size=CHUNK, n_jobs=1)
+    calls: list[int] = []
+    with pytest.raises(InvalidParameterError, match="is a directory") as info:
+        job.run(X, folder, callback=lambda done, total: calls.append(done))
+    assert "file name" in str(info.value)
+    assert calls == []
+    assert not (tmp_path / "scores.npy.partial").exists()
+
+
+def _csv_with_bad_line(path: Path, X: np.ndarray, bad_row: int) -> int:
+    """Write X as CSV with one extra field on data row ``bad_row``; return its line number."""
+    lines = ["a,b,c,d"]
+    for i, row in enumerate(X):
+        cells = [repr(float(v)) for v in row]
+        lines.append(",".join([*cells, "9.0"] if i == bad_row else cells))
+    path.write_text("\n".join(lines) + "\n")
+    return bad_row + 2  # one header line, lines numbered from 1
+
+
+def test_malformed_csv_line_raises_schema_error_naming_the_line(
+    data: tuple[np.ndarray, np.ndarray], model: LogisticRegression, tmp_path: Path
+) -> None:
+    X, _ = data
+    line = _csv_with_bad_line(tmp_path / "X.csv", X, 1234)
+    with pytest.raises(SchemaError, match=rf"line {line}\b") as info:
+        BatchDeployer(model, chunk_size=CHUNK, n_jobs=1).run(tmp_path / "X.csv")
+    assert "Expected 4 fields" in str(info.value) and "saw 5" in str(info.value)
+    assert "on_error='skip'" in str(info.value)
+
+
+def test_malformed_csv_lines_are_skipped_and_listed_with_on_error_skip(
+    data: tuple[np.ndarray, np.ndarray], model: LogisticRegression, tmp_path: Path
+) -> None:
+    X, _ = data
+    line = _csv_with_bad_line(tmp_path / "X.csv", X, 1234)
+    job = BatchDeployer(model, chunk_size=CHUNK, n_jobs=1, on_error="skip")
+    result = job.run(tmp_path / "X.csv", tmp_path / "scores.npy")
+    assert result.rows == N_ROWS - 1
+    expected = model.predict(np.delete(X, 1234, axis=0))
+    np.testing.assert_array_equal(np.load(tmp_path / "scores.npy"), expected)
+    (skip,) = result.skipped
+    assert skip.rows == range(1234, 1234)  # the line gave no row: nothing is missing in between
+    assert f"line {line}" in skip.reason and "expected 4 fields, saw 5" in skip.reason
+
+
+def test_csv_with_unterminated_quote_raises_even_with_skip(
+    model: LogisticRegression, tmp_path: Path
+) -> None:
+    path = tmp_path / "X.csv"
+    path.write_text('a,b,c,d\n1,2,3,4\n"5,6,7,8\n')
+    for on_error in ("raise", "skip"):
+        with pytest.raises(SchemaError, match=r"Cannot parse .*X\.csv"):
+            BatchDeployer(model, n_jobs=1, on_error=on_error).run(path)
+
+
+def test_csv_text_in_a_numeric_column_names_the_absolute_row_of_the_bad_value(
+    data: tuple[np.ndarray, np.ndarray], model: LogisticRegression, tmp_path: Path
+) -> None:
+    X, _ = data
+    df = pd.DataFrame(X, columns=FEATURES).astype(object)
+    df.iloc[1234, 2] = "n/a?"  # pandas reads the whole column of this chunk as text
+    df.to_csv(tmp_path / "X.csv", index=False)
+    job = BatchDeployer(model, chunk_size=CHUNK, n_jobs=1, signature=_signature(X))
+    with pytest.raises(SchemaError) as info:
+        job.run(tmp_path / "X.csv")
+    assert (info.value.row, info.value.column) == (1234, "c")
+    assert "row 1234" in str(info.value) and "'n/a?'" in str(info.value)

@@ -55,9 +55,9 @@ def test_dask_backend_gives_the_same_output_as_local_backends(
     submitted: list[Any] = []
     original = batch_module._DaskPool.submit
 
-    def spy(self: Any, ref: Any) -> Any:
+    def spy(self: Any, ref: Any, *args: Any) -> Any:
         submitted.append(ref)
-        return original(self, ref)
+        return original(self, ref, *args)
 
     monkeypatch.setattr(batch_module._DaskPool, "submit", spy)
     scattered: list[dict[str, Any]] = []

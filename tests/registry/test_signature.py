@@ -289,3 +289,82 @@ def test_profile_edges_and_counts_match_numpy(column: str) -> None:
     expected = np.histogram(finite, bins=edges)[0] if edges.size > 1 else [finite.size]
     assert p["counts"] == list(expected)
     assert p["nan"] == int(np.isnan(values).sum())
+
+
+# ---------------------------------------------------------------------- hostile values
+
+NAMES = ["a", "b", "c"]
+#: Values that are not usable numbers, each blamed on its own column and row.
+BAD_VALUES = [10**400, -(10**400), 1j, 2 + 0j, np.complex128(1j), b"7", b"x", "8", "nope"]
+
+
+def _numeric_signature() -> Signature:
+    return Signature.infer(np.random.default_rng(0).normal(size=(50, 3)), names=NAMES)
+
+
+def _rows_with(bad: Any, row: int, col: int, n_rows: int) -> list[list[Any]]:
+    rows: list[list[Any]] = [[float(i), float(i) + 0.5, -float(i)] for i in range(n_rows)]
+    rows[row][col] = bad
+    return rows
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    bad=st.sampled_from(BAD_VALUES),
+    n_rows=st.integers(1, 6),
+    where=st.tuples(st.integers(0, 5), st.integers(0, 2)),
+    form=st.sampled_from(["rows", "records", "dataframe", "object array"]),
+)
+def test_unusable_value_is_blamed_on_its_own_column_and_row(
+    bad: Any, n_rows: int, where: tuple[int, int], form: str
+) -> None:
+    row, col = where[0] % n_rows, where[1]
+    rows = _rows_with(bad, row, col, n_rows)
+    X: Any = rows
+    if form == "records":
+        X = [dict(zip(NAMES, r, strict=True)) for r in rows]
+    elif form == "dataframe":
+        X = pd.DataFrame(
+            {n: pd.Series([r[j] for r in rows], dtype=object) for j, n in enumerate(NAMES)}
+        )
+    elif form == "object array":
+        X = np.array(rows, dtype=object)
+    with pytest.raises(SchemaError) as info:
+        _numeric_signature().validate(X)
+    assert (info.value.column, info.value.row) == (NAMES[col], row), str(info.value)
+    assert f"row {row}" in str(info.value) and repr(NAMES[col]) in str(info.value)
+
+
+def test_huge_integer_is_a_schema_error_not_an_overflow() -> None:
+    with pytest.raises(SchemaError, match="too large") as info:
+        _numeric_signature().validate([{"a": 1.0, "b": 10**400, "c": 2.0}])
+    assert (info.value.column, info.value.row) == ("b", 0)
+
+
+def test_complex_array_is_blamed_on_the_first_complex_value() -> None:
+    X = np.zeros((4, 3), dtype=complex)
+    X[2, 1] = 1 + 2j
+    with pytest.raises(SchemaError, match="complex") as info:
+        _numeric_signature().validate(X)
+    assert (info.value.column, info.value.row) == ("b", 2)
+
+
+def test_numbers_as_text_with_one_bad_value_blame_the_bad_value() -> None:
+    # One bad value in a CSV column makes pandas read the whole column as text.
+    df = pd.DataFrame({"a": ["1.5", "2", "3"], "b": ["1", "x?", "2"], "c": ["0", "1", "2"]})
+    with pytest.raises(SchemaError) as info:
+        _numeric_signature().validate(df)
+    assert (info.value.column, info.value.row) == ("a", 0)  # all text: the first row is at fault
+    df["a"] = [1.5, 2.0, 3.0]
+    with pytest.raises(SchemaError) as info:
+        _numeric_signature().validate(df)
+    assert (info.value.column, info.value.row) == ("b", 1)
+    assert "'x?'" in str(info.value) and "written as text" in str(info.value)
+
+
+@pytest.mark.parametrize("bad", [10**400, 1j], ids=["huge int", "complex"])
+def test_infer_refuses_unusable_numbers_naming_column_and_row(bad: Any) -> None:
+    rows = _rows_with(bad, 3, 2, 5)
+    with pytest.raises(SchemaError) as info:
+        Signature.infer(rows, names=NAMES)
+    assert (info.value.column, info.value.row) == ("c", 3), str(info.value)

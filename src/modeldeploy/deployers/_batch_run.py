@@ -163,14 +163,14 @@ def _handle(
         logger.warning("Skipping chunk %d: %s", s.index, error)
         from modeldeploy.deployers.batch import SkippedChunk  # batch.py imports this module
 
-        entry = Entry(s.index, s.start, s.stop, str(error))
+        entry = Entry(s.index, s.start, s.stop, str(error), s.digest)
         state.skipped.append(SkippedChunk(s.index, s.start, s.stop, str(error)))
         state.entries[s.index] = entry
         state.pieces[s.index] = (s.start, s.stop, None)
         if checkpoint is not None:
             checkpoint.record(entry)
         return None
-    entry = Entry(s.index, s.start, s.stop)
+    entry = Entry(s.index, s.start, s.stop, digest=s.digest)
     state.entries[s.index] = entry
     if s.y is None:  # an empty chunk
         if checkpoint is not None:

@@ -60,6 +60,8 @@ class _Scored:
     seconds: float = 0.0
     failure: _Failure | None = None
     sample: tuple[Any, np.ndarray, np.ndarray | None, Any] | None = None
+    #: Hash of the chunk's rows as read (when asked for), kept in the checkpoint.
+    digest: str | None = None
 
 
 class _Scorer:
@@ -128,7 +130,8 @@ class _Scorer:
         X = self.to_model_input(checked)
         return self.predict(X), X
 
-    def __call__(self, ref: ChunkRef) -> _Scored:
+    def __call__(self, ref: ChunkRef, fingerprint: bool = False) -> _Scored:
+        """Score one chunk; ``fingerprint`` also hashes its rows (for a checkpoint)."""
         t0 = time.perf_counter()
         try:
             chunk = ref.load()
@@ -137,6 +140,8 @@ class _Scorer:
             return _Scored(ref.index, ref.start, ref.stop, failure=failure)
         n = chunk.n_rows
         done = _Scored(chunk.index, chunk.start, chunk.stop, ids=chunk.ids)
+        if fingerprint:
+            done.digest = chunk.digest()
         if n == 0:
             return done
         try:
@@ -193,19 +198,19 @@ class _Scorer:
 _WORKER_SCORERS: dict[str, _Scorer] = {}
 
 
-def _score_from_file(path: str, ref: ChunkRef) -> _Scored:
+def _score_from_file(path: str, ref: ChunkRef, fingerprint: bool = False) -> _Scored:
     """Entry point in a worker process: load the scorer once per run, then score."""
     scorer = _WORKER_SCORERS.get(path)
     if scorer is None:
         _WORKER_SCORERS.clear()  # one run's model at a time per worker
         scorer = joblib.load(path, mmap_mode="r")
         _WORKER_SCORERS[path] = scorer
-    return scorer(ref)
+    return scorer(ref, fingerprint)
 
 
-def _score_remote(scorer: _Scorer, ref: ChunkRef) -> _Scored:
+def _score_remote(scorer: _Scorer, ref: ChunkRef, fingerprint: bool = False) -> _Scored:
     """Entry point on a Dask worker (the scorer arrives scattered, once)."""
-    return scorer(ref)
+    return scorer(ref, fingerprint)
 
 
 # ---------------------------------------------------------------------- pools
@@ -215,8 +220,8 @@ class _Pool(ABC):
     workers = 1
 
     @abstractmethod
-    def submit(self, ref: ChunkRef) -> Any:
-        """Start scoring a chunk; return a future."""
+    def submit(self, ref: ChunkRef, fingerprint: bool = False) -> Any:
+        """Start scoring a chunk (``fingerprint``: and hashing its rows); return a future."""
 
     def wait(self, futures: Sequence[Any]) -> set[Any]:
         """Block until at least one future is done; return the done ones."""
@@ -231,10 +236,10 @@ class _SerialPool(_Pool):
     def __init__(self, scorer: _Scorer) -> None:
         self.scorer = scorer
 
-    def submit(self, ref: ChunkRef) -> Any:
+    def submit(self, ref: ChunkRef, fingerprint: bool = False) -> Any:
         fut: cf.Future[_Scored] = cf.Future()
         try:
-            fut.set_result(self.scorer(ref))
+            fut.set_result(self.scorer(ref, fingerprint))
         except Exception as exc:
             fut.set_exception(exc)
         return fut
@@ -246,8 +251,8 @@ class _ThreadPool(_Pool):
         self.workers = workers
         self.executor = cf.ThreadPoolExecutor(workers, thread_name_prefix="modeldeploy-batch")
 
-    def submit(self, ref: ChunkRef) -> Any:
-        return self.executor.submit(self.scorer, ref)
+    def submit(self, ref: ChunkRef, fingerprint: bool = False) -> Any:
+        return self.executor.submit(self.scorer, ref, fingerprint)
 
     def close(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)
@@ -263,8 +268,8 @@ class _ProcessPool(_Pool):
         joblib.dump(scorer, self.path)
         self.executor = get_reusable_executor(max_workers=workers)
 
-    def submit(self, ref: ChunkRef) -> Any:
-        return self.executor.submit(_score_from_file, self.path, ref)
+    def submit(self, ref: ChunkRef, fingerprint: bool = False) -> Any:
+        return self.executor.submit(_score_from_file, self.path, ref, fingerprint)
 
     def close(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -279,12 +284,12 @@ class _DaskPool(_Pool):
         self.scorer = client.scatter(scorer, broadcast=True, hash=False)
         self.scattered: dict[Any, Any] = {}
 
-    def submit(self, ref: ChunkRef) -> Any:
+    def submit(self, ref: ChunkRef, fingerprint: bool = False) -> Any:
         payload: Any = ref
         if isinstance(ref, LoadedRef):
             # Data already in the caller: ship it as data, not inside the task graph.
             payload = self.client.scatter(ref, hash=False)
-        fut = self.client.submit(_score_remote, self.scorer, payload, pure=False)
+        fut = self.client.submit(_score_remote, self.scorer, payload, fingerprint, pure=False)
         if payload is not ref:
             self.scattered[fut.key] = payload  # released (by dropping it) once scored
         return fut

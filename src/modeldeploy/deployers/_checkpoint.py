@@ -3,13 +3,19 @@
 Next to the output ``scores.parquet`` a run keeps ``scores.parquet.partial/``::
 
     manifest.json       what run this is (source, chunking, model, method): resume refuses others
-    done.jsonl          one line per finished chunk (scored or skipped), appended and fsynced
+    done.jsonl          one line per finished chunk (scored or skipped) with a hash of the rows
+                        it read, appended and fsynced
     part-00000012.parquet   the scores of chunk 12, written to a temp name, fsynced, renamed
 
 A part is on disk before its line is in ``done.jsonl``, so a line always names a complete part;
 a part without a line (killed in between) is scored again. At the end the parts are assembled
 into a temp file next to the output, fsynced and renamed over it (``os.replace``), so a reader
 sees the old file or the complete new one, never half of one; then the directory is removed.
+
+A resumed run reads each finished chunk of the source again (it does not score it) and compares
+its hash with the one recorded: a source whose already-scored rows changed since (a file
+rewritten with the same size, another array or generator of the same shape) is refused, so one
+output never mixes two datasets. Rows no run has scored yet are read as they are now.
 """
 
 from __future__ import annotations
@@ -25,24 +31,30 @@ from typing import Any
 import numpy as np
 
 from modeldeploy._files import fsync_dir, fsync_file, write_atomic
-from modeldeploy.deployers.sources import Output
+from modeldeploy.deployers.sources import ChunkRef, Output
 from modeldeploy.exceptions import InvalidParameterError
 
 __all__ = ["Checkpoint", "Entry"]
 
 logger = logging.getLogger("modeldeploy.batch")
 
-_MANIFEST_VERSION = 1
+#: 2: finished chunks carry the hash of their rows.
+_MANIFEST_VERSION = 2
 
 
 @dataclass(frozen=True)
 class Entry:
-    """One finished chunk: scored (``reason is None``) or skipped (``reason`` says why)."""
+    """One finished chunk: scored (``reason is None``) or skipped (``reason`` says why).
+
+    ``digest`` is the hash of the rows read (:meth:`Chunk.digest`), ``None`` when they could not
+    be read.
+    """
 
     index: int
     start: int
     stop: int
     reason: str | None = None
+    digest: str | None = None
 
 
 class Checkpoint:
@@ -98,6 +110,12 @@ class Checkpoint:
         except (OSError, ValueError):
             logger.warning("The checkpoint %s has no readable manifest; starting over.", self.dir)
             return {}
+        if manifest.get("version") != _MANIFEST_VERSION:
+            raise InvalidParameterError(
+                f"The checkpoint {str(self.dir)!r} was written by another version of modeldeploy "
+                f"(format {manifest.get('version')!r}, this one reads {_MANIFEST_VERSION}), which "
+                "cannot be checked against the source. Run with resume=False to start over."
+            )
         if manifest.get("run") != json.loads(json.dumps(self.fingerprint)):
             raise InvalidParameterError(
                 f"The checkpoint {str(self.dir)!r} was left by another run (recorded "
@@ -119,6 +137,42 @@ class Checkpoint:
                 continue
             done[entry.index] = entry
         return done
+
+    def verify(self, entry: Entry, ref: ChunkRef) -> None:
+        """Check that a finished chunk's rows are still those it scored; raise if not.
+
+        Raises
+        ------
+        InvalidParameterError
+            When the chunk's rows (or their number) differ from those the checkpoint recorded.
+        """
+        if entry.digest is None:
+            return  # the rows could not be read last time: nothing was taken from them
+        chunk = ref.load()
+        found = chunk.digest() if (chunk.start, chunk.stop) == (entry.start, entry.stop) else None
+        if found == entry.digest:
+            return
+        what = (
+            f"its rows differ from those scored (hash {entry.digest[:12]}..., now {found[:12]}...)"
+            if found is not None
+            else f"it now holds rows {chunk.start}..{chunk.stop - 1}"
+        )
+        raise self._changed(entry, what)
+
+    def refuse_missing(self, done: dict[int, Entry], seen: set[int]) -> None:
+        """Raise when chunks the checkpoint finished are no longer in the source."""
+        missing = sorted(set(done) - seen)
+        if missing:
+            raise self._changed(done[missing[0]], "the source now ends before it")
+
+    def _changed(self, entry: Entry, what: str) -> InvalidParameterError:
+        return InvalidParameterError(
+            f"Cannot resume into {str(self.output.path)!r}: chunk {entry.index} (rows "
+            f"{entry.start}..{entry.stop - 1}) was scored by the interrupted run, but {what}. "
+            "The source changed since, and resuming would mix two datasets in one output. "
+            "Restore the original source and resume, or run with resume=False to score the "
+            "current one from the start."
+        )
 
     def record(
         self,

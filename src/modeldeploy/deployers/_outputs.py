@@ -19,7 +19,7 @@ import numpy as np
 from modeldeploy.deployers._inputs import _PARQUET_SUFFIXES, _pandas, _pyarrow_parquet
 from modeldeploy.exceptions import InvalidParameterError
 
-__all__ = ["Output", "open_output", "output_columns"]
+__all__ = ["Output", "check_output", "open_output", "output_columns"]
 
 
 def output_columns(y: np.ndarray, method: str, classes: Sequence[Any] | None) -> list[str]:
@@ -178,3 +178,63 @@ def open_output(path: str | os.PathLike[str]) -> Output:
         "The 'output' parameter of BatchDeployer.run must be a path ending in .npy, .parquet "
         f"(.pq) or .csv. Got {str(p)!r} instead."
     )
+
+
+def _source_file(source: Any) -> Path | None:
+    """The file a source reads from, when it reads one: a path, a memory-mapped array, ..."""
+    if isinstance(source, (str, os.PathLike)):
+        return Path(source)
+    if isinstance(source, np.memmap) and isinstance(source.filename, (str, os.PathLike)):
+        return Path(source.filename)
+    base = getattr(source, "base", None)
+    if isinstance(base, np.memmap):  # a view of a memory-mapped array
+        return _source_file(base)
+    path = getattr(source, "path", None)  # our file sources, and custom ones that say
+    return Path(path) if isinstance(path, (str, os.PathLike)) else None
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if os.path.samefile(a, b):  # hard links, symlinks, case-insensitive file systems
+            return True
+    except OSError:
+        pass  # one of them does not exist yet
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def check_output(output: Path, source: Any) -> None:
+    """Refuse an output path that would destroy the input or cannot be written as a file.
+
+    Called before anything is read or scored: the output is written to a temp file and renamed
+    over ``output`` at the end, and ``resume=False`` removes ``<output>.partial/``, so an output
+    that is the input (by any spelling: ``..``, a symlink, a hard link) would replace the data
+    with its scores.
+
+    Raises
+    ------
+    InvalidParameterError
+        When ``output`` is the source file, the source lives inside the output's checkpoint
+        directory, or ``output`` is a directory.
+    """
+    if output.is_dir():
+        raise InvalidParameterError(
+            f"The 'output' parameter of BatchDeployer.run is a directory ({str(output)!r}); "
+            "expected a file name ending in .npy, .parquet or .csv. Pass a file path such as "
+            f"{str(output / ('scores' + output.suffix if output.suffix else 'scores.parquet'))!r}."
+        )
+    source_file = _source_file(source)
+    if source_file is None:
+        return
+    if _same_file(source_file, output):
+        raise InvalidParameterError(
+            f"The 'output' parameter of BatchDeployer.run ({str(output)!r}) is the input file "
+            f"({str(source_file)!r}): writing the scores there would replace the data being "
+            "scored. Write the scores to another path."
+        )
+    partial = os.path.realpath(output.with_name(output.name + ".partial"))
+    if os.path.realpath(source_file).startswith(partial + os.sep):
+        raise InvalidParameterError(
+            f"The source {str(source_file)!r} is inside {partial!r}, the checkpoint directory "
+            f"of the output {str(output)!r}, which a run removes. Move the source, or write the "
+            "scores to another path."
+        )

@@ -64,8 +64,9 @@ from modeldeploy.deployers._batch_workers import _Scorer as _Scorer
 from modeldeploy.deployers._batch_workers import _SerialPool as _SerialPool
 from modeldeploy.deployers._batch_workers import _ThreadPool as _ThreadPool
 from modeldeploy.deployers._checkpoint import Checkpoint, Entry
+from modeldeploy.deployers._outputs import check_output
 from modeldeploy.deployers._schedule import _Schedule as _Schedule
-from modeldeploy.deployers.sources import ChunkRef, Source, open_output, open_source
+from modeldeploy.deployers.sources import ChunkRef, Source, _CsvSource, open_output, open_source
 from modeldeploy.exceptions import DeploymentError, InvalidParameterError
 from modeldeploy.registry.signature import Signature
 from modeldeploy.typing import Clock, MonitorSink
@@ -428,11 +429,20 @@ class BatchDeployer:
             chunk, its global row range and the global row at fault.
         DeploymentError
             The model failed on a chunk (``on_error="raise"``).
+        InvalidParameterError
+            Before anything is read: ``output`` is the source file (by any path: ``..``, a
+            symlink, a hard link, a memory-mapped array of it) or a directory. With
+            ``resume=True``: the checkpoint belongs to another run, or the rows it already
+            scored have changed in the source since.
         """
         t0 = time.perf_counter()
         ids = tuple(id_columns or ())
-        src = open_source(source, ids)
         sink = open_output(output) if output is not None else None
+        if sink is not None:
+            check_output(sink.path, source)  # before reading anything: never score in place
+        src = open_source(source, ids)
+        if isinstance(src, _CsvSource):
+            src.skip_bad_lines = self.on_error == "skip"
         if resume and sink is None:
             raise InvalidParameterError(
                 "The 'resume' parameter of BatchDeployer.run needs an output path to keep a "
@@ -454,18 +464,23 @@ class BatchDeployer:
                 done = checkpoint.open(resume=resume)
             if self.progress if progress is None else progress:
                 bar = _progress_bar(src.n_rows)
+            fingerprint = checkpoint is not None
             for ref in src.refs(self.chunk_size, lazy=lazy):
                 n_chunks += 1
                 if ref.index in done:
+                    assert checkpoint is not None
+                    checkpoint.verify(done[ref.index], ref)  # the rows it scored, unchanged
                     _resumed(state, done[ref.index])
                     resumed += 1
                     _report(state, ref.stop - ref.start, bar, callback)
                     continue
                 while len(in_flight) >= limit:
                     _collect(self, pool, in_flight, state, checkpoint, bar, callback)
-                in_flight[pool.submit(ref)] = ref
+                in_flight[pool.submit(ref, fingerprint)] = ref
             while in_flight:
                 _collect(self, pool, in_flight, state, checkpoint, bar, callback)
+            if checkpoint is not None:
+                checkpoint.refuse_missing(done, set(state.entries))
         except BaseException:
             for fut in in_flight:
                 fut.cancel()
@@ -477,6 +492,9 @@ class BatchDeployer:
             if bar is not None:
                 bar.close()
         n_rows = src.n_rows if src.n_rows is not None else state.done_rows
+        for index, row, _, reason in getattr(src, "bad_lines", ()):
+            logger.warning("Skipping a line of the source: %s", reason)
+            state.skipped.append(SkippedChunk(index, row, row, reason))
         if checkpoint is not None:
             checkpoint.finish(state.entries, n_rows)
         result = BatchResult(

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -41,7 +43,7 @@ from modeldeploy.deployers._inputs import (
 from modeldeploy.deployers._inputs import _is_dataframe as _is_dataframe
 from modeldeploy.deployers._outputs import Output as Output
 from modeldeploy.deployers._outputs import open_output, output_columns
-from modeldeploy.exceptions import InvalidParameterError
+from modeldeploy.exceptions import InvalidParameterError, SchemaError
 
 __all__ = [
     "Chunk",
@@ -195,21 +197,82 @@ class _FrameSource(Source):
 
 
 class _CsvSource(Source):
+    """A CSV file read in the caller, one chunk at a time.
+
+    A malformed line (too many fields) is a :class:`SchemaError` naming the line, or, with
+    ``skip_bad_lines``, left out and listed in :attr:`bad_lines` as ``(chunk, row, line,
+    reason)``, ``row`` being the global row number the line would have had (counting one line
+    per row). A file pandas cannot parse past a point (an unterminated quote, bytes that are
+    not text) always raises.
+    """
+
     def __init__(self, path: Path, id_columns: Sequence[str]) -> None:
         self.path = path
         self.id_columns = tuple(id_columns)
+        #: Leave malformed lines out (and list them) instead of raising.
+        self.skip_bad_lines = False
+        self.bad_lines: list[tuple[int, int, int, str]] = []
         _pandas("Reading CSV files")
 
     def refs(self, chunk_size: int, *, lazy: bool) -> Iterator[ChunkRef]:
         pd = _pandas("Reading CSV files")
         sep = "\t" if self.path.name.endswith(".tsv") else ","
+        self.bad_lines = []
         start = 0
-        with pd.read_csv(self.path, chunksize=chunk_size, sep=sep) as reader:
-            for index, df in enumerate(reader):
+        on_bad_lines = "warn" if self.skip_bad_lines else "error"
+        try:
+            reader = pd.read_csv(
+                self.path, chunksize=chunk_size, sep=sep, on_bad_lines=on_bad_lines
+            )
+        except (ValueError, UnicodeDecodeError) as exc:  # ParserError and EmptyDataError too
+            raise self._parse_error(exc, start) from exc
+        with reader:
+            for index in itertools.count():
+                try:
+                    with warnings.catch_warnings(record=True) as caught:
+                        warnings.simplefilter("always", pd.errors.ParserWarning)
+                        df = next(reader)
+                except StopIteration:
+                    return
+                except (ValueError, UnicodeDecodeError) as exc:
+                    raise self._parse_error(exc, start) from exc
+                finally:
+                    self._note_bad_lines(index, caught, pd.errors.ParserWarning)
                 X, ids = _split_ids(df, self.id_columns, repr(str(self.path)))
                 chunk = Chunk(index, start, X, ids)
                 start = chunk.stop
                 yield LoadedRef(chunk)
+
+    def _note_bad_lines(self, index: int, caught: list[Any], category: type) -> None:
+        for w in caught:
+            if not issubclass(w.category, category):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+                continue
+            for text in str(w.message).splitlines():
+                found = re.search(r"line (\d+): (.*)", text)
+                if found is None:
+                    continue
+                line = int(found.group(1))
+                row = line - 2 - len(self.bad_lines)  # the header is line 1
+                reason = (
+                    f"line {line} of {str(self.path)!r} is malformed ({found.group(2)}); it "
+                    "was left out and gave no row"
+                )
+                self.bad_lines.append((index, row, line, reason))
+
+    def _parse_error(self, exc: Exception, start: int) -> SchemaError:
+        found = re.search(r"line (\d+)", str(exc))
+        line = int(found.group(1)) if found else None
+        what = str(exc).replace("Error tokenizing data. C error: ", "").strip()
+        where = f" at line {line}" if line is not None else f" after row {start - 1}"
+        hint = (
+            " Fix that line, or pass on_error='skip' to leave malformed lines out and list them "
+            "in the result."
+            if line is not None and not self.skip_bad_lines
+            else " Fix the file (an unterminated quote or a binary file cannot be skipped line "
+            "by line), then score it again."
+        )
+        return SchemaError(f"Cannot parse {str(self.path)!r} as CSV{where}: {what}.{hint}")
 
     def describe(self) -> dict[str, Any]:
         return {

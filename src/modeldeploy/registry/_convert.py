@@ -73,6 +73,12 @@ def _numeric_column(col: np.ndarray, f: Feature, j: int) -> np.ndarray:
 def _to_float(col: np.ndarray, f: Feature, j: int) -> np.ndarray:
     if col.dtype.kind in _NUMERIC_KINDS:
         return col.astype(np.float64, copy=False)
+    if col.dtype.kind == "c":
+        imaginary = np.flatnonzero(col.imag != 0)
+        row = int(imaginary[0]) if imaginary.size else 0
+        raise _complex_error(f, j, row, col[row])
+    if col.dtype.kind in "SU":
+        col = col.astype(object)  # checked value by value, like text from a CSV file
     if col.dtype.kind != "O":
         row = 0
         raise SchemaError(
@@ -83,18 +89,78 @@ def _to_float(col: np.ndarray, f: Feature, j: int) -> np.ndarray:
         )
     out = np.empty(col.shape[0], dtype=np.float64)
     for i, v in enumerate(col):
-        if isinstance(v, (int, float, np.number)):
-            out[i] = v
+        if isinstance(v, (int, float, np.integer, np.floating)):
+            try:
+                out[i] = v
+            except OverflowError:
+                raise SchemaError(
+                    f"Feature {f.name!r} (column {j}) is numeric ({f.dtype}) but row {i} holds "
+                    f"{_shorten(v)}, too large for a 64-bit float (at most about 1.8e308). "
+                    "Rescale or clip the value before predicting.",
+                    column=f.name,
+                    row=i,
+                ) from None
         elif _is_missing(v):
             out[i] = np.nan
+        elif isinstance(v, (complex, np.complexfloating)):
+            raise _complex_error(f, j, i, v)
         else:
-            raise SchemaError(
-                f"Feature {f.name!r} (column {j}) is numeric ({f.dtype}) but row {i} holds "
-                f"{v!r} ({type(v).__name__}). Send a number; strings are never parsed.",
-                column=f.name,
-                row=i,
-            )
+            raise _text_error(col, f, j, i)
     return out
+
+
+def _shorten(v: Any, limit: int = 40) -> str:
+    text = repr(v)
+    return text if len(text) <= limit else f"{text[: limit // 2]}...{text[-8:]} ({len(text)} chars)"
+
+
+def _complex_error(f: Feature, j: int, row: int, value: Any) -> SchemaError:
+    return SchemaError(
+        f"Feature {f.name!r} (column {j}) is numeric ({f.dtype}) but row {row} holds the complex "
+        f"number {value!r}. Send real numbers (for example the value's .real part).",
+        column=f.name,
+        row=row,
+    )
+
+
+def _number_text(v: Any) -> bool:
+    """Whether ``v`` is a number written as text (``"1.5"``, ``b"7"``)."""
+    if not isinstance(v, (str, bytes)):
+        return False
+    try:
+        float(v)
+    except ValueError:
+        return False
+    return True
+
+
+def _text_error(col: np.ndarray, f: Feature, j: int, i: int) -> SchemaError:
+    """The error for a value that is not a number at row ``i``, blaming the right row.
+
+    One bad value in a CSV column makes pandas read the whole column as text, so the first
+    text value is a number written as text and the culprit comes later: blame the first value
+    that is not a number in any form, and say the others are numbers written as text.
+    """
+    v = col[i]
+    at, note = i, ""
+    if _number_text(v):
+        for k in range(i + 1, col.shape[0]):
+            w = col[k]
+            usable = isinstance(w, (int, float, np.integer, np.floating)) or _is_missing(w)
+            if not usable and not _number_text(w):
+                at, v = k, w
+                note = (
+                    f" (the values before it, such as {col[i]!r} at row {i}, are numbers "
+                    "written as text, as when one bad value in a CSV file makes the whole "
+                    "column text)"
+                )
+                break
+    return SchemaError(
+        f"Feature {f.name!r} (column {j}) is numeric ({f.dtype}) but row {at} holds "
+        f"{_shorten(v)} ({type(v).__name__}){note}. Send a number; strings are never parsed.",
+        column=f.name,
+        row=at,
+    )
 
 
 def _categorical_column(col: np.ndarray, f: Feature, j: int) -> np.ndarray:

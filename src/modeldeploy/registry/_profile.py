@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from modeldeploy.exceptions import InvalidParameterError
+from modeldeploy.exceptions import InvalidParameterError, SchemaError
 from modeldeploy.registry._convert import (
     _NUMERIC_KINDS,
     INTEGER_DTYPES,
@@ -80,6 +80,10 @@ def _columns_of(
         if hasattr(sample, "to_numpy"):
             sample = sample.to_numpy()
         arr = np.asarray(sample)
+        if arr.dtype.kind in "cS" and not isinstance(sample, np.ndarray):
+            # One complex or bytes value made numpy convert every value of the rows: look at
+            # the values as given, so each column is inferred (or refused) on its own.
+            arr = np.asarray(sample, dtype=object)
         if arr.ndim != 2:
             raise InvalidParameterError(
                 f"The 'sample' used to infer a Signature must be 2-D (n_rows, n_features). Got "
@@ -100,6 +104,46 @@ def _columns_of(
     return columns, col_names, dtypes, input_type, n_rows
 
 
+def _refuse_unusable_numbers(name: str, col: np.ndarray) -> None:
+    """Raise for a complex number or a number too large for a float, naming column and row."""
+    if col.dtype.kind == "c":
+        imaginary = np.flatnonzero(col.imag != 0)
+        bad = [int(imaginary[0]) if imaginary.size else 0]
+    elif col.dtype.kind == "O":
+        bad = [i for i, v in enumerate(col) if isinstance(v, (complex, np.complexfloating))][:1]
+        huge = [
+            i
+            for i, v in enumerate(col)
+            if isinstance(v, (int, np.integer)) and not math.isfinite(_as_float(v))
+        ][:1]
+        if huge and (not bad or huge[0] < bad[0]):
+            i = huge[0]
+            raise SchemaError(
+                f"The 'sample' column {name!r} holds at row {i} an integer too large for a "
+                f"64-bit float ({len(str(col[i]))} digits; at most about 1.8e308). Rescale or "
+                "clip it before inferring the Signature.",
+                column=name,
+                row=i,
+            )
+    else:
+        return
+    if bad:
+        i = bad[0]
+        raise SchemaError(
+            f"The 'sample' column {name!r} holds the complex number {col[i]!r} at row {i}; a "
+            "Signature takes real numbers or categories. Pass the real part (.real).",
+            column=name,
+            row=i,
+        )
+
+
+def _as_float(v: Any) -> float:
+    try:
+        return float(v)
+    except OverflowError:
+        return math.inf
+
+
 def _infer_feature(
     name: str,
     col: np.ndarray,
@@ -109,6 +153,7 @@ def _infer_feature(
     bins: int,
     top: int,
 ) -> Feature:
+    _refuse_unusable_numbers(name, col)
     if col.dtype.kind in _NUMERIC_KINDS:
         values = col.astype(np.float64)
         dtype = source.lower().replace("boolean", "bool")

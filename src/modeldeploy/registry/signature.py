@@ -38,6 +38,7 @@ from modeldeploy.exceptions import InvalidParameterError, SchemaError
 from modeldeploy.registry._convert import (
     _NUMERIC_KINDS,
     _categorical_column,
+    _complex_error,
     _frame_column,
     _is_dataframe,
     _numeric_column,
@@ -347,7 +348,16 @@ class Signature:
             ) from exc
         if arr.dtype.kind in _NUMERIC_KINDS:
             return self._validate_numeric_array(arr)
+        as_text = arr.dtype.kind == "S" or (arr.dtype.kind == "U" and self._numeric)
+        if (arr.dtype.kind == "c" or as_text) and not isinstance(X, np.ndarray):
+            # numpy turned every value of the rows into complex or text because of one value:
+            # look at the values as given, so the error blames that one.
+            arr = np.asarray(X, dtype=object)
         arr2 = self._as_2d(arr)
+        if arr2.dtype.kind == "c":
+            imaginary = np.argwhere(arr2.imag != 0)
+            row, j = (int(imaginary[0][0]), int(imaginary[0][1])) if imaginary.size else (0, 0)
+            raise _complex_error(self.features[j], j, row, arr2[row, j])
         return self._assemble([arr2[:, j] for j in range(self.n_features)])
 
     def _as_2d(self, arr: np.ndarray) -> np.ndarray:
