@@ -145,6 +145,7 @@ def test_shadow_sample_is_a_fraction_of_requests() -> None:
     n = 2000
     for i in range(n):
         dep.predict(X[i % 300])
+    assert dep.flush(10)
     dep.clear_shadow()
     shadow = dep.stats()["LinearRegression-1"]
     assert scipy_stats.binomtest(shadow.compared, n, 0.25).pvalue > 1e-4
