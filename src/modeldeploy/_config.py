@@ -32,6 +32,9 @@ DEFAULT_BREAKER_COOLDOWN_S = 30.0
 DEFAULT_LATENCY_WINDOW = 4096
 #: Scored batches (or shadow copies) queued for a background consumer before new ones are dropped.
 DEFAULT_BACKGROUND_QUEUE_SIZE = 1024
+#: Longest an OnlineDeployer waits for a model's warm-up, in seconds, when it has no
+#: ``timeout_ms``; a model that takes longer is refused and its call abandoned.
+DEFAULT_WARMUP_TIMEOUT_S = 30.0
 #: Seconds between two registry polls of ``OnlineDeployer.follow``.
 DEFAULT_POLL_S = 5.0
 #: Rows per chunk of ``BatchDeployer`` (bounded memory: about chunk_size x n_jobs x 2 rows live).

@@ -7,7 +7,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from modeldeploy.deployers.batching import BatchTimeoutError, CallPool, MicroBatcher
+from modeldeploy.deployers.batching import (
+    BatcherClosedError,
+    BatchTimeoutError,
+    CallPool,
+    MicroBatcher,
+    failed_on_own_rows,
+)
 from modeldeploy.exceptions import DeploymentError, InvalidParameterError
 from modeldeploy.testing import run_concurrently
 
@@ -257,3 +263,117 @@ def test_after_a_burst_a_lone_caller_waits_once_then_never() -> None:
         batcher.submit(np.array([[1.0, 0.0]]))
     # ... and the next ones ran at once, without queueing or waiting.
     assert batcher.led == 1
+
+
+def _queue_behind_a_held_call(batcher: MicroBatcher, hold: threading.Event, n: int) -> list[Any]:
+    """Start one caller whose model call waits for ``hold``, then ``n`` callers that queue
+    behind it; return the results list their threads fill in (call order)."""
+    results: list[Any] = [None] * (n + 1)
+
+    def call(k: int) -> None:
+        try:
+            results[k] = batcher.submit(np.array([[float(k), 0.0]]))
+        except Exception as exc:  # handed back to the test
+            results[k] = exc
+
+    first = threading.Thread(target=call, args=(0,), daemon=True)
+    first.start()
+    deadline = time.perf_counter() + 5
+    while not batcher._busy and time.perf_counter() < deadline:
+        time.sleep(0.001)
+    time.sleep(0.01)  # let the first caller enter the model
+    for k in range(1, n + 1):
+        threading.Thread(target=call, args=(k,), daemon=True).start()
+    while batcher._queued_rows < n and time.perf_counter() < deadline:
+        time.sleep(0.001)
+    assert batcher._queued_rows == n
+    return results
+
+
+def test_output_that_cannot_be_sliced_fails_every_caller_and_none_gets_none() -> None:
+    hold = threading.Event()
+
+    def dict_model(batch: np.ndarray) -> Any:
+        hold.wait(5)
+        return dict.fromkeys(range(batch.shape[0]), 0.0)  # len() works, slicing does not
+
+    batcher = MicroBatcher(dict_model, max_batch_size=64, max_wait_ms=5, name="churn:3")
+    results = _queue_behind_a_held_call(batcher, hold, 6)
+    hold.set()
+    deadline = time.perf_counter() + 5
+    while any(r is None for r in results) and time.perf_counter() < deadline:
+        time.sleep(0.001)
+    for got in results:
+        assert isinstance(got, DeploymentError), got
+        assert "churn:3 returned a dict" in str(got) and "one answer per row" in str(got)
+
+
+def test_close_fails_queued_requests_at_once_while_the_model_call_hangs() -> None:
+    hold = threading.Event()
+
+    def hangs(batch: np.ndarray) -> np.ndarray:
+        hold.wait(10)
+        return batch[:, 0] * 2
+
+    batcher = MicroBatcher(hangs, max_batch_size=64, max_wait_ms=5)
+    results = _queue_behind_a_held_call(batcher, hold, 4)
+    t0 = time.perf_counter()
+    batcher.close()
+    while any(r is None for r in results[1:]) and time.perf_counter() - t0 < 5:
+        time.sleep(0.001)
+    assert time.perf_counter() - t0 < 2
+    assert all(isinstance(r, BatcherClosedError) for r in results[1:])
+    assert "was closed before this request reached the model" in str(results[1])
+    with pytest.raises(BatcherClosedError):
+        batcher.submit(np.ones((1, 2)))
+    hold.set()  # the call already running still answers its caller
+    while results[0] is None and time.perf_counter() - t0 < 5:
+        time.sleep(0.001)
+    assert results[0].tolist() == [0.0]
+
+
+def test_a_request_failing_alone_in_an_answered_batch_is_blamed_on_its_rows() -> None:
+    hold = threading.Event()
+    model = RecordingModel()
+
+    def held(batch: np.ndarray) -> np.ndarray:
+        hold.wait(5)
+        return model(batch)
+
+    batcher = MicroBatcher(held, max_batch_size=64, max_wait_ms=5)
+    results: list[Any] = [None] * 3
+
+    def call(k: int, value: float) -> None:
+        try:
+            results[k] = batcher.submit(np.array([[value, 0.0]]))
+        except Exception as exc:  # handed back to the test
+            results[k] = exc
+
+    threading.Thread(target=call, args=(0, 1.0), daemon=True).start()
+    deadline = time.perf_counter() + 5
+    while not batcher._busy and time.perf_counter() < deadline:
+        time.sleep(0.001)
+    time.sleep(0.01)
+    threading.Thread(target=call, args=(1, -1.0), daemon=True).start()  # poison
+    threading.Thread(target=call, args=(2, 3.0), daemon=True).start()
+    while batcher._queued_rows < 2 and time.perf_counter() < deadline:
+        time.sleep(0.001)
+    hold.set()
+    while any(r is None for r in results) and time.perf_counter() < deadline:
+        time.sleep(0.001)
+    assert isinstance(results[1], ValueError) and failed_on_own_rows(results[1])
+    assert results[2].tolist() == [6.0]
+    # A request that fails alone, with no batch-mate answered, is not blamed on its rows.
+    with pytest.raises(ValueError, match="poison") as info:
+        batcher.submit(np.array([[-1.0, 0.0]]))
+    assert not failed_on_own_rows(info.value)
+
+
+def test_timed_out_calls_are_counted_as_abandoned() -> None:
+    release = threading.Event()
+    pool = CallPool(max_threads=2)
+    with pytest.raises(BatchTimeoutError):
+        pool.call(lambda batch: release.wait(5), 1, 0.01)
+    assert pool.abandoned == 1
+    release.set()
+    pool.close()

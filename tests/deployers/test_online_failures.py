@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pytest
@@ -205,3 +205,295 @@ def test_monitor_hears_about_errors() -> None:
     dep.predict(X[0])
     dep.close()
     assert seen == [("ArithmeticError", "flaky"), ("pred", "fallback")]
+
+
+# ---------------------------------------------------------------------------- hardening (issue 13)
+
+POISON = 99.0  # a feature value this test's models choke on; the signature lets it through
+
+
+def _bounded(fn: Any, seconds: float = 2.0) -> Any:
+    """Run ``fn()`` in a thread; fail the test if it does not return within ``seconds``."""
+    out: list[Any] = []
+
+    def run() -> None:
+        try:
+            out.append(fn())
+        except Exception as exc:  # handed back to the test
+            out.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert out, f"{fn} did not return within {seconds} s"
+    return out[0]
+
+
+class HangsInWarmUp:
+    """Answers like LR, except that its first call (the warm-up) hangs until released."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        if not self.entered.is_set():
+            self.entered.set()
+            self.release.wait(10)
+        return np.asarray(LR.predict(batch))
+
+
+class Gated:
+    """Holds its first call until ``gate`` is set, so that requests arriving meanwhile queue and
+    share the next call. Raises on rows holding ``POISON`` (input-dependent errors); ``output``
+    replaces its answer when given."""
+
+    def __init__(self, output: Any = None, *, poison_everything: bool = False) -> None:
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+        self.output = output
+        self.poison_everything = poison_everything
+        self.calls: list[int] = []
+
+    def predict(self, batch: np.ndarray) -> Any:
+        self.calls.append(batch.shape[0])
+        if not self.entered.is_set():
+            self.entered.set()
+            self.gate.wait(10)
+        if self.poison_everything or np.any(batch[:, 0] == POISON):
+            raise ValueError("cannot score a row holding 99.0")
+        if self.output is not None:
+            return self.output(batch)
+        return np.asarray(LR.predict(batch))
+
+
+def _poisoned(i: int) -> np.ndarray:
+    row: np.ndarray = X[i : i + 1].copy()
+    row[0, 0] = POISON
+    return row
+
+
+def _co_batched(dep: OnlineDeployer, model: Gated, requests: list[np.ndarray]) -> list[Any]:
+    """Send ``requests`` so that they share one model call; return each answer or exception."""
+    first = threading.Thread(target=_bounded, args=(lambda: dep.predict(X[:1]), 10), daemon=True)
+    first.start()
+    assert model.entered.wait(5)
+    results: list[Any] = [None] * len(requests)
+
+    def call(k: int) -> None:
+        try:
+            results[k] = dep.predict(requests[k])
+        except Exception as exc:  # handed back to the test
+            results[k] = exc
+
+    threads = [threading.Thread(target=call, args=(k,), daemon=True) for k in range(len(requests))]
+    for t in threads:
+        t.start()
+    batcher = dep._route.primary.batchers["predict"]
+    rows = sum(r.shape[0] for r in requests)
+    deadline = time.perf_counter() + 5
+    while batcher._queued_rows < rows and time.perf_counter() < deadline:
+        time.sleep(0.001)
+    assert batcher._queued_rows == rows
+    model.gate.set()
+    for t in [first, *threads]:
+        t.join(10)
+    assert model.calls[1] == rows  # they did share one call
+    return results
+
+
+def test_hanging_warm_up_is_refused_within_warmup_timeout_s() -> None:
+    model = HangsInWarmUp()
+    t0 = time.perf_counter()
+    with pytest.raises(DeploymentError, match=r"hangs did not finish its warm-up .* within 0.2 s"):
+        OnlineDeployer(model, signature=SIG, warmup_timeout_s=0.2, name="hangs")
+    assert time.perf_counter() - t0 < 5
+    model.release.set()
+
+
+def test_warm_up_is_bounded_by_timeout_ms_when_no_warmup_timeout_is_given() -> None:
+    model = HangsInWarmUp()
+    with pytest.raises(DeploymentError, match=r"within 0.1 s"):
+        OnlineDeployer(model, signature=SIG, timeout_ms=100, name="hangs")
+    model.release.set()
+    dep = OnlineDeployer(LR, signature=SIG)
+    assert dep.stats().settings["warmup_timeout_s"] == 30.0  # DEFAULT_WARMUP_TIMEOUT_S
+
+
+def test_hanging_warm_up_in_swap_blocks_no_admin_call_and_is_counted() -> None:
+    dep = OnlineDeployer(LR, signature=SIG, name="lr", warmup_timeout_s=1.0)
+    model = HangsInWarmUp()
+    errors: list[Any] = []
+    swap = threading.Thread(
+        target=lambda: errors.append(_bounded(lambda: dep.swap(model, signature=SIG), 5)),
+        daemon=True,
+    )
+    swap.start()
+    assert model.entered.wait(5)
+    # While the swap's warm-up hangs, every admin call and every request goes on.
+    assert _bounded(dep.stats).primary.label == "lr"
+    assert _bounded(lambda: dep.configure(max_wait_ms=1.0)) is None
+    assert _bounded(lambda: dep.set_canary(TREE, 0.5, signature=SIG)) is None
+    assert _bounded(dep.clear_canary) is None
+    np.testing.assert_array_equal(_bounded(lambda: dep.predict(X[:3])), LR.predict(X[:3]))
+    assert _bounded(lambda: dep.swap(TREE, signature=SIG)) is None
+    tree = dep.version
+    assert tree.startswith("DecisionTreeClassifier-")
+    swap.join(5)
+    assert isinstance(errors[0], DeploymentError)
+    assert "HangsInWarmUp-1 did not finish its warm-up" in str(errors[0])
+    assert "within 1 s" in str(errors[0])
+    assert dep.version == tree  # the refused version never served
+    assert dep.stats().abandoned_calls == 1
+    assert "1 abandoned model calls" in repr(dep.stats())
+    model.release.set()
+    assert _bounded(dep.close) is None
+
+
+def test_a_swap_that_finishes_after_a_later_swap_does_not_undo_it() -> None:
+    dep = OnlineDeployer(LR, signature=SIG, name="lr", warmup_timeout_s=5.0)
+    slow = HangsInWarmUp()
+    swap = threading.Thread(target=lambda: dep.swap(slow, signature=SIG), daemon=True)
+    swap.start()
+    assert slow.entered.wait(5)
+    dep.swap(TREE, signature=SIG)  # called later, finishes first
+    tree = dep.version
+    slow.release.set()  # the earlier swap's warm-up now succeeds ...
+    swap.join(5)
+    assert not swap.is_alive()
+    assert dep.version == tree != "lr"  # ... and the later swap still serves
+
+
+def test_close_fails_queued_callers_at_once_behind_a_hung_model_call() -> None:
+    model = Gated()
+    dep = OnlineDeployer(model, signature=SIG, warm=False, name="gated")  # no timeout_ms
+    inside: list[Any] = []
+    first = threading.Thread(target=lambda: inside.append(dep.predict(X[:1])), daemon=True)
+    first.start()
+    assert model.entered.wait(5)
+    queued: list[Any] = []
+
+    def call(k: int) -> None:
+        try:
+            queued.append(dep.predict(X[k : k + 1]))
+        except Exception as exc:  # handed back to the test
+            queued.append(exc)
+
+    threads = [threading.Thread(target=call, args=(k,), daemon=True) for k in range(1, 5)]
+    for t in threads:
+        t.start()
+    batcher = dep._route.primary.batchers["predict"]
+    deadline = time.perf_counter() + 5
+    while batcher._queued_rows < 4 and time.perf_counter() < deadline:
+        time.sleep(0.001)
+    t0 = time.perf_counter()
+    assert _bounded(dep.close) is None
+    for t in threads:
+        t.join(2)
+    assert time.perf_counter() - t0 < 2  # the model still hangs: nobody waited for it
+    assert len(queued) == 4
+    for exc in queued:
+        assert isinstance(exc, DeploymentError) and "gated was closed" in str(exc)
+    assert dep.stats().primary.errors == 0  # closing is not the model's failure
+    with pytest.raises(DeploymentError, match="closed"):
+        dep.predict(X[:1])
+    model.gate.set()  # the request inside the model call gets its answer
+    first.join(5)
+    np.testing.assert_array_equal(inside[0], LR.predict(X[:1]))
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        lambda batch: dict.fromkeys(range(batch.shape[0]), 0),  # len works, slicing does not
+        lambda batch: "x" * batch.shape[0],
+        lambda batch: set(range(batch.shape[0])),
+        lambda batch: 1,
+        lambda batch: None,
+        lambda batch: [[0]] * (batch.shape[0] - 1) + [[0, 1]],  # ragged
+        lambda batch: np.zeros(batch.shape[0] + 1),
+        lambda batch: np.float64(0.0),
+    ],
+    ids=["dict", "str", "set", "scalar", "none", "ragged", "too-long", "0-d"],
+)
+@pytest.mark.parametrize("fast_path", ["off", "auto"])
+def test_bad_model_output_is_an_error_for_every_co_batched_caller_never_none(
+    output: Any, fast_path: Literal["off", "auto"]
+) -> None:
+    model = Gated(output)
+    dep = OnlineDeployer(model, signature=SIG, warm=False, name="odd", breaker_threshold=1000,
+                         fast_path=fast_path)  # fmt: skip
+    results = _co_batched(dep, model, [X[k : k + 2] for k in range(0, 10, 2)])
+    for got in results:
+        assert isinstance(got, DeploymentError), got
+        assert "odd" in str(got)
+        # (With "auto", the fast path's wrapper converts the answer first and may fail there.)
+        assert fast_path == "auto" or "one answer per row" in str(got)
+    with pytest.raises(DeploymentError, match="odd"):
+        dep.predict(X[:3])  # a lone caller too
+
+
+def test_warm_up_refuses_a_model_with_a_bad_output() -> None:
+    class Dict:
+        def predict(self, batch: np.ndarray) -> Any:
+            return dict.fromkeys(range(batch.shape[0]), 0)
+
+    with pytest.raises(DeploymentError, match="failed its warm-up.*one answer per row"):
+        OnlineDeployer(Dict(), signature=SIG)
+
+
+def test_bad_rows_co_batched_with_good_ones_do_not_open_the_breaker() -> None:
+    events: list[Any] = []
+    model = Gated()
+    dep = OnlineDeployer(model, signature=SIG, warm=False, breaker_threshold=1,
+                         on_event=events.append)  # fmt: skip
+    requests = [_poisoned(k) if k % 2 else X[k : k + 1] for k in range(10)]
+    results = _co_batched(dep, model, requests)
+    for k, got in enumerate(results):
+        if k % 2:
+            assert isinstance(got, DeploymentError) and "99.0" in str(got)
+        else:
+            np.testing.assert_array_equal(got, LR.predict(X[k : k + 1]))
+    assert [e.kind for e in events] == []  # the model answered their batch-mates: alive
+    calls = len(model.calls)
+    np.testing.assert_array_equal(dep.predict(X[:4]), LR.predict(X[:4]))
+    assert len(model.calls) == calls + 1 and dep.stats().primary.short_circuited == 0
+
+
+def test_bad_rows_between_good_requests_do_not_open_the_breaker() -> None:
+    events: list[Any] = []
+    model = Gated()
+    model.entered.set()
+    dep = OnlineDeployer(model, signature=SIG, warm=False, breaker_threshold=1,
+                         on_event=events.append)  # fmt: skip
+    for k in range(10):
+        np.testing.assert_array_equal(dep.predict(X[k : k + 1]), LR.predict(X[k : k + 1]))
+        with pytest.raises(DeploymentError, match="99.0"):
+            dep.predict(_poisoned(k))
+    assert events == [] and dep.stats().primary.short_circuited == 0
+
+
+def test_a_model_failing_on_every_row_of_a_batch_still_opens_the_breaker() -> None:
+    events: list[Any] = []
+    model = Gated(poison_everything=True)
+    dep = OnlineDeployer(model, signature=SIG, warm=False, breaker_threshold=5,
+                         on_event=events.append, name="dead")  # fmt: skip
+    results = _co_batched(dep, model, [X[k : k + 1] for k in range(6)])
+    assert all(isinstance(r, DeploymentError) for r in results)
+    assert [e.kind for e in events] == ["breaker_opened"]
+    with pytest.raises(DeploymentError, match="circuit breaker skips it"):
+        dep.predict(X[:1])
+
+
+def test_a_model_that_dies_after_answering_opens_the_breaker() -> None:
+    model = Flaky(broken=False)
+    dep = OnlineDeployer(model, signature=SIG, warm=False, breaker_threshold=2, name="flaky")
+    dep.predict(X[:2])
+    model.broken = True
+    # The first failure follows an answer (it might be these rows); the next ones count.
+    for _ in range(3):
+        with pytest.raises(DeploymentError, match="exploded"):
+            dep.predict(X[:1])
+    with pytest.raises(DeploymentError, match="circuit breaker skips it"):
+        dep.predict(X[:1])
+    assert model.calls == 4

@@ -146,6 +146,7 @@ def test_dataframe_trained_model_gets_a_dataframe(tmp_path: Path) -> None:
     np.testing.assert_array_equal(dep.predict(frame.iloc[[7]]), model.predict(frame.iloc[[7]]))
     dep.set_shadow(reg.get("frame", version=2), sample=1.0)
     dep.predict(frame.iloc[:10])
+    assert dep.flush(10)
     dep.close()
     shadow = dep.stats()["frame:2"]
     assert shadow.compared == 10 and shadow.errors == 0

@@ -91,7 +91,8 @@ def test_shadow_errors_never_reach_callers() -> None:
     dep.set_shadow(Broken(), sample=1.0, warm=False)
     for i in range(50):
         np.testing.assert_allclose(dep.predict(X[i : i + 2]), V1.predict(X[i : i + 2]))
-    dep.clear_shadow()  # drains the queue
+    assert dep.flush(10)  # clear_shadow and close wait for no shadow call: flush first
+    dep.clear_shadow()
     stats = dep.stats()
     shadow = stats["Broken-1"]
     assert shadow.errors == 50 and shadow.requests == 0
@@ -105,6 +106,7 @@ def test_shadow_agreement_matches_a_direct_comparison() -> None:
     dep.set_shadow(tree, sample=1.0)
     for i in range(0, 300, 3):
         np.testing.assert_array_equal(dep.predict(X[i : i + 3]), lr.predict(X[i : i + 3]))
+    assert dep.flush(10)
     dep.close()
     shadow = dep.stats().versions[1]
     assert shadow.role == "shadow"
@@ -130,6 +132,7 @@ def test_slow_shadow_never_slows_callers_and_drops_when_full() -> None:
         dep.predict(X[i])
     assert dep.stats()["Slow-1"].dropped >= 40 - 4 - 256
     gate.set()
+    assert dep.flush(10)
     dep.clear_shadow()
     shadow = dep.stats()["Slow-1"]
     assert shadow.dropped + shadow.compared == 40
@@ -142,6 +145,7 @@ def test_shadow_sample_is_a_fraction_of_requests() -> None:
     n = 2000
     for i in range(n):
         dep.predict(X[i % 300])
+    assert dep.flush(10)
     dep.clear_shadow()
     shadow = dep.stats()["LinearRegression-1"]
     assert scipy_stats.binomtest(shadow.compared, n, 0.25).pvalue > 1e-4

@@ -2,9 +2,10 @@
 
 The request is validated against the route's signature, sent to the primary or the canary
 through its micro-batcher (unless its circuit breaker is open), copied to the shadow and handed
-to the monitor off the hot path. When the model fails, the failure is counted (and trips the
-breaker), handed to the monitor, then answered from the fallback or turned into the documented
-error with its cause chained.
+to the monitor off the hot path. When the model fails, the failure is counted (toward the
+breaker too, unless the model answered other requests meanwhile: then the rows are at fault),
+handed to the monitor, then answered from the fallback or turned into the documented error with
+its cause chained.
 """
 
 from __future__ import annotations
@@ -15,7 +16,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from modeldeploy.deployers._slots import _OWNER, _Slot
-from modeldeploy.deployers.batching import BatchTimeoutError
+from modeldeploy.deployers.batching import (
+    BatcherClosedError,
+    BatchTimeoutError,
+    failed_on_own_rows,
+)
 from modeldeploy.deployers.traffic import CircuitOpenError
 from modeldeploy.exceptions import (
     DeploymentError,
@@ -101,13 +106,20 @@ def _failed(
     t0: float,
 ) -> np.ndarray:
     """Count a failure, then answer from the fallback or raise the documented error."""
+    if isinstance(exc, BatcherClosedError):  # not the model's fault: closed while queued
+        raise DeploymentError(
+            f"{dep.name} was closed before this request reached {slot.label}; it was not "
+            "answered. Send it to a deployer that is open."
+        ) from exc
     rec = slot.recorder
     if isinstance(exc, CircuitOpenError):
         rec.count("short_circuited")
     else:
         if isinstance(exc, BatchTimeoutError):
             rec.count("timeouts")
-        slot.breaker.failure()
+        if not failed_on_own_rows(exc):
+            # The model answered the rest of this request's batch: only these rows fail.
+            slot.breaker.failure(answered=rec.answered)
     rec.count("errors")
     worker = dep._monitor_worker
     if worker is not None and not isinstance(exc, CircuitOpenError):

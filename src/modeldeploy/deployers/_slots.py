@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from modeldeploy.deployers._stats import _Recorder
-from modeldeploy.deployers.batching import MicroBatcher
+from modeldeploy.deployers.batching import MicroBatcher, _answers
 from modeldeploy.deployers.traffic import Breaker, Canary, Shadow, is_model_version
 from modeldeploy.exceptions import DeploymentError, InvalidParameterError, ModelDeployError
 from modeldeploy.registry.signature import Signature
@@ -84,7 +85,12 @@ class _Slot:
     def make_batchers(self, **settings: Any) -> None:
         methods = ("predict", "predict_proba") if self.has_proba else ("predict",)
         for method in methods:
-            self.batchers[method] = MicroBatcher(self.model_fn(method), **settings)
+            self.batchers[method] = MicroBatcher(self.model_fn(method), name=self.label, **settings)
+
+    def close(self) -> None:
+        """Fail the requests queued for this model at once (see ``MicroBatcher.close``)."""
+        for batcher in list(self.batchers.values()):
+            batcher.close()
 
 
 class _Route:
@@ -120,7 +126,12 @@ def _make_slot(
     warm: bool | None = None,
     default_signature: Signature | None = None,
 ) -> _Slot:
-    """Load, compile, warm and batch one model of ``dep``, and keep its stats by label."""
+    """Load, compile, warm and batch one model of ``dep``, and keep its stats by label.
+
+    Called without ``dep._admin`` held: loading, compiling and warming up take as long as the
+    model makes them, and admin calls must not wait for that. The lock is only taken for the
+    short steps that touch the deployer's tables.
+    """
     version = None
     if is_model_version(spec):
         version = spec
@@ -130,8 +141,9 @@ def _make_slot(
     elif hasattr(spec, "predict"):
         model = spec
         if name is None:
-            dep._bare += 1
-            name = f"{type(spec).__name__}-{dep._bare}"
+            with dep._admin:
+                dep._bare += 1
+                name = f"{type(spec).__name__}-{dep._bare}"
         label = name
     else:
         raise InvalidParameterError(
@@ -165,23 +177,15 @@ def _make_slot(
         version, fast,
     )  # fmt: skip
     if (dep.warm if warm is None else warm) and signature is not None:
-        example = signature.example(8)
-        try:
-            slot.call("predict", example)
-            if slot.has_proba:
-                slot.call("predict_proba", example)
-        except Exception as exc:
-            raise DeploymentError(
-                f"{label} failed its warm-up on 8 rows drawn from its signature "
-                f"({type(exc).__name__}: {exc}); it was not deployed."
-            ) from exc
-    slot.make_batchers(
-        max_batch_size=dep.max_batch_size,
-        max_wait_ms=dep.max_wait_ms,
-        timeout_ms=dep.timeout_ms,
-        pool=dep._pool,
-    )
+        _warm_up(dep, slot, signature)
     with dep._admin:
+        # Batchers are made under the lock so that a concurrent configure() reaches them.
+        slot.make_batchers(
+            max_batch_size=dep.max_batch_size,
+            max_wait_ms=dep.max_wait_ms,
+            timeout_ms=dep.timeout_ms,
+            pool=dep._pool,
+        )
         dep._recorders.pop(label, None)
         recorder.role = role
         dep._recorders[label] = recorder
@@ -192,6 +196,45 @@ def _make_slot(
         while len(dep._slots) > _MAX_KEPT_VERSIONS:
             del dep._slots[next(iter(dep._slots))]
     return slot
+
+
+def _warm_up(dep: OnlineDeployer, slot: _Slot, signature: Signature) -> None:
+    """Call the model on rows drawn from its signature, within ``dep``'s warm-up bound.
+
+    The calls run on a daemon thread: a model that hangs cannot be stopped in CPython, so the
+    thread is abandoned (and counted in ``stats().abandoned_calls``) and the version refused.
+    """
+    example = signature.example(8)
+    rows = int(example.shape[0])
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            _answers(slot.call("predict", example), rows, slot.label)
+            if slot.has_proba:
+                _answers(slot.call("predict_proba", example), rows, slot.label)
+        except BaseException as exc:  # handed to the deploying thread
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    bound_s = dep._warmup_bound_s
+    thread = threading.Thread(target=run, name=f"modeldeploy-warmup-{slot.label}", daemon=True)
+    thread.start()
+    thread.join(bound_s)
+    if not outcome:
+        dep._count_abandoned()
+        raise DeploymentError(
+            f"{slot.label} did not finish its warm-up on {rows} rows drawn from its signature "
+            f"within {bound_s:g} s; it was not deployed and its call was abandoned on a daemon "
+            "thread. Fix the model, raise warmup_timeout_s (or timeout_ms), or pass warm=False."
+        )
+    exc = outcome[0]
+    if exc is not None:
+        raise DeploymentError(
+            f"{slot.label} failed its warm-up on {rows} rows drawn from its signature "
+            f"({type(exc).__name__}: {exc}); it was not deployed."
+        ) from exc
 
 
 def _fast_path_for(

@@ -57,6 +57,11 @@ class _Recorder:
             self._i = i + 1
             self._rows += rows
 
+    @property
+    def answered(self) -> int:
+        """Requests answered so far (read without the lock: an int read is atomic)."""
+        return self._i
+
     def count(self, counter: str, by: int = 1) -> None:
         with self._lock:
             self.counts[counter] += by
@@ -172,6 +177,11 @@ class DeployerStats:
         batch size).
     settings
         The batching and timeout settings in force.
+    abandoned_calls
+        Model calls (warm-ups and requests) that did not return within their bound
+        (``timeout_ms``, ``warmup_timeout_s``): their callers stopped waiting and each call
+        was left running on a daemon thread, which CPython cannot stop. A rising count means
+        a model hangs.
 
     Examples
     --------
@@ -187,6 +197,7 @@ class DeployerStats:
     batches: int = 0
     batched_rows: int = 0
     settings: Mapping[str, Any] = field(default_factory=dict)
+    abandoned_calls: int = 0
 
     def __getitem__(self, label: str) -> VersionStats:
         for v in self.versions:
@@ -213,6 +224,7 @@ class DeployerStats:
             "batches": self.batches,
             "batched_rows": self.batched_rows,
             "settings": dict(self.settings),
+            "abandoned_calls": self.abandoned_calls,
         }
 
     def __repr__(self) -> str:
@@ -229,6 +241,8 @@ class DeployerStats:
             parts.append(text)
         if self.batches:
             parts.append(f"mean batch {_fmt(self.mean_batch_size)} rows")
+        if self.abandoned_calls:
+            parts.append(f"{self.abandoned_calls} abandoned model calls")
         return "DeployerStats(" + "; ".join(parts) + ")"
 
     def _repr_html_(self) -> str:

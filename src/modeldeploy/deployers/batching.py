@@ -17,11 +17,12 @@ alone again pays the wait once, then none.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from time import perf_counter
 from typing import Any
 
@@ -31,7 +32,13 @@ from modeldeploy._config import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_WAIT_MS
 from modeldeploy._validation import check_float, check_int
 from modeldeploy.exceptions import DeploymentError
 
-__all__ = ["BatchTimeoutError", "CallPool", "MicroBatcher"]
+__all__ = [
+    "BatchTimeoutError",
+    "BatcherClosedError",
+    "CallPool",
+    "MicroBatcher",
+    "failed_on_own_rows",
+]
 
 logger = logging.getLogger("modeldeploy.deployers.batching")
 
@@ -39,15 +46,69 @@ _allocate_lock = threading.Lock
 _HISTORY = 8
 
 
-def _wrong_length(got: int, rows: int) -> DeploymentError:
-    return DeploymentError(
-        f"The model returned {got} answers for {rows} rows; it must return one answer per row."
+#: Attribute set on an exception raised by a model on one request's rows while the same model
+#: answered the other requests of its batch (exceptions cannot be weakly referenced).
+_OWN_ROWS = "_modeldeploy_failed_on_own_rows"
+
+
+def _answers(out: Any, rows: int, name: str) -> np.ndarray:
+    """``out`` as an array with one answer per row, or the error that says what came instead."""
+    if type(out) is np.ndarray and out.ndim and out.shape[0] == rows:
+        return out
+    got: str
+    if out is None or isinstance(out, (Mapping, str, bytes, set, frozenset)):
+        got = f"a {type(out).__name__}"
+    else:
+        try:
+            arr = np.asarray(out)
+        except Exception as exc:  # ragged lists and other shapes numpy refuses
+            got = f"a {type(out).__name__} that is not array-like ({type(exc).__name__}: {exc})"
+        else:
+            if arr.ndim == 0:
+                got = f"a {type(out).__name__} that is not array-like"
+            elif arr.shape[0] != rows:
+                got = f"{arr.shape[0]} answers (shape {arr.shape})"
+            else:
+                return arr
+    return _raise_bad_output(name, got, rows)
+
+
+def _raise_bad_output(name: str, got: str, rows: int) -> np.ndarray:
+    raise DeploymentError(
+        f"{name} returned {got} for a batch of {rows} rows; expected an array-like with one "
+        f"answer per row (first dimension {rows}). Make its predict return one answer per row, "
+        "or give the deployer a fallback=."
     )
+
+
+def failed_on_own_rows(exc: BaseException) -> bool:
+    """Whether ``exc`` failed one request while the model answered the rest of its batch.
+
+    The micro-batcher retries each request of a failed shared call alone; when some of them are
+    answered, the model works and the others' rows are what it fails on. The deployer does not
+    count such failures toward its circuit breaker.
+
+    Examples
+    --------
+    >>> failed_on_own_rows(ValueError("bad rows"))
+    False
+    """
+    return bool(getattr(exc, _OWN_ROWS, False))
+
+
+def _blame_rows(exc: BaseException) -> None:
+    # An exception class with __slots__ takes no mark: it counts as a model failure.
+    with contextlib.suppress(AttributeError):
+        setattr(exc, _OWN_ROWS, True)
 
 
 class BatchTimeoutError(Exception):
     """A model call did not return before its deadline (the deployer turns this into
     :class:`~modeldeploy.exceptions.PredictionTimeoutError`)."""
+
+
+class BatcherClosedError(DeploymentError):
+    """The batcher was closed before this request reached the model; it was not answered."""
 
 
 class _Job:
@@ -84,6 +145,9 @@ class CallPool:
         self._threads = 0
         self._busy = 0
         self._closed = False
+        #: Calls whose caller stopped waiting at the deadline; each keeps its daemon thread
+        #: until the model returns (CPython cannot stop a thread).
+        self.abandoned = 0
 
     def call(self, fn: Callable[[Any], Any], X: Any, timeout_s: float) -> Any:
         """Run ``fn(X)`` on a pool thread; raise :class:`BatchTimeoutError` after ``timeout_s``."""
@@ -106,6 +170,8 @@ class CallPool:
             self._busy += 1
         self._jobs.put(job)
         if not job.done.acquire(True, timeout_s):
+            with self._lock:
+                self.abandoned += 1
             raise BatchTimeoutError
         if job.error is not None:
             raise job.error
@@ -166,6 +232,15 @@ class MicroBatcher:
         from their arrival: they get :class:`BatchTimeoutError`.
     pool
         The :class:`CallPool` used with ``timeout_ms`` (a private one by default).
+    name
+        What error messages call the model (``"churn:3"``).
+
+    Every caller gets its own answer or an exception, never ``None``: the model's output is
+    checked once per call (an array-like whose first dimension is the number of rows, else
+    :class:`~modeldeploy.exceptions.DeploymentError`). When a shared call raises, each request
+    is retried alone; one that still fails while others were answered is marked (see
+    :func:`failed_on_own_rows`). After :meth:`close`, queued requests and new ones fail at once
+    with :class:`BatcherClosedError`; requests already inside a model call wait for it.
 
     Examples
     --------
@@ -185,8 +260,11 @@ class MicroBatcher:
         max_wait_ms: float = DEFAULT_MAX_WAIT_MS,
         timeout_ms: float | None = None,
         pool: CallPool | None = None,
+        name: str = "The model",
     ) -> None:
         self.fn = fn
+        self.name = name
+        self._closed = False
         self._lock = threading.Lock()
         self._queue: deque[_Request] = deque()
         self._queued_rows = 0
@@ -217,6 +295,9 @@ class MicroBatcher:
         """Answer the rows of ``X``, sharing the model call with concurrent callers."""
         lock = self._lock
         lock.acquire()
+        if self._closed:
+            lock.release()
+            raise self._closed_error()
         if (
             not self._busy
             and not self._queue
@@ -227,9 +308,9 @@ class MicroBatcher:
             lock.release()
             try:
                 out = self.fn(X) if self._timeout_s is None else self._call(X, perf_counter())
-                if len(out) != X.shape[0]:
-                    raise _wrong_length(len(out), X.shape[0])
-                return out
+                if type(out) is np.ndarray and out.ndim and out.shape[0] == X.shape[0]:
+                    return out
+                return _answers(out, X.shape[0], self.name)
             finally:
                 lock.acquire()
                 self.batches += 1
@@ -266,6 +347,12 @@ class MicroBatcher:
 
     # ------------------------------------------------------------------ internals
 
+    def _closed_error(self) -> BatcherClosedError:
+        return BatcherClosedError(
+            f"The deployer serving {self.name} was closed before this request reached the "
+            "model; it was not answered. Send it to a deployer that is open."
+        )
+
     def _call(self, X: Any, t0: float) -> Any:
         if self._timeout_s is None:
             return self.fn(X)
@@ -300,6 +387,9 @@ class MicroBatcher:
         lock = self._lock
         while True:
             lock.acquire()
+            if self._closed:  # close() failed the queued requests; this one is not answered
+                lock.release()
+                raise self._closed_error()
             now = perf_counter()
             full = len(self._queue) >= self._want or self._queued_rows >= self.max_batch_size
             if full or now >= deadline:
@@ -328,6 +418,11 @@ class MicroBatcher:
         finally:
             self._finish(len(batch), rows or sum(r.n for r in batch), expired=expired)
             for r in batch:
+                if r.result is None and r.error is None:  # never hand a caller None
+                    r.error = DeploymentError(
+                        f"The batch of {len(batch)} requests sent to {self.name} was "
+                        "interrupted before this request got its answer; send it again."
+                    )
                 if r is not req:
                     r.done.release()
         if req.error is not None:
@@ -366,18 +461,14 @@ class MicroBatcher:
         if len(batch) == 1:
             r = batch[0]
             try:
-                r.result = self._call(r.X, r.t0)
-                if len(r.result) != r.n:
-                    raise _wrong_length(len(r.result), r.n)
+                r.result = _answers(self._call(r.X, r.t0), r.n, self.name)
             except BaseException as exc:
                 r.error = exc
             return r.n
-        X = np.concatenate([r.X for r in batch])
-        rows = int(X.shape[0])
+        rows = sum(r.n for r in batch)
         try:
-            out = self._call(X, batch[0].t0)
-            if len(out) != rows:
-                raise _wrong_length(len(out), rows)
+            X = np.concatenate([r.X for r in batch])
+            out = _answers(self._call(X, batch[0].t0), rows, self.name)
         except BatchTimeoutError as exc:
             for r in batch:
                 r.error = exc
@@ -386,14 +477,18 @@ class MicroBatcher:
             # One request may hold the rows the model chokes on: answer each alone, so that the
             # others still get their answer.
             logger.debug("batch of %d requests failed; retrying them one by one", len(batch))
+            answered = False
             for r in batch:
                 try:
-                    r.result = self._call(r.X, r.t0)
-                    if len(r.result) != r.n:
-                        raise _wrong_length(len(r.result), r.n)
+                    r.result = _answers(self._call(r.X, r.t0), r.n, self.name)
+                    answered = True
                 except BaseException as exc:
                     r.result = None
                     r.error = exc
+            if answered:  # the model works: the failed requests' own rows are the problem
+                for r in batch:
+                    if r.error is not None:
+                        _blame_rows(r.error)
             return rows
         start = 0
         for r in batch:
@@ -402,6 +497,24 @@ class MicroBatcher:
         return rows
 
     def close(self) -> None:
-        """Release the pool threads (only used with ``timeout_ms``)."""
+        """Fail the queued requests at once, refuse new ones and release the pool threads.
+
+        Requests already inside a model call get its answer (or its ``timeout_ms``); the others
+        get :class:`BatcherClosedError` without waiting for the model.
+        """
+        with self._lock:
+            self._closed = True
+            queued = list(self._queue)
+            self._queue.clear()
+            self._queued_rows = 0
+            bell = self._doorbell
+            self._doorbell = None
+            for r in queued:
+                # A request handed the lead is awake already; it sees _closed in _lead.
+                if not r.leader:
+                    r.error = self._closed_error()
+                    r.done.release()
+            if bell is not None:
+                bell.release()
         if self._pool is not None:
             self._pool.close()

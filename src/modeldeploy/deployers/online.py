@@ -20,6 +20,7 @@ from modeldeploy._config import (
     DEFAULT_MAX_BATCH_SIZE,
     DEFAULT_MAX_WAIT_MS,
     DEFAULT_POLL_S,
+    DEFAULT_WARMUP_TIMEOUT_S,
 )
 from modeldeploy._validation import check_choice, check_float, check_int
 from modeldeploy.deployers._follow import _poll, _start_following, _to_monitor
@@ -54,6 +55,11 @@ class OnlineDeployer(Deployer):
     once. Building the deployer loads the model and warms it on rows drawn from the signature's
     profile, so the first request pays for neither.
 
+    Admin calls (:meth:`stats`, :meth:`configure`, :meth:`swap`, the canary and shadow
+    methods, :meth:`close`) never wait for a model call: loading, compiling and warming a model
+    happen outside the deployer's lock, which is only taken to install the result. When two
+    swaps overlap, the one called last wins.
+
     Parameters
     ----------
     model
@@ -82,6 +88,12 @@ class OnlineDeployer(Deployer):
         After this many consecutive failures a model is skipped for this many seconds.
     warm
         Warm each model up on ``signature.example()`` rows before it serves.
+    warmup_timeout_s
+        Longest a warm-up (at construction, :meth:`swap`, :meth:`set_canary`,
+        :meth:`set_shadow`, or following an alias) may take; a model that does not finish in
+        time is refused with :class:`~modeldeploy.exceptions.DeploymentError` and its call is
+        abandoned on a daemon thread (counted in ``stats().abandoned_calls``). Default:
+        ``timeout_ms`` when given, else ``DEFAULT_WARMUP_TIMEOUT_S`` (30 s).
     fast_path
         ``"auto"`` (the default) serves each model, at load and at every swap, through a
         compiled predictor verified to answer exactly like it (see
@@ -131,6 +143,7 @@ class OnlineDeployer(Deployer):
         breaker_threshold: int = DEFAULT_BREAKER_THRESHOLD,
         breaker_cooldown_s: float = DEFAULT_BREAKER_COOLDOWN_S,
         warm: bool = True,
+        warmup_timeout_s: float | None = None,
         fast_path: Literal["off", "auto", "require"] = "auto",
         on_event: EventCallback | None = None,
         name: str | None = None,
@@ -158,6 +171,19 @@ class OnlineDeployer(Deployer):
             )
         self.monitor = monitor
         self.warm = bool(warm)
+        self.warmup_timeout_s = (
+            None
+            if warmup_timeout_s is None
+            else check_float(
+                warmup_timeout_s, "warmup_timeout_s", _OWNER, min_value=0, min_inclusive=False
+            )
+        )
+        if self.warmup_timeout_s is not None:
+            self._warmup_bound_s = self.warmup_timeout_s
+        elif self.timeout_ms is not None:
+            self._warmup_bound_s = self.timeout_ms / 1e3
+        else:
+            self._warmup_bound_s = DEFAULT_WARMUP_TIMEOUT_S
         if on_event is not None and not callable(on_event):
             raise InvalidParameterError(
                 f"The 'on_event' parameter of {_OWNER} must be callable or None. Got "
@@ -170,6 +196,10 @@ class OnlineDeployer(Deployer):
         self._recorders: dict[str, _Recorder] = {}
         self._slots: dict[str, _Slot] = {}
         self._bare = 0
+        self._abandoned = 0
+        # Swaps are numbered when called; a swap installs only if no later one did already.
+        self._swaps_called = 0
+        self._swap_installed = 0
         self._pool = CallPool() if self.timeout_ms is not None else None
         self._executor: ThreadPoolExecutor | None = None
         self._follow_stop: threading.Event | None = None
@@ -188,7 +218,14 @@ class OnlineDeployer(Deployer):
                 maxsize=DEFAULT_BACKGROUND_QUEUE_SIZE,
             )
         )
-        primary = _make_slot(self, model, signature, "primary", name=name)
+        try:
+            primary = _make_slot(self, model, signature, "primary", name=name)
+        except BaseException:
+            if self._monitor_worker is not None:
+                self._monitor_worker.close(timeout=0)
+            if self._pool is not None:
+                self._pool.close()
+            raise
         self.signature = primary.signature
         self._route = _Route(primary, primary.signature)
 
@@ -326,7 +363,9 @@ class OnlineDeployer(Deployer):
         Raises
         ------
         DeploymentError
-            When the new model fails its warm-up; nothing is swapped.
+            When the new model fails its warm-up or does not finish it within
+            ``warmup_timeout_s``; nothing is swapped. Also when the deployer was closed
+            meanwhile.
         """
         self._swap(model, signature, warm, reason="")
 
@@ -335,14 +374,26 @@ class OnlineDeployer(Deployer):
     ) -> None:
         self._check_open()
         with self._admin:
-            slot = _make_slot(
-                self,
-                model,
-                signature,
-                "primary",
-                warm=warm,
-                default_signature=self._route.signature,
-            )
+            self._swaps_called += 1
+            ticket = self._swaps_called
+        slot = _make_slot(
+            self,
+            model,
+            signature,
+            "primary",
+            warm=warm,
+            default_signature=self._route.signature,
+        )
+        with self._admin:
+            self._check_open()
+            if ticket < self._swap_installed:
+                logger.info(
+                    "%s: swap to %s superseded by a later swap; not installed",
+                    self.name,
+                    slot.label,
+                )
+                return
+            self._swap_installed = ticket
             old = self._route
             if slot.signature is None and old.signature is not None:
                 slot.set_signature(old.signature)
@@ -373,10 +424,11 @@ class OnlineDeployer(Deployer):
         fraction = check_float(
             fraction, "fraction", f"{_OWNER}.set_canary", min_value=0, max_value=1
         )
+        slot = _make_slot(
+            self, model, signature, "canary", warm=warm, default_signature=self._route.signature
+        )
         with self._admin:
-            slot = _make_slot(
-                self, model, signature, "canary", warm=warm, default_signature=self._route.signature
-            )
+            self._check_open()
             self._check_same_features(slot, "canary")
             self._route = self._route.replace(canary=Canary(slot, fraction))
         logger.info("%s sends %.3g of its traffic to canary %s", self.name, fraction, slot.label)
@@ -425,16 +477,17 @@ class OnlineDeployer(Deployer):
         self._check_open()
         sample = check_float(sample, "sample", f"{_OWNER}.set_shadow", min_value=0, max_value=1)
         max_queue = check_int(max_queue, "max_queue", f"{_OWNER}.set_shadow", min_value=1)
+        slot = _make_slot(
+            self, model, signature, "shadow", warm=warm, default_signature=self._route.signature
+        )
         with self._admin:
-            slot = _make_slot(
-                self, model, signature, "shadow", warm=warm, default_signature=self._route.signature
-            )
+            self._check_open()
             self._check_same_features(slot, "shadow")
             shadow = Shadow(slot.call, slot.recorder, sample=sample, maxsize=max_queue)
             previous = self._route.shadow
             self._route = self._route.replace(shadow=shadow)
         if previous is not None:
-            previous.close()
+            previous.close(timeout=0)
         logger.info("%s shadows %.3g of its traffic to %s", self.name, sample, slot.label)
         self._emit("shadow_started", slot.label, sample=sample)
 
@@ -446,7 +499,7 @@ class OnlineDeployer(Deployer):
                 return
             shadow.recorder.role = "retired"
             self._route = self._route.replace(shadow=None)
-        shadow.close()
+        shadow.close(timeout=0)
         self._emit("shadow_stopped", shadow.recorder.label)
 
     def configure(
@@ -493,6 +546,7 @@ class OnlineDeployer(Deployer):
         with self._admin:
             rest = [r for r in self._recorders.values() if r not in live]
             batchers = [b for s in self._slots.values() for b in s.batchers.values()]
+        pool = self._pool
         return DeployerStats(
             versions=[r.snapshot() for r in live + rest],
             batches=sum(b.batches for b in batchers),
@@ -501,19 +555,32 @@ class OnlineDeployer(Deployer):
                 "max_batch_size": self.max_batch_size,
                 "max_wait_ms": self.max_wait_ms,
                 "timeout_ms": self.timeout_ms,
+                "warmup_timeout_s": self._warmup_bound_s,
             },
+            abandoned_calls=self._abandoned + (0 if pool is None else pool.abandoned),
         )
 
     def close(self) -> None:
-        """Stop serving, following and the background threads. Calling it twice is fine."""
+        """Stop serving, following and the background threads. Calling it twice is fine.
+
+        Requests not yet inside a model call fail at once with
+        :class:`~modeldeploy.exceptions.DeploymentError`; requests inside one get its answer
+        (or their ``timeout_ms``). ``close`` waits for no model call: queued shadow copies
+        are scored in the background if the shadow answers, and the monitor gets what was
+        queued for it (waiting at most a few seconds for a stuck monitor).
+        """
         if self._closed:
             return
         super().close()
+        with self._admin:
+            slots = list(self._slots.values())
+        for slot in slots:
+            slot.close()
         if self._follow_stop is not None:
             self._follow_stop.set()
         route = self._route
         if route.shadow is not None:
-            route.shadow.close()
+            route.shadow.close(timeout=0)
         if self._monitor_worker is not None:
             self._monitor_worker.close()
         if self._pool is not None:
@@ -591,6 +658,10 @@ class OnlineDeployer(Deployer):
             callback(event)
         except Exception:
             logger.exception("on_event callback failed for %r", event)
+
+    def _count_abandoned(self) -> None:
+        with self._admin:
+            self._abandoned += 1
 
     def _breaker_changed(self, label: str, kind: str, reason: str) -> None:
         self._emit(kind, label, reason=reason)

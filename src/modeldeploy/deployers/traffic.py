@@ -193,7 +193,8 @@ class BackgroundWorker:
                         )
             for mark in marks:
                 mark.done.set()
-            if stop:
+            # Closed without room for _STOP in the queue: stop once what was queued is handled.
+            if stop or (self._closed and q.empty()):
                 return
 
     def flush(self, timeout: float = 5.0) -> bool:
@@ -208,15 +209,19 @@ class BackgroundWorker:
         return mark.done.wait(timeout)
 
     def close(self, timeout: float = 5.0) -> None:
-        """Process what is queued, then stop the thread (waiting at most ``timeout`` s)."""
+        """Process what is queued, then stop the thread (waiting at most ``timeout`` s in all).
+
+        With ``timeout=0`` it returns at once and the thread finishes the queue by itself.
+        """
         if self._closed:
             return
         self._closed = True
+        deadline = perf_counter() + timeout
         try:
             self._queue.put(_STOP, timeout=timeout)
-        except queue.Full:  # pragma: no cover - the handler is stuck; the thread is a daemon
+        except queue.Full:  # the handler is slow or stuck: it stops once the queue is empty
             return
-        self._thread.join(timeout)
+        self._thread.join(max(0.0, deadline - perf_counter()))
 
 
 class Canary:
@@ -323,9 +328,9 @@ class Shadow:
         """Wait until the copies queued so far are scored; False on a time-out."""
         return self._worker.flush(timeout)
 
-    def close(self) -> None:
-        """Finish the queued copies and stop."""
-        self._worker.close()
+    def close(self, timeout: float = 5.0) -> None:
+        """Finish the queued copies and stop, waiting at most ``timeout`` s for the candidate."""
+        self._worker.close(timeout)
 
 
 class CircuitOpenError(Exception):
@@ -340,6 +345,11 @@ class Breaker:
     failure opens it for another cool-down. The cool-down runs on ``clock`` (its monotonic
     time; default the system clock).
 
+    A failure reported with ``answered=`` (how many requests the model has answered so far)
+    counts only when the model answered nothing since the previous failure: a model that
+    answers other requests in between is alive, and the failing requests' rows are the
+    problem, so one client's bad rows do not cut every client off.
+
     Examples
     --------
     >>> breaker = Breaker(threshold=2, cooldown_s=60.0)
@@ -349,9 +359,12 @@ class Breaker:
     False
     >>> breaker.success(); breaker.allow()
     True
+    >>> breaker.failure(answered=10); breaker.failure(answered=11); breaker.failures
+    0
     """
 
     __slots__ = (
+        "_answered",
         "_lock",
         "clock",
         "cooldown_s",
@@ -382,16 +395,26 @@ class Breaker:
         #: None while it is closed.
         self.open_until: float | None = None
         self._lock = threading.Lock()
+        self._answered = 0
 
     def allow(self) -> bool:
         """Whether the model may be called now."""
         until = self.open_until
         return until is None or self.clock.monotonic() >= until
 
-    def failure(self) -> None:
-        """Count one failed call; open the breaker at the threshold."""
+    def failure(self, answered: int | None = None) -> None:
+        """Count one failed call; open the breaker at the threshold.
+
+        With ``answered`` (requests the model answered so far), a failure after the model
+        answered others since the previous failure is not counted.
+        """
         opened = False
         with self._lock:
+            if answered is not None:
+                alive = answered != self._answered
+                self._answered = answered
+                if alive:
+                    return
             self.failures += 1
             if self.failures >= self.threshold:
                 now = self.clock.monotonic()
