@@ -456,7 +456,7 @@ def test_any_flipped_byte_loads_or_raises_a_state_file_error(saved: Path) -> Non
             mon = Monitor.load(saved)
         except StateFileError as exc:
             cause = exc.__cause__  # each names what went wrong underneath
-            assert cause is not None  # noqa: PT017 - collecting causes over many files
+            assert cause is not None
             causes.add(type(cause))
         else:  # a flip in zip metadata that nothing reads
             assert mon.metrics()["n_predictions"] == 80
