@@ -108,12 +108,16 @@ def test_a_nan_prediction_of_a_classifier_is_no_answer_not_a_new_class() -> None
     assert got["nan_prediction_rate"] == pytest.approx(0.25)
 
 
+# Rounded: labels 1e-159 apart make scikit-learn's own r2 overflow (a warning, an error here).
+_values = st.floats(-1e3, 1e3).map(lambda v: round(v, 3))
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     st.lists(
         st.tuples(
-            st.floats(-1e3, 1e3),
-            st.one_of(st.floats(-1e3, 1e3), st.sampled_from([math.nan, math.inf, -math.inf])),
+            _values,
+            st.one_of(_values, st.sampled_from([math.nan, math.inf, -math.inf])),
         ),
         min_size=1,
         max_size=60,

@@ -309,27 +309,22 @@ class Ingestion(WindowState):
         if self._task == "classification":
             k = arrays["pred"].shape[1]
             codes = pred[a:b].astype(np.int64)
-            valid = codes >= 0  # -1: no answer (a NaN or None prediction)
-            n_bad = b - a - int(np.count_nonzero(valid))
-            if n_bad:
-                for arrs, t in targets:
-                    arrs["n_nan_pred"][t] += n_bad
+            t_codes = None if truth is None else truth[a:b].astype(np.int64)
+            if b > a and (codes.min() < 0 or (t_codes is not None and t_codes.min() < 0)):
+                self._add_masked_segment(targets, s, codes, t_codes, proba, a, b, pred_drift_from)
+                return
             if b > pred_drift_from:
-                tail = codes[max(0, pred_drift_from - a) :]
-                arrays["pred"][s] += np.bincount(tail[tail >= 0], minlength=k)
-            if truth is not None:
-                t_codes = truth[a:b].astype(np.int64)
-                both = valid & (t_codes >= 0)
-                flat = (t_codes * k + codes)[both]
+                arrays["pred"][s] += np.bincount(codes[max(0, pred_drift_from - a) :], minlength=k)
+            if t_codes is not None:
+                flat = t_codes * k + codes
                 cm = np.bincount(flat, minlength=k * k).reshape(k, k)
                 for arrs, t in targets:
                     arrs["conf"][t] += cm
             if proba is not None and self.classes is not None and proba.shape[1] <= k:
-                rows = proba[a:b] if not n_bad else proba[a:b][valid]
-                expected = expected_confusion(codes[valid] if n_bad else codes, rows, k)
+                expected = expected_confusion(codes, proba[a:b], k)
                 for arrs, t in targets:
                     arrs["expected"][t] += expected
-                    arrs["n_proba"][t] += b - a - n_bad
+                    arrs["n_proba"][t] += b - a
         else:
             p = pred[a:b]
             finite = np.isfinite(p)
@@ -346,6 +341,40 @@ class Ingestion(WindowState):
             if self._pred_profile is not None and b > pred_drift_from:
                 values = pred[max(a, pred_drift_from) : b].reshape(-1, 1)
                 arrays["pred_hist"][s] += self._pred_profile.bin(values)[0]
+
+    def _add_masked_segment(
+        self,
+        targets: list[tuple[dict[str, np.ndarray], int]],
+        s: int,
+        codes: np.ndarray,
+        t_codes: np.ndarray | None,
+        proba: np.ndarray | None,
+        a: int,
+        b: int,
+        pred_drift_from: int,
+    ) -> None:
+        """:meth:`_add_segment` of class codes where some are ``-1``: a missing prediction
+        (no answer: counted in ``n_nan_pred``, never scored) or a missing label (not scored)."""
+        arrays = self._ring.arrays
+        k = arrays["pred"].shape[1]
+        valid = codes >= 0
+        n_bad = b - a - int(np.count_nonzero(valid))
+        if n_bad:
+            for arrs, t in targets:
+                arrs["n_nan_pred"][t] += n_bad
+        if b > pred_drift_from:
+            tail = codes[max(0, pred_drift_from - a) :]
+            arrays["pred"][s] += np.bincount(tail[tail >= 0], minlength=k)
+        if t_codes is not None:
+            both = valid & (t_codes >= 0)
+            cm = np.bincount((t_codes * k + codes)[both], minlength=k * k).reshape(k, k)
+            for arrs, t in targets:
+                arrs["conf"][t] += cm
+        if proba is not None and self.classes is not None and proba.shape[1] <= k:
+            expected = expected_confusion(codes[valid], proba[a:b][valid], k)
+            for arrs, t in targets:
+                arrs["expected"][t] += expected
+                arrs["n_proba"][t] += b - a - n_bad
 
 
 def as_list(ids: Any) -> list[Any]:
