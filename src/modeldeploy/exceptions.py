@@ -14,6 +14,7 @@ would naturally catch (``KeyError`` for a failed lookup, ``ValueError`` for bad 
     │   ├── SerializationError                         a model could not be saved or loaded
     │   └── OperationRefusedError (RuntimeError)       e.g. deleting a version an alias uses
     ├── SchemaError (ValueError)                       input does not match the Signature
+    ├── StateFileError (ValueError)                    a saved state file is damaged or foreign
     └── DeploymentError (RuntimeError)                 a deployed model failed to answer
         └── PredictionTimeoutError (TimeoutError)      ... or did not answer in time
 
@@ -45,6 +46,7 @@ __all__ = [
     "RegistryError",
     "SchemaError",
     "SerializationError",
+    "StateFileError",
     "VersionNotFoundError",
 ]
 
@@ -171,6 +173,22 @@ class SchemaError(ModelDeployError, ValueError):
     def __init__(self, message: str, *, column: str | None = None, row: int | None = None):
         self.column = column
         self.row = row
+        super().__init__(message)
+
+
+class StateFileError(ModelDeployError, ValueError):
+    """A saved state file (e.g. :meth:`Monitor.save <modeldeploy.Monitor.save>`) cannot be read.
+
+    It is truncated, damaged, or not a file of this kind; nothing is loaded from it.
+
+    Attributes
+    ----------
+    path
+        The file.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None):
+        self.path = path
         super().__init__(message)
 
 

@@ -200,7 +200,10 @@ def test_early_labels_of_mixed_types_keep_their_classes() -> None:
 def test_an_early_label_that_cannot_apply_is_logged_and_the_predictions_stay(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    mon = Monitor(window=100, task="regression", thresholds={})
+    # The task is not known when the labels come (so they wait); the float predictions make
+    # it a regression, whose labels must be numbers. (With task="regression" given up front,
+    # log_labels refuses such labels at once: see test_monitor_hardening.py.)
+    mon = Monitor(window=100, thresholds={})
     mon.log_labels(["a", "b"], ["not a number", "nor this"])
     with caplog.at_level(logging.ERROR, logger="modeldeploy.monitoring"):
         mon.log_predictions(None, np.array([0.5, 1.5]), ids=["a", "b"])
@@ -271,6 +274,7 @@ def test_a_file_saved_before_early_labels_existed_still_loads(tmp_path: Path) ->
         "expired": 0,
         "evicted": 0,
         "waiting": 1,
+        "missing": 0,
     }
 
 

@@ -57,6 +57,7 @@ def test_duplicate_unknown_expired_evicted_and_late_labels_are_counted() -> None
         "expired": 1,
         "evicted": 1,
         "waiting": 1,
+        "missing": 0,
     }
     stats = mon.label_stats()
     assert stats["predictions_expired"] == 3

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from modeldeploy.exceptions import SchemaError
+from modeldeploy.monitoring._coerce import class_kind, coerce_classes, to_numbers
 from modeldeploy.monitoring._windows import WindowState, scalar
 from modeldeploy.monitoring.estimation import expected_confusion
 from modeldeploy.monitoring.metrics import (
@@ -141,18 +142,30 @@ class Ingestion(WindowState):
                 "regression" if pred.dtype.kind in "fc" and proba is None else ("classification")
             )
         classify = self._task == "classification"
+        # Labels and predictions are converted (or refused) before anything changes, so a
+        # SchemaError leaves the monitor as it was.
+        truth_missing: np.ndarray | None = None
         if classify:
-            pred_codes = self._encode(pred)
-            true_codes = None if truth is None else self._encode(truth)
+            kind = self._class_kind() or class_kind(pred)
+            pred_vals, pred_missing = coerce_classes(pred, kind, "y_pred")
+            if truth is not None:
+                truth_vals, truth_missing = coerce_classes(truth, kind, "y_true")
+            pred_codes = self._encode_masked(pred_vals, pred_missing)
+            true_codes = None if truth is None else self._encode_masked(truth_vals, truth_missing)
             if proba is not None and self._calibrator is not None:
                 proba = self._calibrator.transform(proba)
+            reference_rows = pred_vals if pred_missing is None else pred_vals[~pred_missing]
         else:
-            pred_codes = pred.astype(np.float64)
-            true_codes = None if truth is None else truth.astype(np.float64)
+            pred_codes = to_numbers(pred, "y_pred")
+            true_codes = None if truth is None else to_numbers(truth, "y_true")
+            if true_codes is not None:
+                bad = ~np.isfinite(true_codes)
+                truth_missing = bad if bad.any() else None
+            reference_rows = pred_codes[np.isfinite(pred_codes)]
         if self._task == "regression" and "reg" not in self._ring.arrays:
             self._ring.add_array("reg", (5,), np.float64)
         if not self._pred_reference_ready:
-            self._collect_prediction_reference(pred)
+            self._collect_prediction_reference(reference_rows)
             pred_drift_from = n  # these rows are the reference, not the current window
         else:
             pred_drift_from = 0
@@ -184,12 +197,14 @@ class Ingestion(WindowState):
                 slot = ring.slot(last)
                 if slot is not None:
                     np.add.at(ring.arrays["latency"][slot], idx, 1)
+        n_missing = 0 if truth_missing is None else int(truth_missing.sum())
         if truth is not None:
-            self._labels.counts["labels_total"] += n
+            self._labels.counts["labels_total"] += n - n_missing
+            self._labels.counts["labels_missing"] += n_missing
         if id_list is not None:
             self._labels.expire(call_times[-1])
+            row_times = times if times is not None else np.full(n, call_times[-1])
             if truth is None:
-                row_times = times if times is not None else np.full(n, call_times[-1])
                 self._labels.add(
                     id_list[live_from:],
                     keys[live_from:],
@@ -200,7 +215,22 @@ class Ingestion(WindowState):
                 if live_from:
                     self._labels.counts["predictions_evicted"] += live_from
             else:
-                self._labels.mark_labelled(id_list)
+                if truth_missing is not None:  # rows whose label is missing wait for one by id
+                    rows = np.flatnonzero(truth_missing)
+                    kept = rows[rows >= live_from]
+                    self._labels.add(
+                        [id_list[i] for i in kept.tolist()],
+                        keys[kept],
+                        pred_codes[kept],
+                        row_times[kept],
+                        tag,
+                    )
+                    self._labels.counts["predictions_evicted"] += rows.size - kept.size
+                    flags = truth_missing.tolist()
+                    labelled = [i for i, m in zip(id_list, flags, strict=True) if not m]
+                else:
+                    labelled = id_list
+                self._labels.mark_labelled(labelled)
         self._seq += n
         self._last_key = last
         if version is not None:
@@ -223,12 +253,23 @@ class Ingestion(WindowState):
         if not hits:
             return 0
         labels.counts["labels_duplicate"] += repeats
+        try:
+            prepared, _ = self._prepare_labels(label_array(values))
+        except SchemaError:
+            # A label log_labels would have refused (a string for a regressor, "yes" for int
+            # classes): the predictions are in already, so drop only the labels, and say so.
+            logger.exception(
+                "%s: dropped %d labels that came before their predictions",
+                self.name or "monitor",
+                len(hits),
+            )
+            return 0
         found = labels.take(hits)  # counts what is not pending (labelled with y_true=, ...)
         try:
-            self._apply_labels(found, label_array(values))
+            self._apply_labels(found, prepared)
         except Exception:
-            # A label log_labels would have refused (a class past max_classes, a string for a
-            # regressor): the predictions are in already, so drop only the labels, and say so.
+            # A class past max_classes: the predictions are in already, so drop only the
+            # labels, and say so.
             logger.exception(
                 "%s: dropped %d labels that came before their predictions",
                 self.name or "monitor",
@@ -268,10 +309,14 @@ class Ingestion(WindowState):
         if self._task == "classification":
             k = arrays["pred"].shape[1]
             codes = pred[a:b].astype(np.int64)
+            t_codes = None if truth is None else truth[a:b].astype(np.int64)
+            if b > a and (codes.min() < 0 or (t_codes is not None and t_codes.min() < 0)):
+                self._add_masked_segment(targets, s, codes, t_codes, proba, a, b, pred_drift_from)
+                return
             if b > pred_drift_from:
                 arrays["pred"][s] += np.bincount(codes[max(0, pred_drift_from - a) :], minlength=k)
-            if truth is not None:
-                flat = truth[a:b].astype(np.int64) * k + codes
+            if t_codes is not None:
+                flat = t_codes * k + codes
                 cm = np.bincount(flat, minlength=k * k).reshape(k, k)
                 for arrs, t in targets:
                     arrs["conf"][t] += cm
@@ -281,13 +326,55 @@ class Ingestion(WindowState):
                     arrs["expected"][t] += expected
                     arrs["n_proba"][t] += b - a
         else:
+            p = pred[a:b]
+            finite = np.isfinite(p)
+            n_bad = b - a - int(np.count_nonzero(finite))
+            if n_bad:
+                for arrs, t in targets:
+                    arrs["n_nan_pred"][t] += n_bad
             if truth is not None:
-                acc = regression_stats(truth[a:b], pred[a:b])
+                y = truth[a:b]
+                ok = finite & np.isfinite(y)
+                acc = regression_stats(y, p) if ok.all() else regression_stats(y[ok], p[ok])
                 for arrs, t in targets:
                     arrs["reg"][t] = merge_regression(arrs["reg"][t], acc)
             if self._pred_profile is not None and b > pred_drift_from:
                 values = pred[max(a, pred_drift_from) : b].reshape(-1, 1)
                 arrays["pred_hist"][s] += self._pred_profile.bin(values)[0]
+
+    def _add_masked_segment(
+        self,
+        targets: list[tuple[dict[str, np.ndarray], int]],
+        s: int,
+        codes: np.ndarray,
+        t_codes: np.ndarray | None,
+        proba: np.ndarray | None,
+        a: int,
+        b: int,
+        pred_drift_from: int,
+    ) -> None:
+        """:meth:`_add_segment` of class codes where some are ``-1``: a missing prediction
+        (no answer: counted in ``n_nan_pred``, never scored) or a missing label (not scored)."""
+        arrays = self._ring.arrays
+        k = arrays["pred"].shape[1]
+        valid = codes >= 0
+        n_bad = b - a - int(np.count_nonzero(valid))
+        if n_bad:
+            for arrs, t in targets:
+                arrs["n_nan_pred"][t] += n_bad
+        if b > pred_drift_from:
+            tail = codes[max(0, pred_drift_from - a) :]
+            arrays["pred"][s] += np.bincount(tail[tail >= 0], minlength=k)
+        if t_codes is not None:
+            both = valid & (t_codes >= 0)
+            cm = np.bincount((t_codes * k + codes)[both], minlength=k * k).reshape(k, k)
+            for arrs, t in targets:
+                arrs["conf"][t] += cm
+        if proba is not None and self.classes is not None and proba.shape[1] <= k:
+            expected = expected_confusion(codes[valid], proba[a:b][valid], k)
+            for arrs, t in targets:
+                arrs["expected"][t] += expected
+                arrs["n_proba"][t] += b - a - n_bad
 
 
 def as_list(ids: Any) -> list[Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import math
 import os
 import warnings
 from collections.abc import Callable, Hashable, Sequence
@@ -13,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from modeldeploy.exceptions import DriftWarning, InvalidParameterError
+from modeldeploy._clock import as_clock
+from modeldeploy.exceptions import DriftWarning, StateFileError
 from modeldeploy.monitoring._windows import scalar
 from modeldeploy.monitoring.alerts import Alert, AlertCallback
 from modeldeploy.monitoring.drift import ReferenceProfile
 from modeldeploy.monitoring.estimation import ProbabilityCalibrator
-from modeldeploy.monitoring.metrics import BucketRing
 from modeldeploy.registry.signature import Signature
 from modeldeploy.typing import Clock
 
@@ -110,6 +111,7 @@ def _state_meta(mon: Monitor) -> dict[str, Any]:
             if _jsonable(i) and _jsonable(v)
         ],
         "label_counts": mon._labels.counts,
+        "latest_time": mon._latest if math.isfinite(mon._latest) else None,
     }
 
 
@@ -120,8 +122,35 @@ def load_monitor(
     on_alert: AlertCallback | Sequence[AlertCallback] | None = None,
     clock: Clock | Callable[[], float] | None = None,
 ) -> Monitor:
-    """What :meth:`Monitor.load <modeldeploy.Monitor.load>` does; format 1 files load too."""
-    with np.load(Path(path), allow_pickle=False) as data:
+    """What :meth:`Monitor.load <modeldeploy.Monitor.load>` does; format 1 files load too.
+
+    A file that cannot be read as a monitor state (truncated, damaged, another kind of file)
+    raises :class:`~modeldeploy.exceptions.StateFileError` naming it; a missing or unreadable
+    file raises the ``FileNotFoundError`` or ``PermissionError`` the system gave.
+    """
+    clock = as_clock(clock, "Monitor")  # a bad clock is the caller's error, not the file's
+    try:
+        return _load(cls, path, on_alert=on_alert, clock=clock)
+    except (StateFileError, FileNotFoundError, PermissionError, IsADirectoryError):
+        raise
+    except Exception as exc:  # zipfile, zlib, numpy's header parser, json, a missing key, ...
+        raise StateFileError(
+            f"Could not load a Monitor state from {os.fspath(path)!r}: the file is damaged, "
+            f"truncated or not a file written by Monitor.save ({type(exc).__name__}: {exc}). "
+            "Restore it from a backup, or start a new Monitor (its windows start empty).",
+            path=os.fspath(path),
+        ) from exc
+
+
+def _load(
+    cls: type[Monitor],
+    path: str | os.PathLike[str],
+    *,
+    on_alert: AlertCallback | Sequence[AlertCallback] | None,
+    clock: Clock | Callable[[], float] | None,
+) -> Monitor:
+    # Opened here so that the file is closed even when numpy fails half-way through it.
+    with open(Path(path), "rb") as fh, np.load(fh, allow_pickle=False) as data:
         meta = json.loads(data["meta"].tobytes().decode())
         arrays = {k[5:]: data[k] for k in data.files if k.startswith("ring_")}
         by_tag: dict[int, dict[str, np.ndarray]] = {}
@@ -130,10 +159,12 @@ def load_monitor(
                 tag, _, name = k[3:].partition("_")
                 by_tag.setdefault(int(tag), {})[name] = data[k]
         ref_pred_counts = np.asarray(data["ref_pred_counts"])
-    if meta.get("format") not in (1, STATE_FORMAT):
-        raise InvalidParameterError(
-            f"{path} is not a Monitor state file of format {STATE_FORMAT} (got "
-            f"{meta.get('format')!r}). Save it again with Monitor.save."
+    if not isinstance(meta, dict) or meta.get("format") not in (1, STATE_FORMAT):
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise StateFileError(
+            f"{os.fspath(path)!r} is not a Monitor state file of format {STATE_FORMAT} (got "
+            f"{found!r}). Save it again with Monitor.save.",
+            path=os.fspath(path),
         )
     p = dict(meta["params"])
     window = p.pop("window")
@@ -152,8 +183,8 @@ def load_monitor(
     mon._task = meta["task"]
     for c in (scalar(c) for c in meta["class_list"]):
         mon._class_code(c)
-    mon._ring.keys = np.asarray(arrays.pop("keys"), dtype=np.int64)
-    mon._ring.arrays = {k: np.array(v) for k, v in arrays.items()}
+    mon._ring.keys = _keys(arrays.pop("keys"), mon.buckets)
+    mon._ring.arrays = _ring_arrays(mon._ring.arrays, arrays, mon.buckets)
     mon._ref_pred_counts = ref_pred_counts.astype(np.float64)
     mon._seq = int(meta["seq"])
     mon._last_key = int(meta["last_key"])
@@ -161,9 +192,9 @@ def load_monitor(
     mon._error_types = dict(meta["errors"]["by_type"])
     mon._versions = dict(meta["versions"])
     for version, tag in meta.get("version_tags", []):
-        ring = BucketRing(mon.buckets)
-        ring.keys = np.asarray(by_tag[tag].pop("keys"), dtype=np.int64)
-        ring.arrays = {k: np.array(v) for k, v in by_tag[tag].items()}
+        ring = mon._new_ring()
+        ring.keys = _keys(by_tag[tag].pop("keys"), mon.buckets)
+        ring.arrays = _ring_arrays(ring.arrays, by_tag[tag], mon.buckets)
         mon._version_tags[version] = int(tag)
         mon._version_rings[int(tag)] = ring
     mon._next_tag = int(meta.get("next_tag", 0))
@@ -177,11 +208,59 @@ def load_monitor(
     # Labels that came before their prediction (absent from files saved before they waited).
     mon._labels.early = {_key(i): (v, float(t), int(r)) for i, v, t, r in meta.get("early", [])}
     mon._labels.counts.update(meta["label_counts"])
+    if meta.get("latest_time") is not None:  # absent from files saved before it was kept
+        mon._latest = max(mon._latest, float(meta["latest_time"]))
     for a in meta["alerts"]:
         a = dict(a)
         a["at"] = dt.datetime.fromisoformat(a["at"])
         mon._alerts.recent.append(Alert(**a))
+    # Read everything once, so that arrays that do not fit together fail here, naming the
+    # file, rather than at the first metrics() call.
+    arrays = mon._ring.arrays
+    if "conf" in arrays:
+        caps = {arrays[k].shape[1] for k in ("conf", "expected", "pred")}
+        if len(caps) != 1 or caps.pop() < len(mon._class_list):
+            raise ValueError(f"class arrays too small for {len(mon._class_list)} classes")
+    for ring in (mon._ring, *mon._version_rings.values()):
+        mon._sync_arrays(ring)
+        mon._metrics(ring)
+    mon._drift()
     return mon
+
+
+#: Ring arrays a monitor adds as it learns what it watches (classes, a task, a reference).
+_RING_ARRAYS = frozenset({"conf", "expected", "pred", "reg", "features", "pred_hist"})
+#: Ring arrays added to the format since files were first saved; older files start them at 0.
+_ADDED_SINCE = frozenset({"n_nan_pred"})
+
+
+def _keys(keys: np.ndarray, buckets: int) -> np.ndarray:
+    if keys.shape != (buckets,):
+        raise ValueError(f"bucket keys of shape {keys.shape}, expected ({buckets},)")
+    return np.asarray(keys, dtype=np.int64)
+
+
+def _ring_arrays(
+    fresh: dict[str, np.ndarray], saved: dict[str, np.ndarray], buckets: int
+) -> dict[str, np.ndarray]:
+    """The saved arrays of a ring, checked; arrays added since the file was saved start at 0."""
+    out = dict(fresh)
+    absent = set(fresh) - set(saved) - _ADDED_SINCE
+    unknown = set(saved) - set(fresh) - _RING_ARRAYS
+    if absent or unknown:
+        raise ValueError(f"ring arrays missing {sorted(absent)}, unexpected {sorted(unknown)}")
+    for name, value in saved.items():
+        expected = fresh.get(name)
+        if (
+            value.ndim < 1
+            or value.shape[0] != buckets
+            or value.dtype.kind not in "biuf"
+            or (expected is not None and expected.ndim != value.ndim)
+            or (name == "conf" and value.shape[1] != value.shape[2])
+        ):
+            raise ValueError(f"array {name!r} of shape {value.shape} and dtype {value.dtype}")
+        out[name] = np.array(value)
+    return out
 
 
 def _key(value: Any) -> Hashable:

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from modeldeploy.exceptions import DriftWarning, InvalidParameterError, SchemaError
+from modeldeploy.monitoring._coerce import class_kind, coerce_classes, missing_mask, to_numbers
 from modeldeploy.monitoring.alerts import Thresholds
 from modeldeploy.monitoring.drift import (
     DriftResult,
@@ -87,6 +88,7 @@ class WindowState:
             ("n_pred", (), np.int64),
             ("n_err", (), np.int64),
             ("n_proba", (), np.int64),
+            ("n_nan_pred", (), np.int64),
             ("latency", (LATENCY_EDGES.size + 1,), np.int64),
         ):
             self._ring.add_array(arr, tail, dtype)
@@ -183,7 +185,27 @@ class WindowState:
             return (self._seq - 1) // self._bucket_size if self._seq else -1
         return max(int(self._clock() // self._bucket_s), self._last_key)
 
+    def _class_kind(self) -> str | None:
+        """The type of the class labels (that of the first class seen), once there is one."""
+        return class_kind(self._class_list[0]) if self._class_list else None
+
+    def _prepare_labels(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Labels converted to the predictions' type (or refused), and where they are missing.
+
+        Nothing is changed, so a :class:`SchemaError` here leaves the monitor as it was. Before
+        the task is known the labels are returned as they are (they wait for their predictions,
+        and are converted when those come).
+        """
+        if self._task == "regression":
+            numbers = to_numbers(values, "y_true")
+            bad = ~np.isfinite(numbers)
+            return numbers, (bad if bad.any() else None)
+        if self._task == "classification":
+            return coerce_classes(values, self._class_kind() or class_kind(values), "y_true")
+        return values, missing_mask(values)
+
     def _apply_labels(self, found: list[tuple[int, int, float, int]], values: np.ndarray) -> None:
+        """Count labels (converted by :meth:`_prepare_labels`) in their predictions' buckets."""
         if not found:
             return
         pos = np.asarray([f[0] for f in found], dtype=np.int64)
@@ -219,12 +241,24 @@ class WindowState:
         arrays = ring.arrays
         if self._task == "classification":
             k = arrays["conf"].shape[1]
-            flat = truth.astype(np.int64) * k + preds.astype(np.int64)
+            codes = preds.astype(np.int64)
+            answered = codes >= 0  # a NaN prediction (code -1) is no answer to score
+            flat = (truth.astype(np.int64) * k + codes)[answered]
             arrays["conf"][slot] += np.bincount(flat, minlength=k * k).reshape(k, k)
         else:
+            p = preds.astype(np.float64)
+            ok = np.isfinite(p)
             arrays["reg"][slot] = merge_regression(
-                arrays["reg"][slot], regression_stats(truth, preds.astype(float))
+                arrays["reg"][slot], regression_stats(truth[ok], p[ok])
             )
+
+    def _encode_masked(self, values: np.ndarray, missing: np.ndarray | None) -> np.ndarray:
+        """Class indices of ``values``, ``-1`` where a value is missing (no answer, no label)."""
+        if missing is None:
+            return self._encode(values)
+        codes = np.full(values.shape[0], -1, dtype=np.int64)
+        codes[~missing] = self._encode(values[~missing])
+        return codes
 
     def _encode(self, values: np.ndarray) -> np.ndarray:
         """Class labels to class indices, registering new classes."""
@@ -344,6 +378,7 @@ class WindowState:
         ring.add_array("n_pred", (), np.int64)
         ring.add_array("n_err", (), np.int64)
         ring.add_array("n_proba", (), np.int64)
+        ring.add_array("n_nan_pred", (), np.int64)
         ring.add_array("latency", (LATENCY_EDGES.size + 1,), np.int64)
         self._sync_arrays(ring)
         return ring
@@ -396,6 +431,9 @@ class WindowState:
             out.update(regression_metrics(acc))
         out["n_predictions"] = n_pred
         out["n_labelled"] = n_labelled
+        out["nan_prediction_rate"] = (
+            int(ring.total("n_nan_pred", cur)) / n_pred if n_pred else math.nan
+        )
         out["error_rate"] = n_err / (n_pred + n_err) if n_pred + n_err else math.nan
         out.update(latency_percentiles(ring.total("latency", cur)))
         return out

@@ -38,8 +38,19 @@ logger = logging.getLogger("modeldeploy.monitoring")
 _AVERAGED = tuple(f"{m}_{a}" for a in ("macro", "weighted", "micro") for m in CLASS_METRICS[1:])
 #: Metrics whose threshold is a maximum.
 LOWER_IS_BETTER = frozenset(
-    {"mae", "mse", "rmse", "error_rate", "latency_p50", "latency_p95", "latency_p99"}
+    {
+        "mae",
+        "mse",
+        "rmse",
+        "error_rate",
+        "nan_prediction_rate",
+        "latency_p50",
+        "latency_p95",
+        "latency_p99",
+    }
 )
+#: Metrics of labelled rows (their alerts wait for ``min_samples`` labelled rows).
+_LABELLED = frozenset({"mae", "mse", "rmse"})
 #: Metrics whose threshold is a minimum.
 HIGHER_IS_BETTER = frozenset(
     {*CLASS_METRICS, *_AVERAGED, "r2", *(f"estimated_{m}" for m in CLASS_METRICS)}
@@ -241,14 +252,15 @@ class AlertBook:
     ) -> None:
         """Alert on the metric thresholds crossed by enough rows.
 
-        ``samples`` gives the rows behind each kind of metric: ``labelled`` (quality metrics),
-        ``predictions`` (error rate, latency) and ``estimated`` (estimates from probabilities).
+        ``samples`` gives the rows behind each kind of metric: ``labelled`` (quality metrics,
+        ``mae``, ``mse`` and ``rmse`` too), ``predictions`` (error rate,
+        ``nan_prediction_rate``, latency) and ``estimated`` (estimates from probabilities).
         """
         for key, bound in thresholds.metrics.items():
             value = metrics.get(key, math.nan)
             if key.startswith("estimated_"):
                 n = samples.get("estimated", 0)
-            elif key in LOWER_IS_BETTER:
+            elif key in LOWER_IS_BETTER and key not in _LABELLED:
                 n = samples.get("predictions", 0)
             else:
                 n = samples.get("labelled", 0)

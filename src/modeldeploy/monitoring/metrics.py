@@ -266,6 +266,7 @@ LABEL_COUNTERS = (
     "labels_unknown",
     "labels_expired",
     "labels_evicted",
+    "labels_missing",
 )
 
 

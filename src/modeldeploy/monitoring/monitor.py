@@ -198,6 +198,7 @@ class Monitor(Ingestion):
         self.max_versions = check_int(max_versions, "max_versions", _OWNER, min_value=1)
         self.name = name
         self.clock = as_clock(clock, _OWNER)
+        self._latest = -math.inf  # the latest time read (see _epoch)
         self._clock = self._epoch
         if isinstance(window, dt.timedelta):
             seconds = window.total_seconds()
@@ -313,10 +314,10 @@ class Monitor(Ingestion):
         SchemaError
             When the lengths disagree or ``X`` does not match the signature.
         """
-        t = self._clock()
         kind = type(y_pred)
         if kind in SCALARS or (kind is np.ndarray and y_pred.size == 1):
             with self._lock:
+                t = self._clock()
                 buf = self._buffer
                 buf.append((X, y_pred, ids, y_proba, y_true, version, latency_s, t))
                 if len(buf) < BUFFER_ROWS:
@@ -325,6 +326,7 @@ class Monitor(Ingestion):
         else:
             with self._lock:
                 self._flush()
+                t = self._clock()
                 self._ingest(X, y_pred, ids, y_proba, y_true, version, [latency_s], [t], None)
         self._dispatch()
 
@@ -366,10 +368,19 @@ class Monitor(Ingestion):
             labels = self._labels
             labels.expire(now)
             labels.expire_early(now)
+            # Converted (or refused with a SchemaError) before anything changes.
+            values, missing = self._prepare_labels(values)
+            n_missing = 0
+            if missing is not None:  # no label for these ids yet: their predictions wait on
+                n_missing = int(missing.sum())
+                keep = np.flatnonzero(~missing)
+                id_list = [id_list[i] for i in keep.tolist()]
+                values = values[keep]
             before = dict(labels.counts)
             unseen: list[int] = []
             found = labels.take(id_list, unseen)
             self._apply_labels(found, values)
+            labels.counts["labels_missing"] += n_missing
             after = labels.counts
             out = {k.removeprefix("labels_"): after[k] - before[k] for k in _CALL_COUNTS}
             dropped = 0
@@ -378,6 +389,7 @@ class Monitor(Ingestion):
                 dropped = labels.hold([id_list[p] for p in unseen], [held[p] for p in unseen], now)
             out["unknown"] += dropped
             out["waiting"] = len(unseen) - dropped
+            out["missing"] = n_missing
             self._since_check += len(found)
             if self._since_check >= self._check_every:
                 self._check()
@@ -518,7 +530,9 @@ class Monitor(Ingestion):
         """A snapshot of the monitor's state: metrics, drift, labels, errors, history."""
         with self._lock:
             self._flush()
-            self._labels.expire_early(self._clock())
+            now = self._clock()
+            self._labels.expire(now)
+            self._labels.expire_early(now)
             metrics = self._metrics(self._ring)
             drift = self._drift()
             data = {
@@ -541,8 +555,18 @@ class Monitor(Ingestion):
         return Report(data)
 
     def _epoch(self) -> float:
-        """Now on the monitor's clock, in seconds since the epoch (the unit of its windows)."""
-        return self.clock.now().timestamp()
+        """Now on the monitor's clock, in seconds since the epoch (the unit of its windows).
+
+        Never earlier than a time read before: when the wall clock steps back (an NTP
+        correction, ``FakeClock.set``), the monitor's time stands still until the clock has
+        caught up. So a prediction that expired stays expired, a label's bucket never moves
+        back, and stamps keep the order of the calls. Called under the lock.
+        """
+        t = self.clock.now().timestamp()
+        if t < self._latest:
+            return self._latest
+        self._latest = t
+        return t
 
     def __repr__(self) -> str:
         with self._lock:

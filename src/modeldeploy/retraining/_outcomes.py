@@ -82,8 +82,11 @@ class Decision:
 class Outcome:
     """What :meth:`RetrainPolicy.run` did.
 
-    ``status`` is one of ``"skipped"`` (no trigger fired, or in cooldown), ``"training_failed"``,
-    ``"rejected"`` (the gate refused the challenger), ``"promoted"``, ``"canary_started"``,
+    ``status`` is one of ``"skipped"`` (no trigger fired, or in cooldown), ``"training_failed"``
+    (the trainer or the data failed, or no usable model came back), ``"judging_failed"``,
+    ``"rejected"`` (the gate refused the challenger), ``"rollout_failed"`` (the challenger is
+    registered but its promotion or canary failed; the next run retries it), ``"promoted"``,
+    ``"canary_started"``,
     ``"canary_waiting"``, ``"canary_promoted"``, ``"canary_rolled_back"``, ``"rolled_back"``
     (a promoted version did harm and its predecessor is back).
     """

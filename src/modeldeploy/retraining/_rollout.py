@@ -87,8 +87,8 @@ def start_canary(
     version: ModelVersion,
     champion: ModelVersion,
     deployer: Any,
-    decision: Decision,
-    result: GateResult,
+    decision: Decision | None,
+    result: GateResult | None,
 ) -> Outcome:
     """Give ``version`` the canary's share of ``deployer``'s traffic and start watching it."""
     rollout = policy.rollout

@@ -5,18 +5,22 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from modeldeploy import _validation as val
 from modeldeploy._clock import as_clock
-from modeldeploy.exceptions import InvalidParameterError, ModelDeployError
-from modeldeploy.registry import ModelRegistry
+from modeldeploy.exceptions import (
+    InvalidParameterError,
+    ModelDeployError,
+    VersionNotFoundError,
+)
+from modeldeploy.registry import ModelRegistry, ModelVersion
 from modeldeploy.retraining import _rollout
 from modeldeploy.retraining._outcomes import Canary, Decision, Outcome, Replace
 from modeldeploy.retraining._rollout import CanaryState, GuardState
-from modeldeploy.retraining.gates import Gate, score
+from modeldeploy.retraining.gates import Gate, GateResult, score
 from modeldeploy.retraining.triggers import (
     MonitorLike,
     TriggerContext,
@@ -139,6 +143,7 @@ class RetrainPolicy:
         self._guard: GuardState | None = None
         self._last_retrain: datetime | None = None
         self._labels_at_last_retrain = 0
+        self._pending: _Pending | None = None
         self._restored = False
 
     def __repr__(self) -> str:
@@ -152,7 +157,14 @@ class RetrainPolicy:
     # ------------------------------------------------------------------ state
 
     def _restore(self) -> None:
-        """Read the last retrain from the registry history, so cooldowns survive restarts."""
+        """Read the last retrain and any challenger still waiting for its rollout from the
+        registry history, so that cooldowns and retries survive restarts.
+
+        A retrain counts (for the cooldown) once its challenger was rolled out (promoted, or
+        given a canary) or rejected by the gate. A challenger registered whose rollout never
+        happened (it failed, or the process died in between) is pending: the next
+        :meth:`run` rolls it out, unless the alias was moved by hand since.
+        """
         if self._restored:
             return
         self._restored = True
@@ -160,11 +172,31 @@ class RetrainPolicy:
             history = self.registry.history(self.name)
         except ModelDeployError:
             return
+        promoted_at: dict[int, datetime] = {}  # version -> its first promotion after the retrain
+        canaries: set[int] = set()
+        failed: set[int] = set()
+        alias_moved = False
         for event in reversed(history):
-            if event.kind in ("retrained", "challenger_rejected"):
-                self._last_retrain = event.time
-                self._labels_at_last_retrain = int(event.details.get("labels_seen", 0))
+            kind, number = event.kind, event.version
+            if kind in ("promoted", "rolled_back") and event.alias == self.alias:
+                if kind == "promoted" and number is not None:
+                    promoted_at[number] = event.time
+                alias_moved = True
+            elif kind == "canary_started" and number is not None:
+                canaries.add(number)
+            elif kind == "rollout_failed" and number is not None:
+                failed.add(number)
+            elif kind == "challenger_rejected":
+                self._set_last_retrain(event.time, event.details)
                 break
+            elif kind == "retrained" and number is not None:
+                if number in promoted_at or number in canaries:
+                    # A promotion retried after a failure counts from when it succeeded.
+                    when = promoted_at[number] if number in failed else event.time
+                    self._set_last_retrain(when, event.details)
+                    break
+                if not alias_moved and self._pending is None:
+                    self._pending = _Pending(number, None, None, _labels(event.details))
         now = self.clock.now()
         if self._last_retrain is not None and self._last_retrain > now:
             logger.warning(
@@ -176,6 +208,10 @@ class RetrainPolicy:
                 now.isoformat(),
             )
             self._last_retrain = now
+
+    def _set_last_retrain(self, when: datetime, details: Mapping[str, Any]) -> None:
+        self._last_retrain = when
+        self._labels_at_last_retrain = _labels(details)
 
     def _record(
         self,
@@ -212,6 +248,18 @@ class RetrainPolicy:
                 return Decision(
                     False,
                     (f"a canary of {self._canary.challenger.ref} is running",),
+                    results,
+                    now,
+                    until,
+                )
+            if self._pending is not None and self._pending_is_ours():
+                assert self._pending is not None
+                return Decision(
+                    False,
+                    (
+                        f"{self.name}:{self._pending.version} passed the gate and waits for its "
+                        "rollout, which the next run retries",
+                    ),
                     results,
                     now,
                     until,
@@ -283,6 +331,11 @@ class RetrainPolicy:
             watched = _rollout.watch(self, monitor, deployer)
             if watched is not None:
                 return watched
+            self._restore()
+            if self._pending is not None and self._canary is None:
+                retried = self._retry_rollout(monitor, deployer)
+                if retried is not None:
+                    return retried
             decision = self.evaluate(monitor)
             if force and not decision.retrain and self._canary is None:
                 until = decision.cooldown_until
@@ -327,30 +380,33 @@ class RetrainPolicy:
         self, monitor: MonitorLike, data: Callable[[], Any], deployer: Any, decision: Decision
     ) -> Outcome:
         labels_seen = TriggerContext(monitor, decision.time).labels_seen()
+        # Nothing a user's trainer, data or model does escapes raw: a failure is an outcome
+        # with a recorded event, the champion stays, and the cooldown does not start (the next
+        # run may try again).
         try:
             X_train, y_train, X_hold, y_hold = self._split(data)
             challenger = self._fit(X_train, y_train)
-        except Exception as exc:  # a failing trainer leaves the champion in place
-            failed = (f"training failed: {type(exc).__name__}: {exc}",)
-            logger.exception("retraining %s failed", self.name)
-            self._record("retrain_failed", failed, details={"error": repr(exc)})
-            return Outcome("training_failed", failed, decision, error=repr(exc))
-        self._last_retrain = decision.time
-        self._labels_at_last_retrain = labels_seen
+            _check_challenger(challenger)
+            challenger_scores = score(challenger, X_hold, y_hold)
+        except Exception as exc:
+            return self._failed("training_failed", "training failed", exc, decision)
         champion_version = self.registry.get(self.name, alias=self.alias)
         champion = champion_version.load()
-        champion_input = X_hold
-        if champion_version.signature is not None:
-            champion_input = champion_version.signature.to_model_input(
-                champion_version.signature.validate(X_hold)
+        try:
+            champion_input = X_hold
+            if champion_version.signature is not None:
+                champion_input = champion_version.signature.to_model_input(
+                    champion_version.signature.validate(X_hold)
+                )
+            result = self.gate.judge(
+                score(champion, champion_input, y_hold), challenger_scores, n_holdout=len(y_hold)
             )
-        result = self.gate.judge(
-            score(champion, champion_input, y_hold),
-            score(challenger, X_hold, y_hold),
-            n_holdout=len(y_hold),
-        )
+        except Exception as exc:
+            return self._failed("judging_failed", "judging the challenger failed", exc, decision)
         details = {"gate": result.to_dict(), "labels_seen": labels_seen, "triggers": decision.fired}
         if not result.passed:
+            self._last_retrain = decision.time
+            self._labels_at_last_retrain = labels_seen
             reasons: tuple[str, ...] = ("gate refused the challenger", *result.reasons)
             self._record(
                 "challenger_rejected", reasons, version=champion_version.version, details=details
@@ -375,18 +431,144 @@ class RetrainPolicy:
             parent=champion_version,
         )
         self._record("retrained", (description,), version=version.version, details=details)
-        if isinstance(self.rollout, Canary):
-            return _rollout.start_canary(
-                self, version, champion_version, deployer, decision, result
+        self._pending = _Pending(
+            version.version, decision, result, labels_seen, champion_version.version
+        )
+        return self._roll_out(monitor, version, champion_version, deployer)
+
+    def _failed(self, status: str, what: str, exc: Exception, decision: Decision) -> Outcome:
+        reasons = (f"{what}: {type(exc).__name__}: {exc}",)
+        logger.error("%s: %s", self.name, reasons[0], exc_info=exc)
+        self._record(
+            "retrain_failed",
+            reasons,
+            details={"error": repr(exc), "phase": status.removesuffix("_failed")},
+        )
+        return Outcome(status, reasons, decision, error=repr(exc))
+
+    def _roll_out(
+        self, monitor: MonitorLike, version: ModelVersion, champion: ModelVersion, deployer: Any
+    ) -> Outcome:
+        """Roll the pending challenger out; a failure keeps it pending for the next run."""
+        pending = self._pending
+        assert pending is not None  # set by the caller
+        try:
+            if isinstance(self.rollout, Canary):
+                outcome = _rollout.start_canary(
+                    self, version, champion, deployer, pending.decision, pending.gate
+                )
+            else:
+                reasons = pending.gate.reasons if pending.gate is not None else ()
+                if pending.decision is None:
+                    reasons = ("rollout retried after a failure", *reasons)
+                outcome = _rollout.promote(
+                    self,
+                    monitor,
+                    version,
+                    champion,
+                    deployer,
+                    pending.decision,
+                    pending.gate,
+                    "promoted",
+                    reasons,
+                )
+        except Exception as exc:
+            failed = (
+                f"rolling out {version.ref} failed: {type(exc).__name__}: {exc}",
+                "the challenger stays registered; the next run retries its rollout",
             )
-        return _rollout.promote(
-            self,
-            monitor,
-            version,
-            champion_version,
-            deployer,
-            decision,
-            result,
-            "promoted",
-            result.reasons,
+            logger.error("%s: %s", self.name, failed[0], exc_info=exc)
+            try:
+                self._record(
+                    "rollout_failed",
+                    failed,
+                    version=version.version,
+                    details={"error": repr(exc), "labels_seen": pending.labels_seen},
+                )
+            except Exception:  # the registry may be what failed; the history shows the
+                # challenger registered and never promoted, which a restarted policy reads too
+                logger.exception("%s: could not record the failed rollout", self.name)
+            return Outcome(
+                "rollout_failed",
+                failed,
+                pending.decision,
+                version,
+                pending.gate,
+                error=repr(exc),
+            )
+        self._pending = None
+        self._last_retrain = (
+            pending.decision.time if pending.decision is not None else self.clock.now()
+        )
+        self._labels_at_last_retrain = pending.labels_seen
+        return outcome
+
+    def _pending_is_ours(self) -> bool:
+        """Whether the pending challenger's rollout is still to be retried (else forget it)."""
+        pending = self._pending
+        if pending is None:
+            return False
+        current = self.registry.metadata.aliases(self.name).get(self.alias)
+        if (pending.champion is None and current == pending.version) or (
+            pending.champion is not None and current not in (pending.champion, pending.version)
+        ):
+            # Promoted since, or the alias was moved by hand (or by another process): the
+            # challenger's rollout is no longer ours to retry.
+            logger.info("%s: no rollout to retry (the alias has moved)", self.name)
+            self._pending = None
+            return False
+        return True
+
+    def _retry_rollout(self, monitor: MonitorLike, deployer: Any) -> Outcome | None:
+        """Roll out the challenger whose rollout failed; ``None`` when it is gone."""
+        pending = self._pending
+        if pending is None or not self._pending_is_ours():
+            return None
+        try:
+            version = self.registry.get(self.name, pending.version)
+        except VersionNotFoundError:
+            logger.warning(
+                "%s: the challenger %s:%d waiting for its rollout was deleted; giving it up",
+                self.name,
+                self.name,
+                pending.version,
+            )
+            self._pending = None
+            return None
+        champion = self.registry.get(self.name, alias=self.alias)
+        if pending.decision is not None:  # a retry in this process: a new attempt, same verdict
+            self._pending = dataclasses.replace(pending, decision=None)
+        return self._roll_out(monitor, version, champion, deployer)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Pending:
+    """A challenger that passed the gate and was registered, but is not rolled out yet."""
+
+    version: int
+    decision: Decision | None  # None when retried, or read back from the history
+    gate: GateResult | None
+    labels_seen: int
+    champion: int | None = None  # the alias's version when it failed (None: read back)
+
+
+def _labels(details: Mapping[str, Any]) -> int:
+    try:
+        return int(details.get("labels_seen", 0))
+    except (TypeError, ValueError):
+        return 0
+
+
+def _check_challenger(model: Any) -> None:
+    """Refuse what a trainer returned when it cannot be a model (scoring then tries it)."""
+    if model is None:
+        raise InvalidParameterError(
+            "The trainer returned None instead of a fitted model. Return the fitted estimator "
+            "(e.g. `return model.fit(X, y)`; scikit-learn's fit returns the estimator)."
+        )
+    predict = getattr(model, "predict", None)
+    if not callable(predict):
+        raise InvalidParameterError(
+            f"The trainer returned a {type(model).__name__}, which has no predict method. "
+            "Return a fitted model with predict(X)."
         )
