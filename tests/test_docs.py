@@ -33,3 +33,13 @@ def test_every_guide_is_in_the_navigation() -> None:
     nav = (DOCS.parent / "mkdocs.yml").read_text()
     pages = [p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md")]
     assert [p for p in pages if p not in nav] == []
+
+
+def test_every_test_the_guarantees_page_cites_exists() -> None:
+    cited = set(re.findall(r"`(test_\w+)", (DOCS / "guarantees.md").read_text()))
+    defined = {
+        m
+        for p in (DOCS.parent / "tests").rglob("test_*.py")
+        for m in re.findall(r"^(?:async )?def (test_\w+)", p.read_text(), re.MULTILINE)
+    }
+    assert cited and sorted(cited - defined) == []
