@@ -141,8 +141,12 @@ class PostgresMetadataStore(MetadataStore):
         self._dsn = libpq_url
         self._local = threading.local()
         self._ready_pid: int | None = None
-        self._ready_lock = threading.Lock()
+        self._ready_lock = threading.RLock()
         self._channel = f"modeldeploy_{self.schema}"
+        # Every connection this process opened, so that dropping the store closes them all
+        # (threads keep theirs in thread-local slots the store cannot otherwise reach).
+        self._opened: list[psycopg.Connection[Any]] = []
+        self._opened_pid = os.getpid()
 
     def __repr__(self) -> str:
         return f"{_OWNER}({self.url!r}, schema={self.schema!r})"
@@ -163,7 +167,22 @@ class PostgresMetadataStore(MetadataStore):
             connect_timeout=max(1, round(self.connect_timeout_s)),
             application_name="modeldeploy",
         )
+        with self._ready_lock:
+            if self._opened_pid != os.getpid():
+                _INHERITED.extend(self._opened)
+                self._opened, self._opened_pid = [], os.getpid()
+            self._opened = [c for c in self._opened if not c.closed]
+            self._opened.append(conn)
         return conn
+
+    def __del__(self) -> None:
+        if getattr(self, "_opened_pid", None) != os.getpid():
+            return
+        for conn in getattr(self, "_opened", ()):
+            try:
+                conn.close()
+            except Exception:  # interpreter shutdown; the server ends the session anyway
+                pass
 
     def _conn(self) -> psycopg.Connection[Any]:
         conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)

@@ -201,11 +201,13 @@ class S3ArtifactStore(ArtifactStore):
             return bytes(self._call(f"read {key}", obstore.get, key).bytes())
         except FileNotFoundError:
             pass
-        try:  # removed by a transaction that did not commit: bring it back
-            self._call(f"restore {key}", obstore.copy, _TRASH + key, key, overwrite=False)
+        # Removed by a transaction that did not commit: bring it back from the trash (a
+        # conditional put, since S3 has no copy-if-absent; someone else's restore wins).
+        data = bytes(self._call(f"read {key}", obstore.get, _TRASH + key).bytes())
+        try:
+            self._call(f"restore {key}", obstore.put, key, data, mode="create", use_multipart=False)
         except obstore.exceptions.AlreadyExistsError:
             pass
-        data = bytes(self._call(f"read {key}", obstore.get, key).bytes())
         return data
 
     def remove(self, key: str) -> None:
