@@ -93,11 +93,18 @@ services_start() {
         || { cat "$dir/initdb.log" >&2; return 1; }
     export MODELDEPLOY_TEST_PGDATA="$pgdata"
     export MODELDEPLOY_TEST_PG_CTL="$pg_bin/pg_ctl"
-    # fsync off: a test cluster thrown away after the run; stops and kills of the server process
-    # (the restart test) lose nothing without it, only a crash of the machine would.
-    _md_as_pg "$pg_bin/pg_ctl" -D "$pgdata" -l "$pgdata/server.log" -w -t 30 \
-        -o "-c listen_addresses=127.0.0.1 -p $pg_port -k $pgdata -c fsync=off -c max_connections=200" \
-        start >/dev/null || { cat "$pgdata/server.log" >&2; return 1; }
+    # In the cluster's own configuration, so that a plain `pg_ctl start` (the restart test)
+    # brings it back the same. fsync off: a throwaway cluster; stopping or killing the server
+    # process loses nothing without it, only a crash of the machine would.
+    cat >>"$pgdata/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $pg_port
+unix_socket_directories = '$pgdata'
+fsync = off
+max_connections = 200
+CONF
+    _md_as_pg "$pg_bin/pg_ctl" -D "$pgdata" -l "$pgdata/server.log" -w -t 30 start >/dev/null \
+        || { cat "$pgdata/server.log" >&2; return 1; }
     export MODELDEPLOY_TEST_PG_DSN="postgresql://md:md-test-password@127.0.0.1:$pg_port/postgres"
 
     # ---- SeaweedFS (S3 API)

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from modeldeploy.deployers._slots import _OWNER
 from modeldeploy.exceptions import InvalidParameterError
+from modeldeploy.registry import ModelRegistry
 
 if TYPE_CHECKING:
     from modeldeploy.deployers.online import OnlineDeployer
@@ -21,17 +23,21 @@ if TYPE_CHECKING:
 # Logged under the deployer's own name, which the online guide documents.
 logger = logging.getLogger("modeldeploy.deployers.online")
 
+#: The longest a follower waits on a notification before checking whether it was stopped.
+_NOTIFY_SLICE_S = 0.25
+
 
 def _start_following(
     dep: OnlineDeployer, registry: Any, name: str, alias: str, poll_s: float
 ) -> None:
-    """Make ``dep`` follow ``alias`` of ``name``: a daemon thread polls every ``poll_s`` s."""
+    """Make ``dep`` follow ``alias`` of ``name``: a daemon thread polls every ``poll_s`` s,
+    and at once when the registry announces a move."""
     dep._followed = (registry, name, alias)
     stop = threading.Event()
     dep._follow_stop = stop
 
     def loop() -> None:
-        while not stop.wait(poll_s):
+        while not _wait_for_move(registry, name, stop, poll_s):
             try:
                 dep.poll()
             except Exception:
@@ -41,6 +47,30 @@ def _start_following(
         target=loop, name=f"modeldeploy-follow-{name}", daemon=True
     )
     dep._follow_thread.start()
+
+
+def _wait_for_move(registry: Any, name: str, stop: threading.Event, poll_s: float) -> bool:
+    """Wait until ``name``'s aliases may have moved or ``poll_s`` passed; True once stopped.
+
+    A registry whose store announces alias moves (PostgreSQL's LISTEN/NOTIFY) wakes the
+    follower at once; others are polled every ``poll_s`` seconds, and so is a notifying one,
+    in case a notification was missed.
+    """
+    if not (isinstance(registry, ModelRegistry) and registry.notifies):
+        return stop.wait(poll_s)
+    deadline = time.monotonic() + poll_s
+    while not stop.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        # Short slices keep close() prompt while waiting on the notification.
+        try:
+            if registry.wait_for_change(name, min(left, _NOTIFY_SLICE_S)):
+                return stop.is_set()
+        except Exception:
+            logger.warning("waiting for %s to change failed; polling", name, exc_info=True)
+            return stop.wait(poll_s)
+    return True
 
 
 def _poll(dep: OnlineDeployer) -> bool:
