@@ -24,40 +24,64 @@ pytestmark = pytest.mark.slow
 
 PRELUDE = textwrap.dedent(
     """
-    import sys, time
+    import multiprocessing, sys, time
     import numpy as np
     from sklearn.linear_model import LogisticRegression
     from modeldeploy import ModelRegistry
-    from modeldeploy.exceptions import OperationRefusedError
+    from modeldeploy.exceptions import AliasNotFoundError, OperationRefusedError
 
-    pg, s3, seed, count = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    pg, s3 = sys.argv[1], sys.argv[2]
     reg = ModelRegistry(pg, artifacts=s3)
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(100, 3)); y = (X[:, 0] > 0).astype(int)
+    X = np.random.default_rng(0).normal(size=(100, 3))
+
+
+    def fork(work, workers):
+        # One import, then forked workers (import time would dominate on a loaded machine).
+        # The registry's connection is open before the fork: each child must open its own.
+        reg.models()
+        if workers == 1:
+            work(0)
+            return
+        ctx = multiprocessing.get_context("fork")
+        procs = [ctx.Process(target=work, args=(seed,)) for seed in range(workers)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join()
+        sys.exit(max(p.exitcode for p in procs))
     """
 )
 
 REGISTER = PRELUDE + textwrap.dedent(
     """
-    for i in range(count):
-        model = LogisticRegression(C=1 + seed + i / 100).fit(X, y)
-        print(reg.register("shared", model, tags={"worker": seed, "i": i}).version, flush=True)
+    def work(seed):
+        rng = np.random.default_rng(seed)
+        X = rng.normal(size=(100, 3)); y = (X[:, 0] > 0).astype(int)
+        for i in range(int(sys.argv[4])):
+            model = LogisticRegression(C=1 + seed + i / 100).fit(X, y)
+            print(reg.register("shared", model, tags={"worker": seed, "i": i}).version, flush=True)
+
+    fork(work, int(sys.argv[3]))
     """
 )
 
 STORM = PRELUDE + textwrap.dedent(
     """
-    done = 0
-    for i in range(count):
-        try:
-            if rng.random() < 0.6:
-                reg.promote("storm", int(rng.integers(1, 6)), reason=f"w{seed} {i}")
-            else:
-                reg.rollback("storm", reason=f"w{seed} {i}")
-            done += 1
-        except OperationRefusedError:
-            pass
-    print(done, flush=True)
+    def work(seed):
+        rng = np.random.default_rng(seed)
+        done = 0
+        for i in range(int(sys.argv[4])):
+            try:
+                if rng.random() < 0.6:
+                    reg.promote("storm", int(rng.integers(1, 6)), reason=f"w{seed} {i}")
+                else:
+                    reg.rollback("storm", reason=f"w{seed} {i}")
+                done += 1
+            except (OperationRefusedError, AliasNotFoundError):  # nothing to roll back to
+                pass
+        print(done, flush=True)
+
+    fork(work, int(sys.argv[3]))
     """
 )
 
@@ -78,9 +102,9 @@ FOLLOW = PRELUDE + textwrap.dedent(
 )
 
 
-def _run(code: str, pg_url: str, s3_url: str, seed: int, count: int) -> subprocess.Popen[str]:
+def _run(code: str, pg_url: str, s3_url: str, *args: int) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-c", code, pg_url, s3_url, str(seed), str(count)],
+        [sys.executable, "-c", code, pg_url, s3_url, *map(str, args)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -102,11 +126,10 @@ def X() -> np.ndarray:
 def test_eight_processes_get_versions_one_to_two_hundred_exactly(
     fleet: ModelRegistry, pg_url: str, s3_url: str
 ) -> None:
-    procs = [_run(REGISTER, pg_url, s3_url, seed, 25) for seed in range(8)]
-    outputs = [p.communicate(timeout=120) for p in procs]
-    for p, (_, err) in zip(procs, outputs, strict=True):
-        assert p.returncode == 0, err
-    claimed = sorted(int(line) for out, _ in outputs for line in out.split())
+    proc = _run(REGISTER, pg_url, s3_url, 8, 25)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    claimed = sorted(int(line) for line in out.split())
     assert claimed == list(range(1, 201))  # none lost, none duplicated, no gap
     assert [v.version for v in fleet.versions("shared")] == list(range(1, 201))
     assert fleet.verify("shared") == []
@@ -121,11 +144,10 @@ def test_promote_and_rollback_storms_keep_a_consistent_history(
     y = (X[:, 0] > 0).astype(int)
     for c in range(1, 6):
         fleet.register("storm", LogisticRegression(C=c).fit(X, y))
-    procs = [_run(STORM, pg_url, s3_url, seed, 30) for seed in range(4)]
-    outputs = [p.communicate(timeout=120) for p in procs]
-    for p, (_, err) in zip(procs, outputs, strict=True):
-        assert p.returncode == 0, err
-    succeeded = sum(int(out) for out, _ in outputs)
+    proc = _run(STORM, pg_url, s3_url, 4, 40)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    succeeded = sum(int(line) for line in out.split())
     moves = [e for e in fleet.history("storm") if e.alias == "production"]
     assert len(moves) == succeeded  # every move recorded, none lost
     for before, after in zip(moves, moves[1:], strict=False):
@@ -137,24 +159,22 @@ def test_a_process_killed_inside_register_leaves_no_partial_version(
     fleet: ModelRegistry, pg_url: str, s3_url: str, X: np.ndarray
 ) -> None:
     for attempt in range(3):
-        proc = _run(REGISTER, pg_url, s3_url, attempt, 10_000)
-        assert proc.stdout is not None
-        for _ in range(3 + attempt):  # let it register a few, then kill it mid-loop
+        proc = _run(REGISTER, pg_url, s3_url, 1, 10_000)
+        assert proc.stdout is not None and proc.stderr is not None
+        for _ in range(2 + attempt):  # let it register a few, then kill it mid-loop
             proc.stdout.readline()
-        time.sleep(0.01 * attempt)
-        proc.send_signal(signal.SIGKILL)
+        time.sleep(0.007 * attempt)
+        proc.send_signal(signal.SIGKILL)  # no cleanup of any kind
         proc.wait(timeout=30)
         proc.stdout.close()
-        assert proc.stderr is not None
         proc.stderr.close()
-    fresh = ModelRegistry(pg_url, artifacts=s3_url)
-    versions = [v.version for v in fresh.versions("shared")]
+    versions = [v.version for v in fleet.versions("shared")]
     assert versions == list(range(1, len(versions) + 1))  # no hole, nothing half-made
-    assert fresh.verify("shared") == []
+    assert fleet.verify("shared") == []
     y = (X[:, 0] > 0).astype(int)
-    nxt = fresh.register("shared", LogisticRegression().fit(X, y))
+    nxt = fleet.register("shared", LogisticRegression().fit(X, y))
     assert nxt.version == versions[-1] + 1
-    assert fresh.load("shared").predict(X).shape == (100,)
+    assert ModelRegistry(pg_url, artifacts=s3_url).load("shared").predict(X).shape == (100,)
 
 
 def _pg_ctl(*args: str) -> None:
@@ -222,7 +242,7 @@ def test_a_follower_in_another_process_serves_a_promotion_made_elsewhere(
     fleet.register("served", DummyClassifier(strategy="constant", constant=0).fit(X, y))
     fleet.register("served", DummyClassifier(strategy="constant", constant=1).fit(X, y))
     fleet.promote("served", 1)
-    proc = _run(FOLLOW, pg_url, s3_url, 0, 0)
+    proc = _run(FOLLOW, pg_url, s3_url)
     assert proc.stdout is not None
     try:
         assert proc.stdout.readline().strip() == "ready"
