@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -119,7 +120,7 @@ def fleet(pg_url: str, s3_url: str) -> Iterator[ModelRegistry]:
 
 
 @pytest.fixture
-def X() -> np.ndarray:
+def X() -> np.ndarray:  # noqa: N802 - the scikit-learn name for a data matrix
     return np.random.default_rng(0).normal(size=(100, 3))
 
 
@@ -150,7 +151,7 @@ def test_promote_and_rollback_storms_keep_a_consistent_history(
     succeeded = sum(int(line) for line in out.split())
     moves = [e for e in fleet.history("storm") if e.alias == "production"]
     assert len(moves) == succeeded  # every move recorded, none lost
-    for before, after in zip(moves, moves[1:], strict=False):
+    for before, after in itertools.pairwise(moves):
         assert after.previous == before.version  # each move starts where the last one ended
     assert fleet.aliases("storm")["production"] == moves[-1].version
 

@@ -55,7 +55,7 @@ class Backend:
     def _s3(self) -> Any:
         import obstore.store
 
-        return obstore.store.from_url(self.artifacts, client_options={"allow_http": True})
+        return obstore.store.from_url(str(self.artifacts), client_options={"allow_http": True})
 
     def read(self, sha256: str) -> bytes:
         if self.kind.endswith("s3"):

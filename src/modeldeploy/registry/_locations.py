@@ -46,7 +46,11 @@ def redact(url: str) -> str:
         userinfo, host = netloc.rsplit("@", 1)
         netloc = f"{userinfo.split(':', 1)[0]}@{host}"
     query = urlencode(
-        [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in _SECRET_PARAMS]
+        [
+            (k, v)
+            for k, v in parse_qsl(parts.query, keep_blank_values=True)
+            if k not in _SECRET_PARAMS
+        ]
     )
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 

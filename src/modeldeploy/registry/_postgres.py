@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -69,9 +70,7 @@ def _import_psycopg() -> Any:
     try:
         import psycopg
     except ImportError:
-        raise MissingDependencyError(
-            "psycopg", "postgres", "A registry on PostgreSQL"
-        ) from None
+        raise MissingDependencyError("psycopg", "postgres", "A registry on PostgreSQL") from None
     return psycopg
 
 
@@ -179,10 +178,9 @@ class PostgresMetadataStore(MetadataStore):
         if getattr(self, "_opened_pid", None) != os.getpid():
             return
         for conn in getattr(self, "_opened", ()):
-            try:
+            # At interpreter shutdown closing may fail; the server ends the session anyway.
+            with contextlib.suppress(Exception):
                 conn.close()
-            except Exception:  # interpreter shutdown; the server ends the session anyway
-                pass
 
     def _conn(self) -> psycopg.Connection[Any]:
         conn: psycopg.Connection[Any] | None = getattr(self._local, "conn", None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -204,10 +205,8 @@ class S3ArtifactStore(ArtifactStore):
         # Removed by a transaction that did not commit: bring it back from the trash (a
         # conditional put, since S3 has no copy-if-absent; someone else's restore wins).
         data = bytes(self._call(f"read {key}", obstore.get, _TRASH + key).bytes())
-        try:
+        with contextlib.suppress(obstore.exceptions.AlreadyExistsError):
             self._call(f"restore {key}", obstore.put, key, data, mode="create", use_multipart=False)
-        except obstore.exceptions.AlreadyExistsError:
-            pass
         return data
 
     def remove(self, key: str) -> None:

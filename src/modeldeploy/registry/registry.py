@@ -67,10 +67,10 @@ class ModelRegistry:
     in files named by their sha256, both under ``root``: no server, safe from many processes of
     one host. Hosts of a fleet share ``ModelRegistry("postgresql://...",
     artifacts="s3://bucket/prefix")``: PostgreSQL for metadata, any S3-API object store for
-    artifacts, with the same behaviour (see the "Running a fleet" guide). Every version gets the next integer number of
-    its model (never reused), its artifact's sha256, the library versions it was saved with, and
-    what you tell it (metrics, params, tags, description, parent, and a :class:`Signature`
-    inferred from ``sample=``). Aliases such as ``"production"`` move atomically and every move
+    artifacts, with the same behaviour (see the "Running a fleet" guide). Every version gets the
+    next integer number of its model (never reused), its artifact's sha256, the library versions
+    it was saved with, and what you tell it (metrics, params, tags, description, parent, and a
+    :class:`Signature` inferred from ``sample=``). Aliases such as ``"production"`` move atomically and every move
     is kept, so :meth:`rollback` knows where to go back to.
 
     Parameters
@@ -221,9 +221,7 @@ class ModelRegistry:
         other stores it sleeps ``timeout`` and returns True (poll to find out). Followers
         (``OnlineDeployer.follow``) use it to swap within milliseconds of a promotion.
         """
-        timeout = val.check_float(
-            timeout, "timeout", f"{_OWNER}.wait_for_change", min_value=0
-        )
+        timeout = val.check_float(timeout, "timeout", f"{_OWNER}.wait_for_change", min_value=0)
         return self.metadata.wait_for_change(name, timeout)
 
     def close(self) -> None:
