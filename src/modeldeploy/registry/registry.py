@@ -70,8 +70,8 @@ class ModelRegistry:
     artifacts, with the same behaviour (see the "Running a fleet" guide). Every version gets the
     next integer number of its model (never reused), its artifact's sha256, the library versions
     it was saved with, and what you tell it (metrics, params, tags, description, parent, and a
-    :class:`Signature` inferred from ``sample=``). Aliases such as ``"production"`` move atomically and every move
-    is kept, so :meth:`rollback` knows where to go back to.
+    :class:`Signature` inferred from ``sample=``). Aliases such as ``"production"`` move
+    atomically and every move is kept, so :meth:`rollback` knows where to go back to.
 
     Parameters
     ----------
