@@ -29,6 +29,7 @@ from modeldeploy.registry import Event, ModelRegistry, ModelVersion
 __all__ = ["main"]
 
 ENV_REGISTRY = "MODELDEPLOY_REGISTRY"
+ENV_ARTIFACTS = "MODELDEPLOY_ARTIFACTS"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
@@ -335,9 +336,17 @@ def build_parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     common.add_argument(
         "--registry",
-        metavar="PATH",
+        metavar="PATH|URL",
         default=argparse.SUPPRESS,
-        help=f"registry folder (default: ${ENV_REGISTRY}, else ./{DEFAULT_REGISTRY_ROOT})",
+        help=f"registry folder or postgresql:// URL (default: ${ENV_REGISTRY}, else "
+        f"./{DEFAULT_REGISTRY_ROOT})",
+    )
+    common.add_argument(
+        "--artifacts",
+        metavar="URL",
+        default=argparse.SUPPRESS,
+        help=f"artifact store, e.g. s3://bucket/prefix (default: ${ENV_ARTIFACTS}, else the "
+        "registry folder's)",
     )
     common.add_argument(
         "--json", action="store_true", default=argparse.SUPPRESS, help="print JSON for scripts"
@@ -421,8 +430,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _registry_root(args: argparse.Namespace) -> Path:
+def _open_registry(args: argparse.Namespace) -> ModelRegistry:
     root = getattr(args, "registry", None) or os.environ.get(ENV_REGISTRY) or DEFAULT_REGISTRY_ROOT
+    artifacts = getattr(args, "artifacts", None) or os.environ.get(ENV_ARTIFACTS) or None
+    if "://" in root:  # a server registry: credentials come from the environment
+        return ModelRegistry(root, artifacts=artifacts)
+    return ModelRegistry(_registry_root(root), artifacts=artifacts)
+
+
+def _registry_root(root: str) -> Path:
     path = Path(root)
     if not (path / "registry.db").exists():
         raise CommandError(
@@ -440,7 +456,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not hasattr(args, flag):
             setattr(args, flag, False)
     try:
-        reg = ModelRegistry(_registry_root(args))
+        reg = _open_registry(args)
         try:
             code: int = args.func(reg, args, sys.stdout)
             sys.stdout.flush()  # inside the try: a reader gone away is noticed here

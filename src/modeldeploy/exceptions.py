@@ -12,7 +12,8 @@ would naturally catch (``KeyError`` for a failed lookup, ``ValueError`` for bad 
     │   ├── AliasNotFoundError (KeyError)              unknown alias of a known model
     │   ├── IntegrityError                             artifact missing or its sha256 differs
     │   ├── SerializationError                         a model could not be saved or loaded
-    │   └── OperationRefusedError (RuntimeError)       e.g. deleting a version an alias uses
+    │   ├── OperationRefusedError (RuntimeError)       e.g. deleting a version an alias uses
+    │   └── StoreUnavailableError (ConnectionError)    a registry server could not be reached
     ├── SchemaError (ValueError)                       input does not match the Signature
     ├── StateFileError (ValueError)                    a saved state file is damaged or foreign
     └── DeploymentError (RuntimeError)                 a deployed model failed to answer
@@ -47,6 +48,7 @@ __all__ = [
     "SchemaError",
     "SerializationError",
     "StateFileError",
+    "StoreUnavailableError",
     "VersionNotFoundError",
 ]
 
@@ -157,6 +159,23 @@ class OperationRefusedError(RegistryError, RuntimeError):
     For example deleting a version that an alias points at, or rolling back an alias that has
     no earlier version to go back to.
     """
+
+
+class StoreUnavailableError(RegistryError, ConnectionError):
+    """A registry server (the metadata database or the object store) could not be reached.
+
+    Raised after a bounded number of retries; the message names the server (never a password).
+    The operation that failed left nothing half-done: try it again once the server is back.
+
+    Attributes
+    ----------
+    server
+        The server's address, without credentials.
+    """
+
+    def __init__(self, message: str, *, server: str) -> None:
+        self.server = server
+        super().__init__(message)
 
 
 class SchemaError(ModelDeployError, ValueError):

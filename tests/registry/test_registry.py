@@ -1,9 +1,14 @@
+"""The registry's behaviour, the same on every combination of metadata and artifact store."""
+
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,6 +29,78 @@ from modeldeploy import (
     VersionNotFoundError,
 )
 from modeldeploy.exceptions import InvalidParameterError, OperationRefusedError
+
+BACKENDS = ["sqlite+local", "sqlite+s3", "postgres+local", "postgres+s3"]
+
+
+@dataclass
+class Backend:
+    """One combination of stores, and how to reach its artifacts behind the registry's back."""
+
+    kind: str
+    root: str | Path
+    artifacts: str | None
+
+    def open(self, **kwargs: Any) -> ModelRegistry:
+        """A new registry object on the same stores (its own cache)."""
+        return ModelRegistry(self.root, artifacts=self.artifacts, **kwargs)
+
+    def _key(self, sha256: str) -> str:
+        return f"sha256/{sha256[:2]}/{sha256}"
+
+    def _local(self, sha256: str) -> Path:
+        folder = Path(self.artifacts) if self.artifacts else Path(self.root) / "artifacts"
+        return folder / self._key(sha256)
+
+    def _s3(self) -> Any:
+        import obstore.store
+
+        return obstore.store.from_url(str(self.artifacts), client_options={"allow_http": True})
+
+    def read(self, sha256: str) -> bytes:
+        if self.kind.endswith("s3"):
+            import obstore
+
+            return bytes(obstore.get(self._s3(), self._key(sha256)).bytes())
+        return self._local(sha256).read_bytes()
+
+    def write(self, sha256: str, data: bytes) -> None:
+        """Overwrite an artifact in place (bit rot, tampering)."""
+        if self.kind.endswith("s3"):
+            import obstore
+
+            obstore.put(self._s3(), self._key(sha256), data)
+        else:
+            self._local(sha256).write_bytes(data)
+
+    def remove(self, sha256: str) -> None:
+        """Delete an artifact outright (no trash)."""
+        if self.kind.endswith("s3"):
+            import obstore
+
+            obstore.delete(self._s3(), self._key(sha256))
+        else:
+            self._local(sha256).unlink()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    kind = request.param
+    root: str | Path = tmp_path / "registry"
+    artifacts: str | None = None
+    if kind.startswith("postgres"):
+        root = request.getfixturevalue("pg_url")
+        artifacts = str(tmp_path / "artifacts")
+    if kind.endswith("s3"):
+        artifacts = request.getfixturevalue("s3_url")
+    return Backend(kind, root, artifacts)
+
+
+@pytest.fixture
+def registry(backend: Backend) -> Iterator[ModelRegistry]:
+    reg = backend.open()
+    yield reg
+    reg.close()
 
 
 def test_register_records_everything_about_a_version(
@@ -155,15 +232,13 @@ def test_empty_registry_errors_say_what_to_do(registry: ModelRegistry) -> None:
 
 
 def test_flipped_byte_raises_integrity_error_and_loads_nothing(
-    tmp_path: Path, model: object
+    backend: Backend, registry: ModelRegistry, model: object
 ) -> None:
-    reg = ModelRegistry(tmp_path / "r")
-    v = reg.register("m", model)
-    path = tmp_path / "r" / "artifacts" / "sha256" / v.sha256[:2] / v.sha256
-    raw = bytearray(path.read_bytes())
+    v = registry.register("m", model)
+    raw = bytearray(backend.read(v.sha256))
     raw[len(raw) // 2] ^= 0x01
-    path.write_bytes(bytes(raw))
-    fresh = ModelRegistry(tmp_path / "r")  # no cached copy
+    backend.write(v.sha256, bytes(raw))
+    fresh = backend.open()  # no cached copy
     with pytest.raises(IntegrityError, match="corrupt.*Nothing was loaded") as info:
         fresh.load("m", 1)
     assert (info.value.name, info.value.version) == ("m", 1)
@@ -172,23 +247,45 @@ def test_flipped_byte_raises_integrity_error_and_loads_nothing(
     ]
 
 
-def test_missing_artifact_raises_integrity_error(tmp_path: Path, model: object) -> None:
-    reg = ModelRegistry(tmp_path / "r")
-    v = reg.register("m", model)
-    (tmp_path / "r" / "artifacts" / "sha256" / v.sha256[:2] / v.sha256).unlink()
+def test_missing_artifact_raises_integrity_error(
+    backend: Backend, registry: ModelRegistry, model: object
+) -> None:
+    v = registry.register("m", model)
+    backend.remove(v.sha256)
     with pytest.raises(IntegrityError, match="missing"):
-        ModelRegistry(tmp_path / "r").load("m")
-    assert ModelRegistry(tmp_path / "r").verify("m")[0]["problem"] == "missing"
+        backend.open().load("m")
+    assert backend.open().verify("m")[0]["problem"] == "missing"
+
+
+def test_registering_again_after_bit_rot_replaces_the_corrupt_artifact(
+    backend: Backend, registry: ModelRegistry, model: object
+) -> None:
+    v1 = registry.register("m", model)
+    good = backend.read(v1.sha256)
+    backend.write(v1.sha256, good[:-1] + bytes([good[-1] ^ 0xFF]))  # same size, one byte off
+    v2 = registry.register("m", model)
+    assert v2.sha256 == v1.sha256
+    assert backend.read(v1.sha256) == good  # the existing copy was verified, found bad, replaced
+    assert backend.open().load("m", 2) is not None
+    assert registry.verify() == []
+
+
+def test_an_existing_good_artifact_is_kept(
+    backend: Backend, registry: ModelRegistry, model: object
+) -> None:
+    v1 = registry.register("m", model)
+    assert registry.register("m", model).sha256 == v1.sha256
+    assert registry.verify() == []
 
 
 def test_identical_artifacts_are_stored_once_and_survive_deletes(
-    registry: ModelRegistry, model: object
+    backend: Backend, registry: ModelRegistry, model: object
 ) -> None:
     a = registry.register("m", model)
     b = registry.register("m", model)
     assert a.sha256 == b.sha256
     registry.delete_version("m", 1)
-    assert ModelRegistry(registry.root).load("m", 2) is not None
+    assert backend.open().load("m", 2) is not None
 
 
 def test_signature_must_match_the_model(
@@ -230,9 +327,9 @@ def test_set_metrics_and_tags_merge_and_are_events(registry: ModelRegistry, mode
     assert [e.kind for e in registry.history("m")] == ["registered", "updated", "updated"]
 
 
-def test_custom_events_and_callbacks(tmp_path: Path, model: object) -> None:
+def test_custom_events_and_callbacks(backend: Backend, model: object) -> None:
     seen: list[Event] = []
-    reg = ModelRegistry(tmp_path / "r", on_event=seen.append)
+    reg = backend.open(on_event=seen.append)
     reg.register("m", model)
     reg.promote("m", 1, reason="go")
     ev = reg.record_event("m", "swapped", version=1, reason="replica 3", details={"ms": 4})
@@ -265,17 +362,20 @@ def test_dataframe_trained_pipeline_round_trips(registry: ModelRegistry) -> None
 
 
 def test_skops_format_loads_without_pickle(
-    registry: ModelRegistry, model: LogisticRegression, data: tuple[np.ndarray, np.ndarray]
+    backend: Backend,
+    registry: ModelRegistry,
+    model: LogisticRegression,
+    data: tuple[np.ndarray, np.ndarray],
 ) -> None:
     X, _ = data
     registry.register("m", model, format="skops")
-    loaded = ModelRegistry(registry.root).load("m")
+    loaded = backend.open().load("m")
     np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
 
 
-def test_cache_is_bounded(tmp_path: Path, data: tuple[np.ndarray, np.ndarray]) -> None:
+def test_cache_is_bounded(backend: Backend, data: tuple[np.ndarray, np.ndarray]) -> None:
     X, y = data
-    reg = ModelRegistry(tmp_path / "r", cache_size=2)
+    reg = backend.open(cache_size=2)
     for c in (0.1, 1.0, 10.0):
         reg.register("m", LogisticRegression(C=c).fit(X, y))
     first = reg.load("m", 1)
@@ -308,7 +408,7 @@ def test_many_threads_share_one_registry(registry: ModelRegistry, model: object)
 
 
 def test_gc_removes_orphans_but_keeps_used_artifacts(
-    registry: ModelRegistry, model: object, data: tuple[np.ndarray, np.ndarray]
+    backend: Backend, registry: ModelRegistry, model: object, data: tuple[np.ndarray, np.ndarray]
 ) -> None:
     X, y = data
     registry.register("m", model)
@@ -316,7 +416,7 @@ def test_gc_removes_orphans_but_keeps_used_artifacts(
     registry.delete_version("m", other.version)
     assert registry.gc(older_than_s=0) == {"orphan_artifacts": 0, "leftover_files": 1}
     assert registry.verify() == []
-    assert ModelRegistry(registry.root).load("m", 1) is not None
+    assert backend.open().load("m", 1) is not None
 
 
 def test_reprs_for_notebooks(registry: ModelRegistry, model: object) -> None:
@@ -343,18 +443,16 @@ def test_model_version_to_dict_is_json_friendly(registry: ModelRegistry, model: 
 
 
 def test_attachments_round_trip_are_verified_and_go_with_the_version(
-    registry: ModelRegistry, model: object
+    backend: Backend, registry: ModelRegistry, model: object
 ) -> None:
     registry.register("m", model)
     registry.register("m", model)
     sha = registry.attach("m", 1, "compiled", b"abc")
     assert registry.attachment("m", 1, "compiled") == b"abc"
     assert registry.attachment("m", 1, "other") is None
-    registry.attach("m", 1, "compiled", b"newer")  # replaced
+    newer = registry.attach("m", 1, "compiled", b"newer")  # replaced
     assert registry.attachment("m", 1, "compiled") == b"newer"
-    path = registry.root / "artifacts" / "sha256"
-    target = next(p for p in path.rglob("*") if p.is_file() and p.read_bytes() == b"newer")
-    target.write_bytes(b"tampered")
+    backend.write(newer, b"tampered")
     with pytest.raises(IntegrityError, match="attachment 'compiled' of m:1 is corrupt"):
         registry.attachment("m", 1, "compiled")
     registry.delete_version("m", 1)
@@ -362,3 +460,16 @@ def test_attachments_round_trip_are_verified_and_go_with_the_version(
         registry.attach("m", 1, "compiled", b"x")
     assert len(sha) == 64
     assert registry.verify() == []
+
+
+def test_server_urls_are_shown_without_credentials(backend: Backend) -> None:
+    reg = backend.open()
+    for text in (str(reg.root), repr(reg), reg._repr_html_()):
+        assert "md-test-password" not in text and "md-test-secret" not in text
+    if backend.kind.startswith("postgres"):
+        assert str(reg.root).startswith("postgresql://md@")
+
+
+def test_a_server_registry_without_shared_artifacts_is_refused(pg_url: str) -> None:
+    with pytest.raises(InvalidParameterError, match=r"artifacts='s3://bucket/prefix'"):
+        ModelRegistry(pg_url)

@@ -14,6 +14,8 @@ import numpy as np
 
 from modeldeploy.deployers._slots import _OWNER
 from modeldeploy.exceptions import InvalidParameterError
+from modeldeploy.registry import ModelRegistry
+from modeldeploy.typing import Clock
 
 if TYPE_CHECKING:
     from modeldeploy.deployers.online import OnlineDeployer
@@ -21,18 +23,21 @@ if TYPE_CHECKING:
 # Logged under the deployer's own name, which the online guide documents.
 logger = logging.getLogger("modeldeploy.deployers.online")
 
+#: The longest a follower waits on a notification before checking whether it was stopped.
+_NOTIFY_SLICE_S = 0.25
+
 
 def _start_following(
     dep: OnlineDeployer, registry: Any, name: str, alias: str, poll_s: float
 ) -> None:
-    """Make ``dep`` follow ``alias`` of ``name``: a daemon thread polls every ``poll_s`` s
-    (on the deployer's clock)."""
+    """Make ``dep`` follow ``alias`` of ``name``: a daemon thread polls every ``poll_s`` s (on
+    the deployer's clock), and at once when the registry announces a move."""
     dep._followed = (registry, name, alias)
     stop = threading.Event()
     dep._follow_stop = stop
 
     def loop() -> None:
-        while not dep.clock.wait(stop, poll_s):
+        while not _wait_for_move(registry, name, stop, poll_s, dep.clock):
             try:
                 dep.poll()
             except Exception:
@@ -42,6 +47,32 @@ def _start_following(
         target=loop, name=f"modeldeploy-follow-{name}", daemon=True
     )
     dep._follow_thread.start()
+
+
+def _wait_for_move(
+    registry: Any, name: str, stop: threading.Event, poll_s: float, clock: Clock
+) -> bool:
+    """Wait until ``name``'s aliases may have moved or ``poll_s`` passed; True once stopped.
+
+    A registry whose store announces alias moves (PostgreSQL's LISTEN/NOTIFY) wakes the
+    follower at once; others are polled every ``poll_s`` seconds, and so is a notifying one,
+    in case a notification was missed.
+    """
+    if not (isinstance(registry, ModelRegistry) and registry.notifies):
+        return clock.wait(stop, poll_s)
+    deadline = clock.monotonic() + poll_s
+    while not stop.is_set():
+        left = deadline - clock.monotonic()
+        if left <= 0:
+            return False
+        # Short slices keep close() prompt while waiting on the notification.
+        try:
+            if registry.wait_for_change(name, min(left, _NOTIFY_SLICE_S)):
+                return stop.is_set()
+        except Exception:
+            logger.warning("waiting for %s to change failed; polling", name, exc_info=True)
+            return clock.wait(stop, poll_s)
+    return True
 
 
 def _poll(dep: OnlineDeployer) -> bool:

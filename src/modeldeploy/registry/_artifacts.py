@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import shutil
 import threading
 import time
@@ -14,13 +16,33 @@ from modeldeploy._files import fsync_dir
 
 __all__ = ["ArtifactStore", "LocalArtifactStore"]
 
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _expected_sha256(key: str, source: Path) -> str:
+    """The sha256 the content under ``key`` must have: its name for content-addressed keys."""
+    last = key.rsplit("/", 1)[-1]
+    return last if _SHA256_RE.match(last) else _sha256_of(source)
+
 
 class ArtifactStore(ABC):
     """Stores immutable artifact files by key (the registry uses ``sha256/<hex>``)."""
 
     @abstractmethod
     def put(self, key: str, source: Path) -> None:
-        """Store the local file ``source`` under ``key``, atomically; the source is kept."""
+        """Store the local file ``source`` under ``key``, atomically; the source is kept.
+
+        Content already under ``key`` counts as stored only once its sha256 is verified; a
+        corrupt copy is replaced.
+        """
 
     @abstractmethod
     def exists(self, key: str) -> bool:
@@ -83,9 +105,12 @@ class LocalArtifactStore(ArtifactStore):
 
     def put(self, key: str, source: Path) -> None:
         final = self._path(key)
-        if final.exists() and final.stat().st_size == source.stat().st_size:
-            os.utime(final)
+        if final.exists() and _sha256_of(final) == _expected_sha256(key, source):
+            os.utime(final)  # fresh again for gc's age check
             return
+        # Missing, or there but corrupt (bit rot, a partial copy): write it again. Content is
+        # addressed by its hash, so a concurrent writer of the same key writes the same bytes
+        # and the atomic rename below cannot lose anything.
         final.parent.mkdir(parents=True, exist_ok=True)
         staged = self._tmp / f"{final.name}.{os.getpid()}.{threading.get_ident()}.part"
         try:

@@ -127,7 +127,7 @@ def _read_artifact(artifacts: ArtifactStore, name: str, version: int, sha256: st
     return data
 
 
-def _registry_html(root: Path, metadata: MetadataStore) -> str:
+def _registry_html(root: str, metadata: MetadataStore) -> str:
     """The notebook table of a registry: one row per model."""
     head = "".join(
         f"<th>{h}</th>" for h in ("model", "versions", "latest", "aliases", "created (UTC)")
@@ -144,7 +144,7 @@ def _registry_html(root: Path, metadata: MetadataStore) -> str:
         )
         rows.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
     return (
-        f"<table><caption>ModelRegistry at {html.escape(str(root))}</caption>"
+        f"<table><caption>ModelRegistry at {html.escape(root)}</caption>"
         f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
     )
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 __all__ = ["MetadataStore", "Record"]
 
@@ -21,7 +22,14 @@ class MetadataStore(ABC):
     A store never reads a clock: the registry stamps every write with its own clock and passes
     the time as ``at`` (an ISO 8601 UTC string; for ``add_version`` the record's
     ``created_at``), so every event of a model's history comes from one source of time.
+
+    A store that can announce alias moves (PostgreSQL's LISTEN/NOTIFY) sets ``notifies`` and
+    overrides :meth:`wait_for_change`; followers of an alias then swap as soon as it moves
+    instead of at their next poll.
     """
+
+    #: Whether :meth:`wait_for_change` returns as soon as an alias moves.
+    notifies: ClassVar[bool] = False
 
     @abstractmethod
     def add_version(
@@ -121,6 +129,15 @@ class MetadataStore(ABC):
     @abstractmethod
     def referenced_artifacts(self) -> set[str]:
         """The sha256 of every artifact some version or attachment uses."""
+
+    def wait_for_change(self, name: str, timeout: float) -> bool:
+        """Block until an alias of ``name`` may have moved; False when nothing did.
+
+        Stores without notifications cannot tell, so the default sleeps ``timeout`` seconds and
+        returns True: "look again" (polling).
+        """
+        time.sleep(timeout)
+        return True
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""

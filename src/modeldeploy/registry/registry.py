@@ -32,6 +32,7 @@ from modeldeploy.registry._helpers import (
 from modeldeploy.registry._helpers import _environment as _environment
 from modeldeploy.registry._helpers import _hash_file as _hash_file
 from modeldeploy.registry._helpers import _parse_signature as _parse_signature
+from modeldeploy.registry._locations import is_postgres_url, is_s3_url, redact
 from modeldeploy.registry._maintenance import (
     _collect_garbage,
     _read_attachment,
@@ -46,7 +47,9 @@ from modeldeploy.registry.stores import (
     ArtifactStore,
     LocalArtifactStore,
     MetadataStore,
+    PostgresMetadataStore,
     Record,
+    S3ArtifactStore,
     SQLiteMetadataStore,
 )
 from modeldeploy.registry.version import Event, ModelVersion, to_json_friendly
@@ -58,24 +61,33 @@ logger = logging.getLogger("modeldeploy.registry")
 
 
 class ModelRegistry:
-    """A versioned model store in a local folder: no server, safe from many processes.
+    """A versioned model store: a local folder by default, or servers shared by a fleet.
 
-    Metadata (versions, aliases, history) lives in an SQLite database and artifacts in files
-    named by their sha256, both under ``root``. Every version gets the next integer number of
-    its model (never reused), its artifact's sha256, the library versions it was saved with, and
-    what you tell it (metrics, params, tags, description, parent, and a :class:`Signature`
-    inferred from ``sample=``). Aliases such as ``"production"`` move atomically and every move
-    is kept, so :meth:`rollback` knows where to go back to.
+    By default metadata (versions, aliases, history) lives in an SQLite database and artifacts
+    in files named by their sha256, both under ``root``: no server, safe from many processes of
+    one host. Hosts of a fleet share ``ModelRegistry("postgresql://...",
+    artifacts="s3://bucket/prefix")``: PostgreSQL for metadata, any S3-API object store for
+    artifacts, with the same behaviour (see the "Running a fleet" guide). Every version gets the
+    next integer number of its model (never reused), its artifact's sha256, the library versions
+    it was saved with, and what you tell it (metrics, params, tags, description, parent, and a
+    :class:`Signature` inferred from ``sample=``). Aliases such as ``"production"`` move
+    atomically and every move is kept, so :meth:`rollback` knows where to go back to.
 
     Parameters
     ----------
     root
-        The registry folder (created on first use).
-    metadata, artifacts
-        Replacements for the embedded stores (:class:`~modeldeploy.registry.stores.MetadataStore`
-        and :class:`~modeldeploy.registry.stores.ArtifactStore`), e.g. a server database or an
-        object store. Default: SQLite at ``root/registry.db`` and files under
-        ``root/artifacts``.
+        The registry folder (created on first use), or a PostgreSQL URL
+        (``postgresql://user@host:port/db``, extra ``[postgres]``) whose password, if any, comes
+        from the environment (``PGPASSWORD``, ``~/.pgpass``) rather than from code. A server
+        URL needs ``artifacts=``. ``registry.root`` and the repr show it without a password.
+    metadata
+        A :class:`~modeldeploy.registry.stores.MetadataStore` to use instead of the one ``root``
+        names. Default: SQLite at ``root/registry.db``, or PostgreSQL for a URL.
+    artifacts
+        Where artifacts go: an ``s3://bucket/prefix`` URL (extra ``[s3]``; credentials and
+        endpoint from the usual ``AWS_*`` variables), a folder, or an
+        :class:`~modeldeploy.registry.stores.ArtifactStore`. Default: ``root/artifacts`` for a
+        folder registry; required for a server one.
     cache_size
         How many loaded models to keep in memory (keyed by sha256, least recently used first out).
     formats
@@ -114,18 +126,43 @@ class ModelRegistry:
         root: str | os.PathLike[str] = DEFAULT_REGISTRY_ROOT,
         *,
         metadata: MetadataStore | None = None,
-        artifacts: ArtifactStore | None = None,
+        artifacts: ArtifactStore | str | os.PathLike[str] | None = None,
         cache_size: int = DEFAULT_CACHE_SIZE,
         formats: Iterable[Serializer] = (),
         on_event: Callable[[Event], None] | None = None,
         clock: Clock | None = None,
     ) -> None:
-        self.root = Path(root)
+        location = os.fspath(root)
+        self.root: Path | str = Path(location)
+        if is_postgres_url(location):
+            self.root = redact(location)
+            if metadata is None:
+                metadata = PostgresMetadataStore(location)
+        if artifacts is None and isinstance(metadata, PostgresMetadataStore):
+            raise InvalidParameterError(
+                f"A registry whose metadata is on a server ({metadata.url}) needs an artifact "
+                "store every host can reach too. Got no 'artifacts' instead: pass "
+                "artifacts='s3://bucket/prefix' (or an ArtifactStore); a local folder would not "
+                "be shared by the other hosts."
+            )
         self.clock = as_clock(clock, _OWNER)
         self.cache_size = val.check_int(cache_size, "cache_size", _OWNER, min_value=0)
         self.on_event = on_event
         self._metadata = metadata
-        self._artifacts = artifacts
+        self._artifacts_folder: Path | None = None
+        if isinstance(artifacts, ArtifactStore) or artifacts is None:
+            self._artifacts = artifacts
+        elif isinstance(artifacts, str | os.PathLike):
+            if is_s3_url(artifacts):
+                self._artifacts = S3ArtifactStore(os.fspath(artifacts))
+            else:
+                self._artifacts = None
+                self._artifacts_folder = Path(artifacts)
+        else:
+            raise InvalidParameterError(
+                f"The 'artifacts' parameter of {_OWNER} must be an 's3://' URL, a folder, an "
+                f"ArtifactStore or None. Got {type(artifacts).__name__!r} instead."
+            )
         self._init_lock = threading.Lock()
         self._cache: OrderedDict[str, Any] = OrderedDict()
         self._cache_lock = threading.Lock()
@@ -140,6 +177,7 @@ class ModelRegistry:
         if self._metadata is None:
             with self._init_lock:
                 if self._metadata is None:
+                    assert isinstance(self.root, Path)  # a server URL gets its store in __init__
                     self._metadata = SQLiteMetadataStore(self.root / "registry.db")
         return self._metadata
 
@@ -149,11 +187,45 @@ class ModelRegistry:
         if self._artifacts is None:
             with self._init_lock:
                 if self._artifacts is None:
-                    self._artifacts = LocalArtifactStore(self.root / "artifacts")
+                    folder = self._artifacts_folder
+                    if folder is None:
+                        assert isinstance(self.root, Path)
+                        folder = self.root / "artifacts"
+                    self._artifacts = LocalArtifactStore(folder)
         return self._artifacts
 
+    def _artifacts_location(self) -> str | None:
+        """Where artifacts live, for display, when not the default folder under ``root``."""
+        if self._artifacts_folder is not None:
+            return str(self._artifacts_folder)
+        if self._artifacts is None:
+            return None
+        if isinstance(self._artifacts, S3ArtifactStore):
+            return self._artifacts.url
+        if isinstance(self._artifacts, LocalArtifactStore):
+            if isinstance(self.root, Path) and self._artifacts.root == self.root / "artifacts":
+                return None
+            return str(self._artifacts.root)
+        return repr(self._artifacts)
+
+    @property
+    def notifies(self) -> bool:
+        """Whether :meth:`wait_for_change` wakes up as soon as an alias moves (PostgreSQL)."""
+        return self.metadata.notifies
+
+    def wait_for_change(self, name: str, timeout: float) -> bool:
+        """Block until an alias of ``name`` may have moved, at most ``timeout`` seconds.
+
+        Returns False when the store knows nothing moved. On PostgreSQL this is a LISTEN on the
+        registry's channel, woken by every promotion, rollback or alias deletion of any host; on
+        other stores it sleeps ``timeout`` and returns True (poll to find out). Followers
+        (``OnlineDeployer.follow``) use it to swap within milliseconds of a promotion.
+        """
+        timeout = val.check_float(timeout, "timeout", f"{_OWNER}.wait_for_change", min_value=0)
+        return self.metadata.wait_for_change(name, timeout)
+
     def close(self) -> None:
-        """Close this thread's database connection and empty the model cache."""
+        """Close this thread's database connections and empty the model cache."""
         if self._metadata is not None:
             self._metadata.close()
         with self._cache_lock:
@@ -520,11 +592,15 @@ class ModelRegistry:
     # ------------------------------------------------------------------ display
 
     def __repr__(self) -> str:
+        where = repr(str(self.root))
+        artifacts = self._artifacts_location()
+        if artifacts is not None:
+            where += f", artifacts={artifacts!r}"
         try:
             models = self.metadata.list_models()
-        except Exception:  # pragma: no cover - a repr must not raise
-            return f"ModelRegistry({str(self.root)!r})"
-        return f"ModelRegistry({str(self.root)!r}, {len(models)} models)"
+        except Exception:  # a repr must not raise (a server may be down)
+            return f"ModelRegistry({where})"
+        return f"ModelRegistry({where}, {len(models)} models)"
 
     def _repr_html_(self) -> str:
-        return _registry_html(self.root, self.metadata)
+        return _registry_html(str(self.root), self.metadata)

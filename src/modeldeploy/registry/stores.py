@@ -3,7 +3,8 @@
 :class:`MetadataStore` holds models, versions, aliases and events; :class:`ArtifactStore` holds
 the serialized model files, addressed by their sha256. The embedded defaults are
 :class:`SQLiteMetadataStore` (one SQLite file in WAL mode) and :class:`LocalArtifactStore` (a
-folder); a server database or an object store can replace either without touching the rest.
+folder). A fleet of hosts shares :class:`PostgresMetadataStore` (extra ``[postgres]``) and
+:class:`S3ArtifactStore` (extra ``[s3]``); any metadata store works with any artifact store.
 """
 
 from __future__ import annotations
@@ -11,8 +12,17 @@ from __future__ import annotations
 from modeldeploy.registry._artifacts import ArtifactStore, LocalArtifactStore
 from modeldeploy.registry._metadata import MetadataStore
 from modeldeploy.registry._metadata import Record as Record
+from modeldeploy.registry._postgres import PostgresMetadataStore
+from modeldeploy.registry._s3 import S3ArtifactStore
 from modeldeploy.registry._sqlite import _JSON_FIELDS as _JSON_FIELDS
 from modeldeploy.registry._sqlite import _SCHEMA as _SCHEMA
 from modeldeploy.registry._sqlite import SQLiteMetadataStore
 
-__all__ = ["ArtifactStore", "LocalArtifactStore", "MetadataStore", "SQLiteMetadataStore"]
+__all__ = [
+    "ArtifactStore",
+    "LocalArtifactStore",
+    "MetadataStore",
+    "PostgresMetadataStore",
+    "S3ArtifactStore",
+    "SQLiteMetadataStore",
+]
