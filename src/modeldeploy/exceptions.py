@@ -11,8 +11,11 @@ would naturally catch (``KeyError`` for a failed lookup, ``ValueError`` for bad 
     │   ├── VersionNotFoundError (KeyError)            unknown version of a known model
     │   ├── AliasNotFoundError (KeyError)              unknown alias of a known model
     │   ├── IntegrityError                             artifact missing or its sha256 differs
+    │   │   └── AuthenticityError                      record unsigned or its HMAC differs
+    │   ├── CorruptStoreError                          registry.db damaged, empty or foreign
     │   ├── SerializationError                         a model could not be saved or loaded
-    │   └── OperationRefusedError (RuntimeError)       e.g. deleting a version an alias uses
+    │   ├── OperationRefusedError (RuntimeError)       e.g. deleting a version an alias uses
+    │   └── StoreUnavailableError (ConnectionError)    a registry server could not be reached
     ├── SchemaError (ValueError)                       input does not match the Signature
     └── DeploymentError (RuntimeError)                 a deployed model failed to answer
         └── PredictionTimeoutError (TimeoutError)      ... or did not answer in time
@@ -31,6 +34,8 @@ from difflib import get_close_matches
 
 __all__ = [
     "AliasNotFoundError",
+    "AuthenticityError",
+    "CorruptStoreError",
     "DeploymentError",
     "DriftWarning",
     "EnvironmentMismatchWarning",
@@ -45,6 +50,7 @@ __all__ = [
     "RegistryError",
     "SchemaError",
     "SerializationError",
+    "StoreUnavailableError",
     "VersionNotFoundError",
 ]
 
@@ -145,6 +151,43 @@ class IntegrityError(RegistryError):
         super().__init__(message)
 
 
+class AuthenticityError(IntegrityError):
+    """A version record or alias move is unsigned, or its HMAC does not match the signing key.
+
+    Raised only by a registry given a signing key (``ModelRegistry(signing_key=...)`` or
+    ``$MODELDEPLOY_SIGNING_KEY``): the metadata may have been changed by someone without the key.
+    Nothing is loaded. Attributes: ``name``, ``version`` and, for an alias, ``alias``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        name: str | None = None,
+        version: int | None = None,
+        alias: str | None = None,
+    ):
+        self.alias = alias
+        super().__init__(message, name=name, version=version)
+
+
+class CorruptStoreError(RegistryError):
+    """The metadata store cannot be trusted to say what the registry holds.
+
+    For example a ``registry.db`` that is not an SQLite database, is damaged, or is empty next to
+    existing artifacts. Nothing was changed; the message names the file and how to recover.
+
+    Attributes
+    ----------
+    path
+        The damaged file.
+    """
+
+    def __init__(self, message: str, *, path: str) -> None:
+        self.path = path
+        super().__init__(message)
+
+
 class SerializationError(RegistryError):
     """A model could not be serialized or deserialized with the chosen format."""
 
@@ -155,6 +198,23 @@ class OperationRefusedError(RegistryError, RuntimeError):
     For example deleting a version that an alias points at, or rolling back an alias that has
     no earlier version to go back to.
     """
+
+
+class StoreUnavailableError(RegistryError, ConnectionError):
+    """A registry server (the metadata database or the object store) could not be reached.
+
+    Raised after a bounded number of retries; the message names the server (never a password).
+    The operation that failed left nothing half-done: try it again once the server is back.
+
+    Attributes
+    ----------
+    server
+        The server's address, without credentials.
+    """
+
+    def __init__(self, message: str, *, server: str) -> None:
+        self.server = server
+        super().__init__(message)
 
 
 class SchemaError(ModelDeployError, ValueError):
