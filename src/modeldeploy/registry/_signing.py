@@ -95,6 +95,11 @@ class Signer:
     def __init__(self, keys: Sequence[bytes]) -> None:
         self._keys = {_key_id(k): k for k in keys}
         self.key_id = _key_id(keys[0])
+        # Results of check() by payload and seal: a cached load stays in microseconds. A hit
+        # can only repeat a verdict computed on identical input, so it cannot be forged.
+        self._checked: dict[tuple[Any, ...], str] = {}
+        #: (name, version, sha256, format) of version records whose signature checked out.
+        self.authentic: set[tuple[str, int, str, str]] = set()
 
     def __repr__(self) -> str:
         return f"Signer(keys={list(self._keys)})"  # key ids only, never a key
@@ -141,6 +146,26 @@ class Signer:
         """``OK``, ``OLD_KEY`` (valid, by a key that no longer signs), ``UNSIGNED`` or ``BAD``."""
         if not isinstance(seal, Mapping) or "mac" not in seal:
             return UNSIGNED
+        try:
+            memo: tuple[Any, ...] | None = (
+                *payload.values(),
+                seal.get("alg"),
+                seal.get("key"),
+                seal["mac"],
+            )
+            hash(memo)
+        except TypeError:  # an unhashable value in a damaged record: just compute
+            memo = None
+        if memo is not None and memo in self._checked:
+            return self._checked[memo]
+        status = self._compute(payload, seal)
+        if memo is not None:
+            if len(self._checked) >= 4096:
+                self._checked.clear()
+            self._checked[memo] = status
+        return status
+
+    def _compute(self, payload: Mapping[str, Any], seal: Mapping[str, Any]) -> str:
         key = self._keys.get(str(seal.get("key", "")))
         if key is None or seal.get("alg") != _ALG or not isinstance(seal["mac"], str):
             return BAD
@@ -148,6 +173,15 @@ class Signer:
         if not hmac.compare_digest(expected, seal["mac"]):
             return BAD
         return OK if seal.get("key") == self.key_id else OLD_KEY
+
+    def note_version(self, rec: Mapping[str, Any]) -> bool:
+        """Whether a version record's signature checks out; remember it when it does."""
+        if version_problem(self, rec) is not None:
+            return False
+        if len(self.authentic) >= 4096:
+            self.authentic.clear()
+        self.authentic.add((rec["name"], int(rec["version"]), rec["sha256"], rec["format"]))
+        return True
 
     # -- what the registry asks of its signer
 
@@ -170,6 +204,8 @@ class Signer:
 
     def require_version(self, rec: Mapping[str, Any]) -> None:
         """Raise :class:`AuthenticityError` unless the version record is signed by a known key."""
+        if self.note_version(rec):
+            return
         problem = version_problem(self, rec)
         if problem is not None:
             name, version = rec["name"], int(rec["version"])

@@ -563,18 +563,20 @@ class SQLiteMetadataStore(MetadataStore):
         return out
 
     def alias_events(self, name: str, alias: str) -> list[Record]:
-        conn = self._conn()
-        rows = conn.execute(
-            "SELECT * FROM events WHERE name = ? AND alias = ? AND id >= COALESCE(("
-            "SELECT MAX(id) FROM events WHERE name = ? AND alias = ? AND kind IN (?, ?, ?)), 0) "
-            "ORDER BY id",
-            (name, alias, name, alias, *_MOVES),
-        ).fetchall()
+        # Newest first along the (name, alias, id) index, stopping at the latest move: usually
+        # two rows (the move and its signature), however long the history.
+        cursor = self._conn().execute(
+            "SELECT * FROM events WHERE name = ? AND alias = ? ORDER BY id DESC", (name, alias)
+        )
         out = []
-        for r in rows:
+        for r in cursor:
             rec = dict(r)
             rec["details"] = json.loads(rec["details"])
             out.append(rec)
+            if rec["kind"] in _MOVES:
+                break
+        cursor.close()
+        out.reverse()
         return out
 
     @staticmethod

@@ -284,6 +284,8 @@ class ModelRegistry:
         return self.metadata.latest_version(name)
 
     def _version(self, rec: Record, aliases: Mapping[str, int]) -> ModelVersion:
+        if self._signer is not None:
+            self._signer.note_version(rec)  # so version.load() need not read the record again
         return _model_version(rec, aliases, self)
 
     def load(self, name: str, version: int | None = None, *, alias: str | None = None) -> Any:
@@ -341,6 +343,8 @@ class ModelRegistry:
     def _require_signed(self, name: str, version: int, sha256: str, format: str) -> None:
         """With a key: the stored record is signed and still says what ``ModelVersion`` says."""
         assert self._signer is not None
+        if (name, version, sha256, format) in self._signer.authentic:
+            return
         rec = self.metadata.get_version(name, version)
         self._signer.require_version(rec)
         if (rec["sha256"], rec["format"]) != (sha256, format):
