@@ -216,3 +216,21 @@ def test_without_a_key_nothing_changes(
         tags = json.loads(conn.execute("SELECT tags FROM versions").fetchone()[0])
     conn.close()
     assert tags == {}
+
+
+def test_a_registry_db_from_before_signing_is_upgraded_in_place(
+    tmp_path: Path, two_models: tuple[LogisticRegression, LogisticRegression]
+) -> None:
+    root = tmp_path / "r"
+    old = ModelRegistry(root)
+    old.register("m", two_models[0])
+    old.promote("m", 1)
+    old.close()
+    _sql(root, "DROP INDEX events_alias")  # the schema of earlier releases
+    reg = ModelRegistry(root, signing_key=KEY)
+    assert len(reg.sign()) == 2
+    assert reg.load("m", alias="production").get_params()["C"] == 0.1
+    with sqlite3.connect(root / "registry.db") as conn:
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    conn.close()
+    assert "events_alias" in names
