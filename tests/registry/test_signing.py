@@ -234,3 +234,25 @@ def test_a_registry_db_from_before_signing_is_upgraded_in_place(
         names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     conn.close()
     assert "events_alias" in names
+
+
+def test_the_sqlite_alias_query_agrees_with_the_interface_default(
+    tmp_path: Path, two_models: tuple[LogisticRegression, LogisticRegression]
+) -> None:
+    from modeldeploy.registry.stores import MetadataStore
+
+    reg = ModelRegistry(tmp_path / "r", signing_key=KEY)
+    reg.register("m", two_models[0])
+    reg.register("m", two_models[1])
+    reg.promote("m", 1)
+    reg.promote("m", 2)
+    reg.record_event("m", "note", alias="production")
+    reg.rollback("m")
+    reg.record_event("m", "note", alias="staging")  # never moved: every event naming it
+    for alias in ("production", "staging", "absent"):
+        fast = reg.metadata.alias_events("m", alias)
+        assert fast == MetadataStore.alias_events(reg.metadata, "m", alias)
+    assert [e["kind"] for e in reg.metadata.alias_events("m", "production")] == [
+        "rolled_back",
+        "signed",
+    ]

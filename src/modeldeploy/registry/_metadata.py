@@ -102,6 +102,17 @@ class MetadataStore(ABC):
     def events(self, name: str) -> list[Record]:
         """A model's history, oldest first."""
 
+    def alias_events(self, name: str, alias: str) -> list[Record]:
+        """The latest move of ``alias`` (promoted, rolled back, deleted) and every later event
+        naming the alias, oldest first; every event naming it when it never moved.
+
+        The registry reads an alias's signature here. This default scans :meth:`events`; a
+        store overrides it with one indexed query.
+        """
+        events = [e for e in self.events(name) if e["alias"] == alias]
+        moves = [i for i, e in enumerate(events) if e["kind"] in _MOVES]
+        return events[moves[-1] :] if moves else events
+
     @abstractmethod
     def set_attachment(
         self,
@@ -123,17 +134,6 @@ class MetadataStore(ABC):
     @abstractmethod
     def referenced_artifacts(self) -> set[str]:
         """The sha256 of every artifact some version or attachment uses."""
-
-    def alias_events(self, name: str, alias: str) -> list[Record]:
-        """The latest move of ``alias`` (promoted, rolled back, deleted) and every later event
-        naming the alias, oldest first; every event naming it when it never moved.
-
-        The registry reads an alias's signature here. This default scans :meth:`events`; a
-        store overrides it with one indexed query.
-        """
-        events = [e for e in self.events(name) if e["alias"] == alias]
-        moves = [i for i, e in enumerate(events) if e["kind"] in _MOVES]
-        return events[moves[-1] :] if moves else events
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
