@@ -322,3 +322,27 @@ def test_score_refuses_to_write_over_its_input(scoring: tuple[Path, Path, np.nda
         lines = out.stderr.strip().splitlines()
         assert len(lines) == 1 and "is the input file" in lines[0]
         assert target.read_bytes() == before
+
+
+def test_sign_signs_what_verify_reports_unsigned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    X = np.random.default_rng(0).normal(size=(50, 3))
+    reg = ModelRegistry(tmp_path / "reg")
+    reg.register("churn", LogisticRegression().fit(X, X[:, 0] > 0))
+    reg.promote("churn", 1)
+    reg.close()
+    monkeypatch.setenv("MODELDEPLOY_SIGNING_KEY", "a-signing-key-of-at-least-16-bytes")
+    before = run("verify", root=tmp_path / "reg")
+    signed = run("sign", "churn", "--json", root=tmp_path / "reg")
+    after = run("verify", root=tmp_path / "reg")
+    monkeypatch.delenv("MODELDEPLOY_SIGNING_KEY")
+    assert before.returncode == 1 and "churn:1  unsigned" in before.stdout
+    assert signed.returncode == 0, signed.stderr
+    assert [(s["version"], s["alias"]) for s in json.loads(signed.stdout)["signed"]] == [
+        (1, None),
+        (1, "production"),
+    ]
+    assert after.returncode == 0, after.stdout
+    no_key = run("sign", root=tmp_path / "reg")
+    assert no_key.returncode == 1 and "needs a signing key" in no_key.stderr

@@ -4,10 +4,15 @@ import pytest
 
 from modeldeploy.exceptions import (
     AliasNotFoundError,
+    AuthenticityError,
+    CorruptStoreError,
+    IntegrityError,
     MissingDependencyError,
     ModelNotFoundError,
     PredictionTimeoutError,
+    RegistryError,
     SchemaError,
+    StoreUnavailableError,
     VersionNotFoundError,
 )
 
@@ -48,3 +53,14 @@ def test_missing_dependency_names_the_extra() -> None:
     err = MissingDependencyError("tqdm", "progress", "A progress bar")
     assert isinstance(err, ImportError)
     assert "pip install 'modeldeploy[progress]'" in str(err)
+
+
+def test_store_and_signing_errors_are_catchable_as_what_they_are() -> None:
+    unavailable = StoreUnavailableError("locked", server="/r/registry.db")
+    assert isinstance(unavailable, ConnectionError) and isinstance(unavailable, RegistryError)
+    assert unavailable.server == "/r/registry.db"
+    corrupt = CorruptStoreError("damaged", path="/r/registry.db")
+    assert isinstance(corrupt, RegistryError) and corrupt.path == "/r/registry.db"
+    forged = AuthenticityError("unsigned", name="m", version=2, alias="production")
+    assert isinstance(forged, IntegrityError)
+    assert (forged.name, forged.version, forged.alias) == ("m", 2, "production")

@@ -9,7 +9,10 @@ from typing import Any
 
 from modeldeploy.exceptions import InvalidParameterError
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+#: The largest version number: what SQLite and PostgreSQL store in a signed 64-bit integer.
+MAX_VERSION = 2**63 - 1
 
 
 def _fail(param: str, owner: str, expected: str, got: Any) -> InvalidParameterError:
@@ -20,7 +23,7 @@ def _fail(param: str, owner: str, expected: str, got: Any) -> InvalidParameterEr
 
 def check_name(value: Any, param: str, owner: str) -> str:
     """A model name or alias: letters, digits, ``.``, ``_`` and ``-``, at most 128 characters."""
-    if not isinstance(value, str) or not _NAME_RE.match(value):
+    if not isinstance(value, str) or not _NAME_RE.fullmatch(value):
         raise _fail(
             param,
             owner,
@@ -31,8 +34,15 @@ def check_name(value: Any, param: str, owner: str) -> str:
     return value
 
 
-def check_int(value: Any, param: str, owner: str, *, min_value: int | None = None) -> int:
-    """An int (not a bool), at least ``min_value`` when given."""
+def check_int(
+    value: Any,
+    param: str,
+    owner: str,
+    *,
+    min_value: int | None = None,
+    max_value: int | None = None,
+) -> int:
+    """An int (not a bool), at least ``min_value`` and at most ``max_value`` when given."""
     if isinstance(value, bool) or not isinstance(value, int):
         try:
             import numpy as np
@@ -42,11 +52,23 @@ def check_int(value: Any, param: str, owner: str, *, min_value: int | None = Non
             else:
                 raise TypeError
         except TypeError:
-            bound = f" >= {min_value}" if min_value is not None else ""
-            raise _fail(param, owner, f"an int{bound}", value) from None
-    if min_value is not None and value < min_value:
-        raise _fail(param, owner, f"an int >= {min_value}", value)
+            raise _fail(param, owner, _int_bounds(min_value, max_value), value) from None
+    if (min_value is not None and value < min_value) or (
+        max_value is not None and value > max_value
+    ):
+        raise _fail(param, owner, _int_bounds(min_value, max_value), value)
     return int(value)
+
+
+def _int_bounds(min_value: int | None, max_value: int | None) -> str:
+    lo = f" >= {min_value}" if min_value is not None else ""
+    hi = f" <= {max_value}" if max_value is not None else ""
+    return f"an int{lo}{' and' if lo and hi else ''}{hi}"
+
+
+def check_version(value: Any, param: str, owner: str) -> int:
+    """A version number: an int from 1 to ``MAX_VERSION`` (2**63 - 1), what a store can hold."""
+    return check_int(value, param, owner, min_value=1, max_value=MAX_VERSION)
 
 
 def check_float(

@@ -274,6 +274,24 @@ def cmd_verify(reg: ModelRegistry, args: argparse.Namespace, out: TextIO) -> int
     return EXIT_FAILED if problems else EXIT_OK
 
 
+def cmd_sign(reg: ModelRegistry, args: argparse.Namespace, out: TextIO) -> int:
+    name, number, alias = _ref(args.ref) if args.ref else (None, None, None)
+    if alias is not None:
+        raise CommandError(
+            "Expected NAME or NAME:VERSION (an alias is signed with its version), got "
+            f"{args.ref!r}."
+        )
+    signed = reg.sign(name, number, force=args.force)
+    if args.json:
+        _emit_json({"signed": signed}, out)
+    else:
+        for s in signed:
+            what = f"@{s['alias']} (v{s['version']})" if s["alias"] else f":{s['version']}"
+            out.write(f"{s['name']}{what}  signed (was {s['was']})\n")
+        out.write(f"{len(signed)} record{'s' if len(signed) != 1 else ''} signed.\n")
+    return EXIT_OK
+
+
 def cmd_score(reg: ModelRegistry, args: argparse.Namespace, out: TextIO) -> int:
     from modeldeploy.deployers.batch import BatchDeployer
 
@@ -386,6 +404,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", metavar="NAME")
     p = add("verify", cmd_verify, "recompute every artifact's sha256; exit 1 on a mismatch")
     p.add_argument("name", metavar="NAME", nargs="?")
+    p = add(
+        "sign",
+        cmd_sign,
+        "sign unsigned versions and alias moves with $MODELDEPLOY_SIGNING_KEY (run verify first)",
+    )
+    p.add_argument("ref", metavar="NAME[:VERSION]", nargs="?")
+    p.add_argument(
+        "--force", action="store_true", help="also re-sign records whose signature is wrong"
+    )
     p = add("score", cmd_score, "score a .npy, .csv or .parquet file with a version, in batches")
     p.add_argument("ref", metavar="NAME[:VERSION|@ALIAS]", type=_ref)
     p.add_argument("input", metavar="INPUT", help="a .npy, .csv or .parquet file")

@@ -11,6 +11,8 @@ would naturally catch (``KeyError`` for a failed lookup, ``ValueError`` for bad 
     │   ├── VersionNotFoundError (KeyError)            unknown version of a known model
     │   ├── AliasNotFoundError (KeyError)              unknown alias of a known model
     │   ├── IntegrityError                             artifact missing or its sha256 differs
+    │   │   └── AuthenticityError                      record unsigned or its HMAC differs
+    │   ├── CorruptStoreError                          registry.db damaged, empty or foreign
     │   ├── SerializationError                         a model could not be saved or loaded
     │   ├── OperationRefusedError (RuntimeError)       e.g. deleting a version an alias uses
     │   └── StoreUnavailableError (ConnectionError)    a registry server could not be reached
@@ -33,6 +35,8 @@ from difflib import get_close_matches
 
 __all__ = [
     "AliasNotFoundError",
+    "AuthenticityError",
+    "CorruptStoreError",
     "DeploymentError",
     "DriftWarning",
     "EnvironmentMismatchWarning",
@@ -146,6 +150,43 @@ class IntegrityError(RegistryError):
     def __init__(self, message: str, *, name: str | None = None, version: int | None = None):
         self.name = name
         self.version = version
+        super().__init__(message)
+
+
+class AuthenticityError(IntegrityError):
+    """A version record or alias move is unsigned, or its HMAC does not match the signing key.
+
+    Raised only by a registry given a signing key (``ModelRegistry(signing_key=...)`` or
+    ``$MODELDEPLOY_SIGNING_KEY``): the metadata may have been changed by someone without the key.
+    Nothing is loaded. Attributes: ``name``, ``version`` and, for an alias, ``alias``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        name: str | None = None,
+        version: int | None = None,
+        alias: str | None = None,
+    ):
+        self.alias = alias
+        super().__init__(message, name=name, version=version)
+
+
+class CorruptStoreError(RegistryError):
+    """The metadata store cannot be trusted to say what the registry holds.
+
+    For example a ``registry.db`` that is not an SQLite database, is damaged, or is empty next to
+    existing artifacts. Nothing was changed; the message names the file and how to recover.
+
+    Attributes
+    ----------
+    path
+        The damaged file.
+    """
+
+    def __init__(self, message: str, *, path: str) -> None:
+        self.path = path
         super().__init__(message)
 
 

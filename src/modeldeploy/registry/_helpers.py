@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from modeldeploy.exceptions import EnvironmentMismatchWarning, IntegrityError, SerializationError
 from modeldeploy.registry._artifacts import ArtifactStore
 from modeldeploy.registry._metadata import MetadataStore, Record
+from modeldeploy.registry._signing import SEAL_TAG
 from modeldeploy.registry.formats import get_format
 from modeldeploy.registry.signature import Signature
 from modeldeploy.registry.version import Event, ModelVersion
@@ -163,7 +164,7 @@ def _model_version(
         signature=_parse_signature(rec["signature"]),
         metrics=rec["metrics"],
         params=rec["params"],
-        tags=rec["tags"],
+        tags={k: v for k, v in rec["tags"].items() if k != SEAL_TAG},
         description=rec["description"],
         parent=rec["parent"],
         environment=rec["environment"],

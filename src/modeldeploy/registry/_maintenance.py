@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from modeldeploy.exceptions import IntegrityError
+from modeldeploy.exceptions import IntegrityError, OperationRefusedError
 from modeldeploy.registry._helpers import _artifact_key
 
 if TYPE_CHECKING:
@@ -98,9 +98,22 @@ def _verify_artifacts(registry: ModelRegistry, names: list[str]) -> list[dict[st
     return problems
 
 
-def _collect_garbage(registry: ModelRegistry, older_than_s: float) -> dict[str, int]:
+def _collect_garbage(
+    registry: ModelRegistry, older_than_s: float, *, force: bool = False
+) -> dict[str, int]:
     """Remove unused artifacts and leftovers older than ``older_than_s``; return counts."""
     used = {_artifact_key(s) for s in registry.metadata.referenced_artifacts()}
+    if not used and not force:
+        keys = list(registry.artifacts.keys())
+        stored = sum(1 for key in keys if key.startswith("sha256/"))
+        if stored:
+            raise OperationRefusedError(
+                f"gc found {stored} stored artifact{'s' if stored != 1 else ''} but a metadata "
+                f"store that lists none (at {registry.root}): expected the database to list "
+                "the artifacts of its versions. This looks like a lost, emptied or replaced "
+                "database, not garbage, so nothing was deleted. Restore the database from a "
+                "backup; if every version really was deleted, run gc(force=True)."
+            )
     orphans = 0
     # File ages stay on the real clock: the file system stamps files with the wall clock.
     cutoff = time.time() - older_than_s

@@ -11,6 +11,8 @@ __all__ = ["MetadataStore", "Record"]
 
 Record = dict[str, Any]
 
+_MOVES = ("promoted", "rolled_back", "alias_deleted")
+
 
 class MetadataStore(ABC):
     """Models, versions, aliases and events. Every method is one atomic transaction.
@@ -107,6 +109,17 @@ class MetadataStore(ABC):
     @abstractmethod
     def events(self, name: str) -> list[Record]:
         """A model's history, oldest first."""
+
+    def alias_events(self, name: str, alias: str) -> list[Record]:
+        """The latest move of ``alias`` (promoted, rolled back, deleted) and every later event
+        naming the alias, oldest first; every event naming it when it never moved.
+
+        The registry reads an alias's signature here. This default scans :meth:`events`; a
+        store overrides it with one indexed query.
+        """
+        events = [e for e in self.events(name) if e["alias"] == alias]
+        moves = [i for i, e in enumerate(events) if e["kind"] in _MOVES]
+        return events[moves[-1] :] if moves else events
 
     @abstractmethod
     def set_attachment(

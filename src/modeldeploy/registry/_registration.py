@@ -15,7 +15,7 @@ from modeldeploy.registry._helpers import _OWNER, _artifact_key, _environment, _
 from modeldeploy.registry._metadata import Record
 from modeldeploy.registry.formats import Serializer
 from modeldeploy.registry.signature import Signature
-from modeldeploy.registry.version import ModelVersion, to_json_friendly
+from modeldeploy.registry.version import ModelVersion, to_json_friendly, to_metrics, to_tags
 
 if TYPE_CHECKING:
     from modeldeploy.registry.registry import ModelRegistry
@@ -63,6 +63,13 @@ def _store_version(
     parent: int | None,
 ) -> Record:
     """Serialize ``model``, store its artifact and add the version; return the event record."""
+    # Open the metadata store before writing any artifact: a database missing next to artifacts
+    # then always means a lost database (the SQLite store refuses to open it as empty).
+    registry.metadata  # noqa: B018
+    # Checked before anything is written, so a bad value leaves no artifact behind.
+    metrics = to_metrics(metrics, f"{_OWNER}.register")
+    params = to_json_friendly(params)
+    tags = to_tags(tags, f"{_OWNER}.register")
     scratch = registry.artifacts.scratch_dir()
     staging = Path(tempfile.mkdtemp(prefix="register-", dir=scratch))
     try:
@@ -74,6 +81,8 @@ def _store_version(
                 f"Could not save the model with the {format!r} format: {exc}. Try another "
                 "format, or register a Serializer for this kind of model."
             ) from exc
+        # Before any version exists: a model its format would refuse to load is refused now.
+        serializer.check(path)
         sha256, size = _hash_file(path)
         key = _artifact_key(sha256)
         registry.artifacts.put(key, path)
@@ -83,9 +92,9 @@ def _store_version(
             "size": size,
             "format": format,
             "signature": json.dumps(signature.to_dict()) if signature is not None else None,
-            "metrics": to_json_friendly(metrics),
-            "params": to_json_friendly(params),
-            "tags": to_json_friendly(tags),
+            "metrics": metrics,
+            "params": params,
+            "tags": tags,
             "description": description,
             "parent": parent,
             "environment": _environment(model),
@@ -116,6 +125,6 @@ def _parent_version(
                 f" Got {parent.ref} instead."
             )
         return parent.version
-    number = val.check_int(parent, "parent", _OWNER, min_value=1)
+    number = val.check_version(parent, "parent", _OWNER)
     registry.metadata.get_version(name, number)  # raises when unknown
     return number

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any, TypeVar
 
 from modeldeploy._config import DEFAULT_BUSY_TIMEOUT_S
 from modeldeploy.exceptions import (
     AliasNotFoundError,
+    CorruptStoreError,
     ModelNotFoundError,
     OperationRefusedError,
+    StoreUnavailableError,
     VersionNotFoundError,
 )
-from modeldeploy.registry._metadata import MetadataStore, Record
+from modeldeploy.registry._metadata import _MOVES, MetadataStore, Record
 
 __all__ = ["SQLiteMetadataStore"]
 
@@ -63,6 +67,7 @@ CREATE TABLE IF NOT EXISTS events (
     details TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_name ON events(name, id);
+CREATE INDEX IF NOT EXISTS events_alias ON events(name, alias, id);
 CREATE TABLE IF NOT EXISTS attachments (
     name TEXT NOT NULL,
     version INTEGER NOT NULL,
@@ -76,11 +81,82 @@ CREATE TABLE IF NOT EXISTS attachments (
 
 _JSON_FIELDS = ("metrics", "params", "tags", "environment")
 
+# SQLite's messages for a file that is not (or no longer) a readable database.
+_CORRUPT = ("not a database", "malformed", "corrupt", "encrypted")
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _translated(exc: sqlite3.Error, path: Path) -> Exception | None:
+    """The modeldeploy error for an SQLite failure on ``path``, or None for a programming bug."""
+    if not isinstance(exc, (sqlite3.OperationalError, sqlite3.DatabaseError)) or isinstance(
+        exc, (sqlite3.IntegrityError, sqlite3.ProgrammingError, sqlite3.InterfaceError)
+    ):
+        return None
+    text = str(exc)
+    where = str(path)
+    if any(word in text.lower() for word in _CORRUPT):
+        return CorruptStoreError(
+            f"The registry database {where!r} is damaged or is not a registry database "
+            f"(SQLite: {text}). Expected an SQLite file written by modeldeploy. Nothing was "
+            "changed. Restore it from a backup (or try `sqlite3 registry.db .recover`); do not "
+            "run registry.gc() until it opens again.",
+            path=where,
+        )
+    lowered = text.lower()
+    if "locked" in lowered or "busy" in lowered:
+        advice = (
+            "another process held its write lock longer than the busy timeout. Try again, or "
+            "give the store a longer busy_timeout_s"
+        )
+    elif "readonly" in lowered or "read-only" in lowered:
+        advice = "the file or its folder is not writable by this process: check permissions"
+    elif "full" in lowered:
+        advice = "the disk is full: free space, then try again"
+    else:
+        advice = (
+            "the file could not be read or written (disk, mount or permissions): check that "
+            "the folder is reachable and writable, then try again"
+        )
+    return StoreUnavailableError(
+        f"The registry database {where!r} could not be used (SQLite: {text}): {advice}. The "
+        "operation did not happen.",
+        server=where,
+    )
+
+
+def _sqlite_errors(method: _F) -> _F:
+    """Raise SQLite's failures of ``method`` as modeldeploy errors naming the file."""
+
+    @functools.wraps(method)
+    def wrapper(self: SQLiteMetadataStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            error = _translated(exc, self.path)
+            if error is None:
+                raise
+            raise error from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _has_artifacts(folder: Path) -> bool:
+    """Whether ``folder`` (a local artifact store's root) holds any stored artifact."""
+    store = folder / "sha256"
+    return store.is_dir() and any(p.is_file() for p in store.rglob("*"))
+
 
 class SQLiteMetadataStore(MetadataStore):
     """Metadata in one SQLite file: WAL journal, a busy timeout, ``BEGIN IMMEDIATE`` writes.
 
     Safe from many threads (one connection per thread) and many processes (SQLite's locks).
+    SQLite's failures come out as :class:`~modeldeploy.exceptions.StoreUnavailableError`
+    (locked beyond the busy timeout, disk I/O, read-only, full) or
+    :class:`~modeldeploy.exceptions.CorruptStoreError` (damaged, not a database), naming the
+    file. A missing or zero-length database next to an ``artifacts`` folder that holds artifacts
+    is refused rather than opened as an empty registry: it is a lost or truncated database, and
+    an empty registry would let ``gc`` delete every artifact.
     """
 
     def __init__(
@@ -90,7 +166,25 @@ class SQLiteMetadataStore(MetadataStore):
         self.busy_timeout_s = busy_timeout_s
         self._local = threading.local()
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._create_schema()
+
+    @_sqlite_errors
+    def _create_schema(self) -> None:
         with self._write() as conn:
+            # Under the write lock, so a process creating the schema right now is not mistaken
+            # for a lost database (registration opens the database before writing artifacts).
+            if conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'models'"
+            ).fetchone() is None and _has_artifacts(self.path.parent / "artifacts"):
+                raise CorruptStoreError(
+                    f"The registry database {str(self.path)!r} is missing or empty, but "
+                    f"{str(self.path.parent / 'artifacts')!r} holds model artifacts: expected "
+                    "the database that lists them. Opening it as an empty registry would hide "
+                    "every version (and let gc delete the artifacts). Restore registry.db from a "
+                    "backup; to start a new registry on purpose, move the artifacts folder away "
+                    "first.",
+                    path=str(self.path),
+                )
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
@@ -107,9 +201,13 @@ class SQLiteMetadataStore(MetadataStore):
                 check_same_thread=False,
             )
             conn.row_factory = sqlite3.Row
-            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = FULL")
+            try:
+                conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = FULL")
+            except sqlite3.Error:
+                conn.close()
+                raise
             self._local.conn = conn
             self._local.pid = os.getpid()
         return conn
@@ -120,10 +218,14 @@ class SQLiteMetadataStore(MetadataStore):
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
+            conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            # SQLite may already have rolled back (a failed COMMIT, disk I/O): never leave a
+            # transaction open on this thread's connection, nor hide the first error.
+            if conn.in_transaction:
+                with suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -460,6 +562,23 @@ class SQLiteMetadataStore(MetadataStore):
             out.append(rec)
         return out
 
+    def alias_events(self, name: str, alias: str) -> list[Record]:
+        # Newest first along the (name, alias, id) index, stopping at the latest move: usually
+        # two rows (the move and its signature), however long the history.
+        cursor = self._conn().execute(
+            "SELECT * FROM events WHERE name = ? AND alias = ? ORDER BY id DESC", (name, alias)
+        )
+        out = []
+        for r in cursor:
+            rec = dict(r)
+            rec["details"] = json.loads(rec["details"])
+            out.append(rec)
+            if rec["kind"] in _MOVES:
+                break
+        cursor.close()
+        out.reverse()
+        return out
+
     @staticmethod
     def _is_referenced(conn: sqlite3.Connection, sha256: str) -> bool:
         return (
@@ -510,3 +629,25 @@ class SQLiteMetadataStore(MetadataStore):
             "SELECT sha256 FROM versions UNION SELECT sha256 FROM attachments"
         )
         return {r[0] for r in rows}
+
+
+# One place turns SQLite's exceptions into modeldeploy's: every public method of the store.
+for _name in (
+    "add_version",
+    "get_version",
+    "get_alias",
+    "latest_version",
+    "list_versions",
+    "list_models",
+    "aliases",
+    "move_alias",
+    "delete_version",
+    "update_version",
+    "add_event",
+    "events",
+    "alias_events",
+    "set_attachment",
+    "get_attachment",
+    "referenced_artifacts",
+):
+    setattr(SQLiteMetadataStore, _name, _sqlite_errors(getattr(SQLiteMetadataStore, _name)))

@@ -57,6 +57,14 @@ class Serializer(ABC):
     def load(self, data: bytes) -> Any:
         """Rebuild a model from the bytes :meth:`dump` wrote (already sha256-verified)."""
 
+    def check(self, path: Path) -> None:  # noqa: B027 - optional hook
+        """Raise :class:`~modeldeploy.exceptions.SerializationError` when what :meth:`dump`
+        wrote to ``path`` could not be loaded back with this serializer's settings.
+
+        The registry calls it at registration, before a version is created. The default trusts
+        :meth:`dump`.
+        """
+
 
 class JoblibSerializer(Serializer):
     """joblib's pickle with efficient numpy arrays: the default, fast, for trusted models.
@@ -103,15 +111,25 @@ class SkopsSerializer(Serializer):
     def dump(self, model: Any, path: Path) -> None:
         self._sio().dump(model, path)
 
-    def load(self, data: bytes) -> Any:
-        sio = self._sio()
-        untrusted = [t for t in sio.get_untrusted_types(data=data) if t not in self.trusted]
+    def _refuse_untrusted(self, types: Sequence[str], when: str) -> None:
+        untrusted = [t for t in types if t not in self.trusted]
         if untrusted:
             raise SerializationError(
-                f"The skops artifact contains types that are not trusted: {untrusted}. If you "
-                "trust them, register the format with them: register_format("
-                f"SkopsSerializer(trusted={untrusted!r}))."
+                f"{when}: the skops artifact contains types skops does not trust by default: "
+                f"{untrusted}. Expected only trusted types, so it could not be loaded. If you "
+                "trust them, register the format with them before registering or loading: "
+                f"register_format(SkopsSerializer(trusted={untrusted!r})); or use "
+                "format='joblib' for models you trust."
             )
+
+    def check(self, path: Path) -> None:
+        self._refuse_untrusted(
+            self._sio().get_untrusted_types(file=path), "Refused to register this model"
+        )
+
+    def load(self, data: bytes) -> Any:
+        sio = self._sio()
+        self._refuse_untrusted(sio.get_untrusted_types(data=data), "Refused to load this model")
         return sio.loads(data, trusted=self.trusted or None)
 
 

@@ -6,7 +6,7 @@ import logging
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from modeldeploy._config import (
     DEFAULT_FORMAT,
     DEFAULT_REGISTRY_ROOT,
 )
-from modeldeploy.exceptions import InvalidParameterError
+from modeldeploy.exceptions import AuthenticityError, InvalidParameterError
 from modeldeploy.registry._helpers import (
     _OWNER,
     _artifact_key,
@@ -40,6 +40,7 @@ from modeldeploy.registry._maintenance import (
     _verify_artifacts,
 )
 from modeldeploy.registry._registration import _check_signature, _parent_version, _store_version
+from modeldeploy.registry._signing import Signer
 from modeldeploy.registry.formats import Serializer, get_format, register_format
 from modeldeploy.registry.history import History
 from modeldeploy.registry.signature import Signature
@@ -52,7 +53,7 @@ from modeldeploy.registry.stores import (
     S3ArtifactStore,
     SQLiteMetadataStore,
 )
-from modeldeploy.registry.version import Event, ModelVersion, to_json_friendly
+from modeldeploy.registry.version import Event, ModelVersion, to_json_friendly, to_metrics, to_tags
 from modeldeploy.typing import Clock
 
 __all__ = ["History", "ModelRegistry"]
@@ -101,6 +102,15 @@ class ModelRegistry:
         registry uses the same clock unless given its own. Processes or hosts sharing one
         registry folder or database compare each other's stamps, so their clocks must agree
         (NTP).
+    signing_key
+        A secret (bytes or str, at least 16 bytes) kept *outside* the registry, or a list of
+        them with the signing key first and older keys still accepted (rotation). Default: the
+        environment variable ``MODELDEPLOY_SIGNING_KEYS`` (comma-separated) or
+        ``MODELDEPLOY_SIGNING_KEY``; none set means no signing. With a key, every version and
+        alias move is signed (HMAC-SHA256), and :meth:`load`, :meth:`get` by alias and
+        :meth:`verify` refuse records that are unsigned or badly signed: someone who can write
+        the registry but lacks the key can no longer swap an artifact or move an alias
+        unnoticed. Sign older records with :meth:`sign`.
 
     Examples
     --------
@@ -131,6 +141,7 @@ class ModelRegistry:
         formats: Iterable[Serializer] = (),
         on_event: Callable[[Event], None] | None = None,
         clock: Clock | None = None,
+        signing_key: bytes | str | Sequence[bytes | str] | None = None,
     ) -> None:
         location = os.fspath(root)
         self.root: Path | str = Path(location)
@@ -147,6 +158,8 @@ class ModelRegistry:
             )
         self.clock = as_clock(clock, _OWNER)
         self.cache_size = val.check_int(cache_size, "cache_size", _OWNER, min_value=0)
+        # The key itself is kept only inside the signer, so no repr or attribute shows it.
+        self._signer = Signer.from_config(signing_key, _OWNER)
         self.on_event = on_event
         self._metadata = metadata
         self._artifacts_folder: Path | None = None
@@ -308,6 +321,10 @@ class ModelRegistry:
             parent=parent_version,
         )
         self._emit(event)
+        if self._signer is not None:
+            self._emit(
+                self._signer.sign_version(self.metadata, name, int(event["version"]), self._stamp())
+            )
         return self.get(name, int(event["version"]))
 
     # ------------------------------------------------------------------ reading
@@ -330,14 +347,17 @@ class ModelRegistry:
                 f"Pass either 'version' or 'alias' to {_OWNER}.get/load, not both."
             )
         if alias is not None:
-            return self.metadata.get_alias(name, alias)
+            rec = self.metadata.get_alias(name, alias)
+            if self._signer is not None:
+                self._signer.require_alias(self.metadata, name, alias, rec)
+            return rec
         if version is not None:
-            return self.metadata.get_version(
-                name, val.check_int(version, "version", _OWNER, min_value=1)
-            )
+            return self.metadata.get_version(name, val.check_version(version, "version", _OWNER))
         return self.metadata.latest_version(name)
 
     def _version(self, rec: Record, aliases: Mapping[str, int]) -> ModelVersion:
+        if self._signer is not None:
+            self._signer.note_version(rec)  # so version.load() need not read the record again
         return _model_version(rec, aliases, self)
 
     def load(self, name: str, version: int | None = None, *, alias: str | None = None) -> Any:
@@ -353,8 +373,15 @@ class ModelRegistry:
             When the artifact is missing or its sha256 differs; nothing is loaded.
         """
         rec = self._record(name, version, alias)
+        if self._signer is not None:
+            self._signer.require_version(rec)
         return self._load_artifact(
-            rec["name"], int(rec["version"]), rec["sha256"], rec["format"], rec["environment"]
+            rec["name"],
+            int(rec["version"]),
+            rec["sha256"],
+            rec["format"],
+            rec["environment"],
+            checked=True,
         )
 
     def _load_artifact(
@@ -364,7 +391,11 @@ class ModelRegistry:
         sha256: str,
         format: str,
         environment: Mapping[str, str] | None = None,
+        *,
+        checked: bool = False,
     ) -> Any:
+        if self._signer is not None and not checked:
+            self._require_signed(name, version, sha256, format)
         with self._cache_lock:
             if sha256 in self._cache:
                 self._cache.move_to_end(sha256)
@@ -380,6 +411,23 @@ class ModelRegistry:
                 while len(self._cache) > self.cache_size:
                     self._cache.popitem(last=False)
         return model
+
+    def _require_signed(self, name: str, version: int, sha256: str, format: str) -> None:
+        """With a key: the stored record is signed and still says what ``ModelVersion`` says."""
+        assert self._signer is not None
+        if (name, version, sha256, format) in self._signer.authentic:
+            return
+        rec = self.metadata.get_version(name, version)
+        self._signer.require_version(rec)
+        if (rec["sha256"], rec["format"]) != (sha256, format):
+            raise AuthenticityError(
+                f"This ModelVersion of {name}:{version} says sha256 {sha256[:12]}... and format "
+                f"{format!r}, but the signed record says {rec['sha256'][:12]}... and "
+                f"{rec['format']!r}. Nothing was loaded. Get the record again with "
+                f"registry.get({name!r}, {version}).",
+                name=name,
+                version=version,
+            )
 
     def models(self) -> list[str]:
         """Names of the registered models, sorted."""
@@ -416,13 +464,13 @@ class ModelRegistry:
     ) -> ModelVersion:
         """Point ``alias`` at ``version`` (atomically), recording the move and its reason."""
         number = version.version if isinstance(version, ModelVersion) else version
-        number = val.check_int(number, "version", _OWNER, min_value=1)
+        number = val.check_version(number, "version", _OWNER)
         val.check_name(alias, "alias", _OWNER)
-        self._emit(
-            self.metadata.move_alias(
-                name, alias, number, reason=reason, kind="promoted", at=self._stamp()
-            )
+        move = self.metadata.move_alias(
+            name, alias, number, reason=reason, kind="promoted", at=self._stamp()
         )
+        self._emit(move)
+        self._sign_move(move)
         return self.get(name, number)
 
     def rollback(self, name: str, *, alias: str = DEFAULT_ALIAS, reason: str = "") -> ModelVersion:
@@ -436,12 +484,17 @@ class ModelRegistry:
             When the alias never pointed at another existing version.
         """
         val.check_name(alias, "alias", _OWNER)
-        event = self._emit(
-            self.metadata.move_alias(
-                name, alias, None, reason=reason, kind="rolled_back", at=self._stamp()
-            )
+        move = self.metadata.move_alias(
+            name, alias, None, reason=reason, kind="rolled_back", at=self._stamp()
         )
+        event = self._emit(move)
+        self._sign_move(move)
         return self.get(name, int(event.version or 0))
+
+    def _sign_move(self, move: Record) -> None:
+        """With a key, sign an alias move right after it (the ``signed`` event names it)."""
+        if self._signer is not None:
+            self._emit(self._signer.sign_move(self.metadata, move, self._stamp()))
 
     def delete_alias(self, name: str, alias: str, *, reason: str = "") -> None:
         """Remove an alias from a model."""
@@ -463,7 +516,7 @@ class ModelRegistry:
         OperationRefusedError
             When an alias points at the version: move or delete the alias first.
         """
-        number = val.check_int(version, "version", _OWNER, min_value=1)
+        number = val.check_version(version, "version", _OWNER)
         self._emit(
             self.metadata.delete_version(
                 name,
@@ -476,18 +529,25 @@ class ModelRegistry:
 
     def set_metrics(self, name: str, version: int, metrics: Mapping[str, Any]) -> ModelVersion:
         """Merge ``metrics`` into a version's recorded metrics (e.g. a later holdout score)."""
+        version = val.check_version(version, "version", f"{_OWNER}.set_metrics")
+        metrics = to_metrics(metrics, f"{_OWNER}.set_metrics")
         self._emit(
             self.metadata.update_version(
-                name, version, metrics=to_json_friendly(metrics), tags=None, at=self._stamp()
+                name, version, metrics=metrics, tags=None, at=self._stamp()
             )
         )
         return self.get(name, version)
 
     def set_tags(self, name: str, version: int, tags: Mapping[str, Any]) -> ModelVersion:
         """Merge ``tags`` into a version's recorded tags."""
+        version = val.check_version(version, "version", f"{_OWNER}.set_tags")
         self._emit(
             self.metadata.update_version(
-                name, version, metrics=None, tags=to_json_friendly(tags), at=self._stamp()
+                name,
+                version,
+                metrics=None,
+                tags=to_tags(tags, f"{_OWNER}.set_tags"),
+                at=self._stamp(),
             )
         )
         return self.get(name, version)
@@ -504,6 +564,10 @@ class ModelRegistry:
     ) -> Event:
         """Add a custom event (a swap, a retrain decision, ...) to a model's history."""
         val.check_name(kind, "kind", f"{_OWNER}.record_event")
+        if version is not None:
+            version = val.check_version(version, "version", f"{_OWNER}.record_event")
+        if alias is not None:
+            val.check_name(alias, "alias", f"{_OWNER}.record_event")
         return self._emit(
             self.metadata.add_event(
                 name,
@@ -526,7 +590,7 @@ class ModelRegistry:
         compiled fast path. Deleting the version deletes its attachments.
         """
         val.check_name(key, "key", f"{_OWNER}.attach")
-        number = val.check_int(version, "version", f"{_OWNER}.attach", min_value=1)
+        number = val.check_version(version, "version", f"{_OWNER}.attach")
         return _store_attachment(self, name, number, key, data)
 
     def attachment(self, name: str, version: int, key: str) -> bytes | None:
@@ -537,7 +601,8 @@ class ModelRegistry:
         IntegrityError
             When the stored bytes are missing or differ from what was attached.
         """
-        return _read_attachment(self, name, version, key)
+        number = val.check_version(version, "version", f"{_OWNER}.attachment")
+        return _read_attachment(self, name, number, key)
 
     # ------------------------------------------------------------------ maintenance
 
@@ -548,16 +613,88 @@ class ModelRegistry:
         (``"missing"`` or ``"sha256 mismatch"``). An empty list means every artifact is intact.
         """
         names = [name] if name is not None else self.models()
-        return _verify_artifacts(self, names)
+        problems = _verify_artifacts(self, names)
+        if self._signer is not None:
+            for model_name in names:
+                problems.extend(self._signer.problems(self.metadata, model_name))
+        return problems
 
-    def gc(self, *, older_than_s: float = 3600.0) -> dict[str, int]:
+    def sign(
+        self, name: str | None = None, version: int | None = None, *, force: bool = False
+    ) -> list[dict[str, Any]]:
+        """Sign the records that are unsigned or signed with an older key, with this
+        registry's key: versions registered before a key was set, and the latest move of each
+        alias pointing at them.
+
+        Signing vouches for the records *as they are now*: run :meth:`verify` first. After a
+        key rotation (``signing_key=[new, old]``) this re-signs everything with the new key;
+        then the old key can be dropped.
+
+        Parameters
+        ----------
+        name
+            One model, or every model when None.
+        version
+            One version of ``name`` (and the aliases on it), or all of them when None.
+        force
+            Also re-sign records whose signature is wrong (signed by a key that is gone, or
+            changed since): only after checking them.
+
+        Returns
+        -------
+        list of dict
+            One per signed record: ``name``, ``version``, ``alias`` (None for a version) and
+            ``was`` (``"unsigned"``, ``"signed with an older key"`` or ``"bad signature"``).
+
+        Raises
+        ------
+        AuthenticityError
+            When a signature is wrong (without ``force``) or an alias points where its history
+            does not say; nothing is signed then.
+        InvalidParameterError
+            When the registry has no signing key.
+        """
+        if self._signer is None:
+            raise InvalidParameterError(
+                f"{_OWNER}.sign needs a signing key. Got none instead: pass "
+                f"{_OWNER}(..., signing_key=KEY) or set $MODELDEPLOY_SIGNING_KEY."
+            )
+        if version is not None:
+            if name is None:
+                raise InvalidParameterError(
+                    f"The 'version' parameter of {_OWNER}.sign needs 'name'. Got version="
+                    f"{version!r} and name=None instead."
+                )
+            version = val.check_version(version, "version", f"{_OWNER}.sign")
+        names = [name] if name is not None else self.models()
+        signed: list[dict[str, Any]] = []
+        for model_name in names:
+            done, events = self._signer.sign_model(
+                self.metadata, model_name, version, force=bool(force), at=self._stamp()
+            )
+            for event in events:
+                self._emit(event)
+            signed.extend(done)
+        return signed
+
+    def gc(self, *, older_than_s: float = 3600.0, force: bool = False) -> dict[str, int]:
         """Remove artifacts no version uses and leftovers of interrupted writes.
 
         Only files older than ``older_than_s`` are touched, so a registration running in another
         process right now keeps its artifact. Returns counts of what was removed.
+
+        A metadata store that lists no artifact at all while artifacts exist looks like a lost
+        or replaced database, not like garbage: ``gc`` then refuses and deletes nothing, unless
+        ``force=True``. An unreadable database raises before anything is deleted.
+
+        Raises
+        ------
+        OperationRefusedError
+            When the store lists no artifact but the artifact store holds some (without
+            ``force``).
         """
         older_than_s = val.check_float(older_than_s, "older_than_s", f"{_OWNER}.gc", min_value=0)
-        return _collect_garbage(self, older_than_s)
+        return _collect_garbage(self, older_than_s, force=bool(force))
 
     # ------------------------------------------------------------------ events
 

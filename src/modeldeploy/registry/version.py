@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from modeldeploy.exceptions import InvalidParameterError
+from modeldeploy.registry._signing import SEAL_TAG
 from modeldeploy.registry.signature import Signature
 
 if TYPE_CHECKING:
@@ -193,7 +195,9 @@ def _kv(mapping: Mapping[str, Any], limit: int = 20) -> str:
 
 
 def _json_default(obj: Any) -> Any:
-    """Make numpy scalars and other simple objects JSON-friendly."""
+    """Make numpy scalars, arrays and other simple objects JSON-friendly."""
+    if getattr(obj, "ndim", 0) and callable(getattr(obj, "tolist", None)):
+        return obj.tolist()  # an array (of any size) becomes a JSON list
     if hasattr(obj, "item") and callable(obj.item):
         return obj.item()
     if hasattr(obj, "tolist") and callable(obj.tolist):
@@ -204,3 +208,37 @@ def _json_default(obj: Any) -> Any:
 def to_json_friendly(mapping: Mapping[str, Any] | None) -> dict[str, Any]:
     """Round-trip a user mapping through JSON so it stores exactly as it will read back."""
     return dict(json.loads(json.dumps(dict(mapping or {}), default=_json_default)))
+
+
+def to_metrics(mapping: Mapping[str, Any] | None, owner: str) -> dict[str, Any]:
+    """Metrics as stored: JSON-friendly, one value per metric (a 1-element array is its value).
+
+    Raises
+    ------
+    InvalidParameterError
+        Naming the metric whose value is an array of several (or no) values.
+    """
+    metrics = to_json_friendly(mapping)
+    for key, value in metrics.items():
+        if isinstance(value, list):
+            if len(value) == 1 and not isinstance(value[0], (list, dict)):
+                metrics[key] = value[0]
+                continue
+            raise InvalidParameterError(
+                f"The 'metrics' parameter of {owner} must map each metric to one number. Got "
+                f"{key!r}: an array of {len(value)} values instead. Record one number per "
+                f"metric: their mean, or one metric each ({key}_0, {key}_1, ...); arrays "
+                "belong in params or tags."
+            )
+    return metrics
+
+
+def to_tags(mapping: Mapping[str, Any] | None, owner: str) -> dict[str, Any]:
+    """Tags as stored: JSON-friendly, without the key the registry keeps for signatures."""
+    tags = to_json_friendly(mapping)
+    if SEAL_TAG in tags:
+        raise InvalidParameterError(
+            f"The 'tags' parameter of {owner} must not use the key {SEAL_TAG!r}, which the "
+            "registry keeps for signatures. Got it instead: choose another tag name."
+        )
+    return tags
