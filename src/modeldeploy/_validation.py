@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Collection
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from modeldeploy.exceptions import InvalidParameterError
@@ -78,6 +79,16 @@ def check_float(
     if max_value is not None and number > max_value:
         raise _fail(param, owner, expected, value)
     return number
+
+
+def check_timedelta(
+    value: Any, param: str, owner: str, *, min_value: timedelta = timedelta(0)
+) -> timedelta:
+    """A ``timedelta`` of at least ``min_value`` (default: zero)."""
+    if not isinstance(value, timedelta) or value < min_value:
+        bound = "0" if min_value == timedelta(0) else repr(min_value)
+        raise _fail(param, owner, f"a timedelta >= {bound}", value)
+    return value
 
 
 def check_choice(value: Any, param: str, owner: str, choices: Collection[str]) -> str:
