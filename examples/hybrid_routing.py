@@ -38,7 +38,8 @@ def main() -> None:
     )
     with (
         OnlineDeployer(version, fast_path="off") as dep,
-        BatchDeployer(version, chunk_size=5_000, n_jobs=2) as job,
+        # flush_interval_s=None: the router's flush_seconds alone times the batch path.
+        BatchDeployer(version, chunk_size=5_000, n_jobs=2, flush_interval_s=None) as job,
         HybridRouter(
             online=dep, batch=job, route=rule, flush_rows=5_000, flush_seconds=0.5
         ) as router,

@@ -1,7 +1,24 @@
+"""The public API of the top-level package: one sorted ``__all__``, and nothing else public."""
+
 from __future__ import annotations
+
+import inspect
 
 import modeldeploy
 import modeldeploy.exceptions
+
+
+def test_all_equals_the_public_names_of_the_package() -> None:
+    """Like httpx's tests/test_exported_members.py: every class, function and exception the
+    package defines or re-exports is in ``__all__``, and ``__all__`` holds nothing else
+    (``__version__`` aside). Subpackages and modules are reached as attributes but are not
+    exported names; so are ``from __future__`` features."""
+    public = sorted(
+        name
+        for name, obj in vars(modeldeploy).items()
+        if not name.startswith("_") and (inspect.isclass(obj) or inspect.isfunction(obj))
+    )
+    assert modeldeploy.__all__ == sorted([*public, "__version__"])
 
 
 def test_all_is_sorted_and_complete() -> None:

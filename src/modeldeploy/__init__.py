@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
-from importlib.metadata import PackageNotFoundError, version
 
 from modeldeploy.deployers import (
     BatchDeployer,
@@ -28,8 +28,8 @@ from modeldeploy.retraining import RetrainPolicy
 from modeldeploy.routing import HybridRouter
 
 try:
-    __version__ = version("modeldeploy")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+    __version__ = importlib.metadata.version("modeldeploy")
+except importlib.metadata.PackageNotFoundError:  # pragma: no cover - a source tree, not installed
     __version__ = "0.0.0+unknown"
 
 # A library leaves output to the application: without a logging set-up, nothing is printed.

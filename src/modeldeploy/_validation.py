@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Collection
-from typing import Any
+from collections.abc import Callable, Collection
+from datetime import timedelta
+from typing import Any, TypeVar
 
 from modeldeploy.exceptions import InvalidParameterError
 
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+_T = TypeVar("_T")
 
 #: The largest version number: what SQLite and PostgreSQL store in a signed 64-bit integer.
 MAX_VERSION = 2**63 - 1
@@ -101,6 +103,16 @@ def check_float(
     return number
 
 
+def check_timedelta(
+    value: Any, param: str, owner: str, *, min_value: timedelta = timedelta(0)
+) -> timedelta:
+    """A ``timedelta`` of at least ``min_value`` (default: zero)."""
+    if not isinstance(value, timedelta) or value < min_value:
+        bound = "0" if min_value == timedelta(0) else repr(min_value)
+        raise _fail(param, owner, f"a timedelta >= {bound}", value)
+    return value
+
+
 def check_choice(value: Any, param: str, owner: str, choices: Collection[str]) -> str:
     """One of a fixed set of strings."""
     if value not in choices:
@@ -116,3 +128,60 @@ def check_mapping(value: Any, param: str, owner: str) -> dict[str, Any]:
     if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
         raise _fail(param, owner, "a dict with str keys or None", value)
     return dict(value)
+
+
+def _describe(types: type[Any] | tuple[type[Any], ...]) -> str:
+    names = [t.__name__ for t in (types if isinstance(types, tuple) else (types,))]
+    article = "an" if names[0][:1].lower() in "aeiou" else "a"
+    return f"{article} {' or '.join(names)}"
+
+
+def check_instance(
+    value: Any,
+    types: type[_T] | tuple[type[_T], ...],
+    param: str,
+    owner: str,
+    *,
+    expected: str | None = None,
+) -> _T:
+    """An instance of ``types`` (a class, a ``runtime_checkable`` Protocol, or a tuple of them).
+
+    ``expected`` says what was wanted in words (default: the class names); the message names
+    the type that was found, not its value, which may be large or secret.
+
+    Examples
+    --------
+    >>> check_instance(3, int, "n", "Thing")
+    3
+    >>> try:
+    ...     check_instance("3", int, "n", "Thing")
+    ... except InvalidParameterError as exc:
+    ...     print(exc)
+    The 'n' parameter of Thing must be an int. Got str instead.
+    """
+    if not isinstance(value, types):
+        raise InvalidParameterError(
+            f"The {param!r} parameter of {owner} must be {expected or _describe(types)}. Got "
+            f"{type(value).__name__} instead."
+        )
+    return value
+
+
+def check_callable(
+    value: object, param: str, owner: str, *, expected: str | None = None
+) -> Callable[..., Any]:
+    """A callable (a function, a lambda, an object with ``__call__``).
+
+    Examples
+    --------
+    >>> check_callable(len, "key", "Thing") is len
+    True
+    >>> try:
+    ...     check_callable(3, "key", "Thing")
+    ... except InvalidParameterError as exc:
+    ...     print(exc)
+    The 'key' parameter of Thing must be a callable. Got 3 instead.
+    """
+    if not callable(value):
+        raise _fail(param, owner, expected or "a callable", value)
+    return value

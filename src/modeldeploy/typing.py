@@ -6,6 +6,8 @@ A model never inherits from a modeldeploy class: anything with ``predict(X)`` is
 
 from __future__ import annotations
 
+import concurrent.futures as cf
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Protocol, TypeAlias, runtime_checkable
 
@@ -14,12 +16,19 @@ import numpy.typing as npt
 
 __all__ = [
     "ArrayLike",
+    "BatchQueue",
+    "CanaryTarget",
     "Clock",
     "FloatArray",
     "Model",
     "MonitorSink",
+    "MonitorView",
+    "OnlinePath",
     "SupportsPredict",
     "SupportsPredictProba",
+    "SupportsValidate",
+    "SwapTarget",
+    "VersionedMonitorView",
     "Waitable",
 ]
 
@@ -104,3 +113,102 @@ class Clock(Protocol):
     def wait(self, waitable: Waitable, timeout: float | None) -> bool:
         """Wait on ``waitable`` until it is set or notified (True) or until ``timeout`` seconds
         pass on this clock (False); ``None`` waits without a bound."""
+
+
+# ---------------------------------------------------------------------- what the parts ask of
+# each other: the router of its two paths, a rollout of the deployer, a trigger of the monitor
+
+
+@runtime_checkable
+class OnlinePath(Protocol):
+    """What :class:`~modeldeploy.HybridRouter` asks of its online path;
+    :class:`~modeldeploy.OnlineDeployer` and every :class:`~modeldeploy.Deployer` are one.
+
+    The router also passes ``key=`` when a request has one (which
+    :class:`~modeldeploy.OnlineDeployer` takes), calls ``predict_proba`` instead of ``predict``
+    when its batch path scores probabilities, validates with :class:`SupportsValidate` when
+    the path has it, and reads a ``version`` attribute (``"name:version"``) when there is one.
+    """
+
+    def predict(self, X: Any, /, *, ids: Any = None) -> Any:
+        """Answer the rows of ``X`` now."""
+
+    def close(self) -> None:
+        """Release what the path holds (called only with ``close_deployers=True``)."""
+
+
+@runtime_checkable
+class SupportsValidate(Protocol):
+    """A path that checks input against its signature before it is routed."""
+
+    def validate(self, X: Any, /) -> Any:
+        """Return the validated rows, or raise :class:`~modeldeploy.exceptions.SchemaError`."""
+
+
+@runtime_checkable
+class BatchQueue(Protocol):
+    """The queue :class:`~modeldeploy.HybridRouter` feeds its batch requests to;
+    :class:`~modeldeploy.BatchDeployer` is one.
+
+    The router never changes the queue's own settings: it calls :meth:`flush` itself, on its
+    own size and time thresholds. It reads ``method`` (``"predict"`` or ``"predict_proba"``) and
+    ``version`` attributes when there are.
+    """
+
+    def submit(self, X: Any, /, *, ids: Any = None) -> cf.Future[Any]:
+        """Queue rows; the future resolves with their scores once their batch runs (a request
+        the queue refuses, e.g. with a ``SchemaError``, comes back already failed)."""
+
+    def flush(self) -> int:
+        """Score everything queued now; return the number of rows scored."""
+
+    def close(self) -> None:
+        """Score what waits and stop (called only with ``close_deployers=True``)."""
+
+
+@runtime_checkable
+class SwapTarget(Protocol):
+    """What a retraining rollout needs of a deployer to promote or roll back: a hot swap.
+    :class:`~modeldeploy.OnlineDeployer` is one."""
+
+    def swap(self, version: Any, /) -> Any:
+        """Serve ``version`` (a :class:`~modeldeploy.ModelVersion`) from now on."""
+
+
+@runtime_checkable
+class CanaryTarget(SwapTarget, Protocol):
+    """What a canary rollout needs of a deployer: a traffic share for the challenger, then
+    promote it or withdraw it. :class:`~modeldeploy.OnlineDeployer` is one."""
+
+    def set_canary(self, version: Any, /, fraction: float) -> Any:
+        """Send ``fraction`` of the traffic to ``version``."""
+
+    def promote_canary(self) -> Any:
+        """Make the canary the primary."""
+
+    def clear_canary(self) -> Any:
+        """Withdraw the canary; the primary answers everything again."""
+
+
+@runtime_checkable
+class MonitorView(Protocol):
+    """What retraining triggers read from a monitor; :class:`~modeldeploy.Monitor` is one."""
+
+    def metrics(self) -> Mapping[str, float]:
+        """The current windowed metrics, with ``n_labelled`` among them."""
+
+    def drift(self) -> Any:
+        """The current drift result: a mapping of feature name to a result with ``drifted``,
+        with ``n_current`` and ``method`` attributes."""
+
+    def label_stats(self) -> Mapping[str, int]:
+        """Label counters, with ``labels_total`` (or ``labels_matched``) among them."""
+
+
+@runtime_checkable
+class VersionedMonitorView(MonitorView, Protocol):
+    """A monitor that also keeps metrics per served version, which a canary rollout and the
+    guard after a promotion compare; :class:`~modeldeploy.Monitor` is one."""
+
+    def metrics(self, version: str | None = None) -> Mapping[str, float]:
+        """The current metrics, of one version (``"name:version"``) when given."""

@@ -14,7 +14,7 @@ from sklearn.linear_model import LogisticRegression
 from modeldeploy import ModelRegistry, ModelVersion, Monitor
 from modeldeploy.exceptions import InvalidParameterError
 from modeldeploy.retraining import (
-    Canary,
+    CanaryRollout,
     Gate,
     RetrainPolicy,
     drift_detected,
@@ -209,7 +209,7 @@ def test_canary_is_promoted_when_it_is_no_worse(setup: Any) -> None:
     reg, v1, mon = setup
     serve(mon, v1, *world(1500, drifted=True, seed=2), start=0)
     deployer = FakeDeployer()
-    policy = make_policy(reg, rollout=Canary(fraction=0.2, min_samples=300))
+    policy = make_policy(reg, rollout=CanaryRollout(fraction=0.2, min_samples=300))
     started = policy.run(mon, recent(), deployer=deployer)
     assert started.status == "canary_started"
     assert deployer.calls == [("set_canary", ("churn:2", 0.2))]
@@ -231,7 +231,7 @@ def test_canary_is_withdrawn_when_it_does_worse(setup: Any) -> None:
     reg, v1, mon = setup
     serve(mon, v1, *world(1500, drifted=True, seed=2), start=0)
     deployer = FakeDeployer()
-    policy = make_policy(reg, rollout=Canary(fraction=0.1, min_samples=300))
+    policy = make_policy(reg, rollout=CanaryRollout(fraction=0.1, min_samples=300))
     assert policy.run(mon, recent(), deployer=deployer).status == "canary_started"
     v2 = reg.get("churn", 2)
     X, y = world(400, drifted=True, seed=13)
@@ -273,7 +273,9 @@ def test_estimator_trainer_is_cloned_and_bad_arguments_are_refused(setup: Any) -
     with pytest.raises(InvalidParameterError, match="needs data="):
         make_policy(reg, cooldown=timedelta(0)).run(mon, force=True)
     with pytest.raises(InvalidParameterError, match="Canary rollout needs the online deployer"):
-        make_policy(reg, cooldown=timedelta(0), rollout=Canary()).run(mon, recent(), force=True)
+        make_policy(reg, cooldown=timedelta(0), rollout=CanaryRollout()).run(
+            mon, recent(), force=True
+        )
 
 
 def test_outcomes_and_history_are_stamped_by_the_one_clock(setup: Any, clock: FakeClock) -> None:

@@ -14,7 +14,7 @@ from sklearn.linear_model import LogisticRegression
 
 from modeldeploy import ModelRegistry, ModelVersion, Monitor
 from modeldeploy.registry.stores import SQLiteMetadataStore
-from modeldeploy.retraining import Canary, Gate, GateResult, RetrainPolicy, metric_below
+from modeldeploy.retraining import CanaryRollout, Gate, GateResult, RetrainPolicy, metric_below
 from modeldeploy.testing import FakeClock
 
 
@@ -47,6 +47,12 @@ class FakeDeployer:
 
     def set_canary(self, version: ModelVersion, fraction: float) -> None:
         self.calls.append(("set_canary", (version.ref, fraction)))
+
+    def promote_canary(self) -> None:
+        self.calls.append(("promote_canary", None))
+
+    def clear_canary(self) -> None:
+        self.calls.append(("clear_canary", None))
 
 
 class _NoPredict:
@@ -275,12 +281,12 @@ def test_a_canary_that_cannot_start_is_recorded_and_retried_after_a_restart(
     reg, mon = served
     deployer = _CanaryFailsOnce()
     trainer = _Trainer()
-    policy = _policy(reg, trainer, rollout=Canary(fraction=0.2, min_samples=300))
+    policy = _policy(reg, trainer, rollout=CanaryRollout(fraction=0.2, min_samples=300))
     failed = policy.run(mon, recent(), deployer=deployer)
     assert failed.status == "rollout_failed" and "warm-up failed" in failed.reasons[0]
     last = reg.history("churn")[-1]
     assert (last.kind, last.version) == ("rollout_failed", 2)
-    restarted = _policy(reg, trainer, rollout=Canary(fraction=0.2, min_samples=300))
+    restarted = _policy(reg, trainer, rollout=CanaryRollout(fraction=0.2, min_samples=300))
     started = restarted.run(mon, recent(), deployer=deployer)
     assert started.status == "canary_started" and trainer.calls == 1
     assert deployer.calls == [("set_canary", ("churn:2", 0.2))]

@@ -1,7 +1,6 @@
-"""What a :class:`~modeldeploy.retraining.policy.RetrainPolicy` is configured with and returns.
-
-The rollouts (:class:`Replace`, :class:`Canary`), the :class:`Decision` of whether to retrain and
-the :class:`Outcome` of one step. Re-exported by :mod:`modeldeploy.retraining.policy`.
+"""What a :class:`~modeldeploy.retraining.RetrainPolicy` returns: the :class:`Decision` of
+whether to retrain and the :class:`Outcome` of one step. Re-exported by
+:mod:`modeldeploy.retraining`.
 """
 
 from __future__ import annotations
@@ -10,40 +9,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from modeldeploy import _validation as val
 from modeldeploy._clock import SYSTEM_CLOCK
 from modeldeploy.registry import ModelVersion
 from modeldeploy.retraining.gates import GateResult
 from modeldeploy.retraining.triggers import TriggerResult
 
-__all__ = ["Canary", "Decision", "Outcome", "Replace"]
-
-
-@dataclass(frozen=True)
-class Replace:
-    """Roll out by promoting the challenger at once (deployers following the alias swap)."""
-
-
-@dataclass(frozen=True)
-class Canary:
-    """Roll out by giving the challenger a share of the online traffic first.
-
-    Once the monitor has ``min_samples`` labelled predictions of each version, the challenger
-    is promoted when its monitored ``metric`` (default: the gate's) is no worse than the
-    champion's by more than ``margin``, and withdrawn otherwise.
-    """
-
-    fraction: float = 0.1
-    min_samples: int = 1_000
-    metric: str | None = None
-    margin: float = 0.0
-
-    def __post_init__(self) -> None:
-        val.check_float(
-            self.fraction, "fraction", "Canary", min_value=0.0, max_value=1.0, min_inclusive=False
-        )
-        val.check_int(self.min_samples, "min_samples", "Canary", min_value=1)
-        val.check_float(self.margin, "margin", "Canary", min_value=0.0)
+__all__ = ["Decision", "Outcome"]
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 
 from modeldeploy import _validation as val
+from modeldeploy._metrics_direction import gain
 from modeldeploy.exceptions import InvalidParameterError
-from modeldeploy.retraining.triggers import LOWER_IS_BETTER
 
 __all__ = ["Gate", "GateResult", "score"]
 
@@ -75,8 +75,7 @@ class GateResult:
     @property
     def improvement(self) -> float:
         """How much better the challenger is on the gate metric (positive is better)."""
-        delta = self.challenger[self.metric] - self.champion[self.metric]
-        return -delta if self.metric in LOWER_IS_BETTER else delta
+        return gain(self.metric, self.champion[self.metric], self.challenger[self.metric])
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly dict."""
@@ -148,11 +147,7 @@ class Gate:
                 )
         reasons = []
 
-        def gain(name: str) -> float:
-            delta = challenger[name] - champion[name]
-            return -delta if name in LOWER_IS_BETTER else delta
-
-        improvement = gain(self.metric)
+        improvement = gain(self.metric, champion[self.metric], challenger[self.metric])
         ok = not math.isnan(improvement) and improvement >= self.min_improvement
         reasons.append(
             f"{self.metric} {champion[self.metric]:.4g} -> {challenger[self.metric]:.4g} "
@@ -162,7 +157,7 @@ class Gate:
         for name, allowed in self.guard.items():
             if name not in champion or name not in challenger:
                 continue
-            change = gain(name)
+            change = gain(name, champion[name], challenger[name])
             if change < allowed - 1e-12:
                 ok = False
                 reasons.append(f"{name} fell by {-change:.4g} (allowed: {-allowed:g})")

@@ -17,18 +17,19 @@ from modeldeploy.exceptions import (
     VersionNotFoundError,
 )
 from modeldeploy.registry import ModelRegistry, ModelVersion
-from modeldeploy.retraining import _rollout
-from modeldeploy.retraining._outcomes import Canary, Decision, Outcome, Replace
-from modeldeploy.retraining._rollout import CanaryState, GuardState
+from modeldeploy.retraining._outcomes import Decision, Outcome
 from modeldeploy.retraining.gates import Gate, GateResult, score
-from modeldeploy.retraining.triggers import (
-    MonitorLike,
-    TriggerContext,
-    run_trigger,
+from modeldeploy.retraining.rollout import (
+    Challenger,
+    Release,
+    Replace,
+    Rollout,
+    Watch,
 )
-from modeldeploy.typing import Clock
+from modeldeploy.retraining.triggers import TriggerContext, run_trigger
+from modeldeploy.typing import Clock, MonitorView, SwapTarget
 
-__all__ = ["Canary", "Decision", "Outcome", "Replace", "RetrainPolicy"]
+__all__ = ["RetrainPolicy"]
 
 logger = logging.getLogger("modeldeploy.retraining")
 _OWNER = "RetrainPolicy"
@@ -49,7 +50,8 @@ class RetrainPolicy:
     gate
         The :class:`Gate` a challenger must pass on the holdout (default: not worse on ``f1``).
     rollout
-        :class:`Replace` (default) or :class:`Canary`.
+        :class:`~modeldeploy.retraining.Replace` (default) or
+        :class:`~modeldeploy.retraining.CanaryRollout`.
     cooldown
         The least time between two retrains, so a policy cannot thrash.
     alias
@@ -95,7 +97,7 @@ class RetrainPolicy:
         trainer: Any,
         triggers: Sequence[Callable[[TriggerContext], Any]] = (),
         gate: Gate | None = None,
-        rollout: Replace | Canary | None = None,
+        rollout: Rollout | None = None,
         cooldown: timedelta = timedelta(hours=6),
         alias: str = "production",
         holdout: float = 0.25,
@@ -104,28 +106,26 @@ class RetrainPolicy:
         random_state: int | None = 0,
         clock: Clock | Callable[[], datetime] | None = None,
     ) -> None:
-        if not isinstance(registry, ModelRegistry):
-            raise InvalidParameterError(
-                f"The 'registry' parameter of {_OWNER} must be a ModelRegistry. Got "
-                f"{type(registry).__name__!r} instead."
+        self.registry = val.check_instance(registry, ModelRegistry, "registry", _OWNER)
+        if not hasattr(trainer, "fit"):
+            val.check_callable(
+                trainer,
+                "trainer",
+                _OWNER,
+                expected="a callable trainer(X, y) or an estimator with fit",
             )
-        if not callable(trainer) and not hasattr(trainer, "fit"):
-            raise InvalidParameterError(
-                f"The 'trainer' parameter of {_OWNER} must be a callable trainer(X, y) or an "
-                f"estimator with fit. Got {type(trainer).__name__!r} instead."
-            )
-        self.registry = registry
         self.name = val.check_name(name, "name", _OWNER)
         self.trainer = trainer
         self.triggers = list(triggers)
         self.gate = gate if gate is not None else Gate()
-        self.rollout = rollout if rollout is not None else Replace()
-        if not isinstance(cooldown, timedelta) or cooldown < timedelta(0):
-            raise InvalidParameterError(
-                f"The 'cooldown' parameter of {_OWNER} must be a timedelta >= 0. Got "
-                f"{cooldown!r} instead."
-            )
-        self.cooldown = cooldown
+        self.rollout: Rollout = val.check_instance(
+            rollout if rollout is not None else Replace(),
+            Rollout,
+            "rollout",
+            _OWNER,
+            expected="a Replace, a CanaryRollout or None",
+        )
+        self.cooldown = val.check_timedelta(cooldown, "cooldown", _OWNER)
         self.alias = val.check_name(alias, "alias", _OWNER)
         self.holdout = val.check_float(
             holdout, "holdout", _OWNER, min_value=0.0, max_value=0.9, min_inclusive=False
@@ -139,8 +139,8 @@ class RetrainPolicy:
         self.random_state = random_state
         self.clock: Clock = registry.clock if clock is None else as_clock(clock, _OWNER)
         self._lock = threading.RLock()
-        self._canary: CanaryState | None = None
-        self._guard: GuardState | None = None
+        # The canary in progress or the guard after a promotion; it owns its own state.
+        self._watch: Watch | None = None
         self._last_retrain: datetime | None = None
         self._labels_at_last_retrain = 0
         self._pending: _Pending | None = None
@@ -213,6 +213,18 @@ class RetrainPolicy:
         self._last_retrain = when
         self._labels_at_last_retrain = _labels(details)
 
+    def _release(self) -> Release:
+        """Where rollouts move the alias and record events, from the current settings."""
+        return Release(
+            self.registry,
+            self.name,
+            self.alias,
+            metric=self.gate.metric,
+            clock=self.clock,
+            rollback_margin=self.rollback_margin,
+            rollback_min_samples=self.rollback_min_samples,
+        )
+
     def _record(
         self,
         kind: str,
@@ -221,21 +233,15 @@ class RetrainPolicy:
         version: int | None = None,
         details: dict[str, Any] | None = None,
     ) -> None:
-        try:
-            self.registry.record_event(
-                self.name,
-                kind,
-                version=version,
-                alias=self.alias,
-                reason="; ".join(reasons),
-                details=details or {},
-            )
-        except ModelDeployError:  # the model may not exist yet: nothing to attach the event to
-            logger.info("%s %s: %s", kind, self.name, "; ".join(reasons))
+        self._release().record(kind, reasons, version=version, details=details)
+
+    def _busy(self) -> str | None:
+        """Why no retrain may start now (a canary runs), or ``None``."""
+        return self._watch.busy if self._watch is not None else None
 
     # ------------------------------------------------------------------ deciding
 
-    def evaluate(self, monitor: MonitorLike) -> Decision:
+    def evaluate(self, monitor: MonitorView) -> Decision:
         """Decide whether to retrain now; nothing is changed or recorded."""
         with self._lock:
             self._restore()
@@ -244,10 +250,11 @@ class RetrainPolicy:
             results = tuple(run_trigger(t, context) for t in self.triggers)
             fired = [r for r in results if r.fired]
             until = (self._last_retrain + self.cooldown) if self._last_retrain else None
-            if self._canary is not None:
+            busy = self._busy()
+            if busy is not None:
                 return Decision(
                     False,
-                    (f"a canary of {self._canary.challenger.ref} is running",),
+                    (busy,),
                     results,
                     now,
                     until,
@@ -284,9 +291,9 @@ class RetrainPolicy:
 
     def run(
         self,
-        monitor: MonitorLike,
+        monitor: MonitorView,
         data: Callable[[], Any] | None = None,
-        deployer: Any = None,
+        deployer: SwapTarget | None = None,
         *,
         force: bool = False,
     ) -> Outcome:
@@ -300,7 +307,15 @@ class RetrainPolicy:
             ``data() -> (X, y)`` (a holdout is split off) or ``(X_train, y_train, X_holdout,
             y_holdout)``: recent labelled data. Called only when retraining.
         deployer
-            The online deployer to swap or give a canary share (needed for :class:`Canary`).
+            The online deployer to swap (a :class:`~modeldeploy.typing.SwapTarget`), or to give
+            a canary share (a :class:`~modeldeploy.typing.CanaryTarget`, needed for
+            :class:`~modeldeploy.retraining.CanaryRollout`).
+
+        Raises
+        ------
+        InvalidParameterError
+            When ``deployer`` cannot do what the rollout needs of it, or ``data`` is missing
+            when retraining.
         force
             Retrain even though no trigger fired (the cooldown still applies).
 
@@ -314,30 +329,25 @@ class RetrainPolicy:
 
     def _run(
         self,
-        monitor: MonitorLike,
+        monitor: MonitorView,
         data: Callable[[], Any] | None,
-        deployer: Any,
+        deployer: SwapTarget | None,
         *,
         force: bool,
     ) -> Outcome:
-        if isinstance(self.rollout, Canary) and (
-            deployer is None or not hasattr(deployer, "set_canary")
-        ):
-            raise InvalidParameterError(
-                "A Canary rollout needs the online deployer: policy.run(monitor, data, "
-                "deployer=dep)."
-            )
+        self.rollout.check_deployer(deployer)
         with self._lock:
-            watched = _rollout.watch(self, monitor, deployer)
-            if watched is not None:
-                return watched
+            if self._watch is not None:
+                watched, self._watch = self._watch.watch(self._release(), monitor, deployer)
+                if watched is not None:
+                    return watched
             self._restore()
-            if self._pending is not None and self._canary is None:
+            if self._pending is not None and self._busy() is None:
                 retried = self._retry_rollout(monitor, deployer)
                 if retried is not None:
                     return retried
             decision = self.evaluate(monitor)
-            if force and not decision.retrain and self._canary is None:
+            if force and not decision.retrain and self._busy() is None:
                 until = decision.cooldown_until
                 if until is None or decision.time >= until:
                     decision = Decision(
@@ -377,7 +387,11 @@ class RetrainPolicy:
         return self.trainer(X, y)
 
     def _retrain(
-        self, monitor: MonitorLike, data: Callable[[], Any], deployer: Any, decision: Decision
+        self,
+        monitor: MonitorView,
+        data: Callable[[], Any],
+        deployer: SwapTarget | None,
+        decision: Decision,
     ) -> Outcome:
         labels_seen = TriggerContext(monitor, decision.time).labels_seen()
         # Nothing a user's trainer, data or model does escapes raw: a failure is an outcome
@@ -447,31 +461,21 @@ class RetrainPolicy:
         return Outcome(status, reasons, decision, error=repr(exc))
 
     def _roll_out(
-        self, monitor: MonitorLike, version: ModelVersion, champion: ModelVersion, deployer: Any
+        self,
+        monitor: MonitorView,
+        version: ModelVersion,
+        champion: ModelVersion,
+        deployer: SwapTarget | None,
     ) -> Outcome:
         """Roll the pending challenger out; a failure keeps it pending for the next run."""
         pending = self._pending
         assert pending is not None  # set by the caller
+        reasons = pending.gate.reasons if pending.gate is not None else ()
+        if pending.decision is None:
+            reasons = ("rollout retried after a failure", *reasons)
+        challenger = Challenger(version, champion, pending.decision, pending.gate, reasons)
         try:
-            if isinstance(self.rollout, Canary):
-                outcome = _rollout.start_canary(
-                    self, version, champion, deployer, pending.decision, pending.gate
-                )
-            else:
-                reasons = pending.gate.reasons if pending.gate is not None else ()
-                if pending.decision is None:
-                    reasons = ("rollout retried after a failure", *reasons)
-                outcome = _rollout.promote(
-                    self,
-                    monitor,
-                    version,
-                    champion,
-                    deployer,
-                    pending.decision,
-                    pending.gate,
-                    "promoted",
-                    reasons,
-                )
+            outcome, watch = self.rollout.start(self._release(), challenger, monitor, deployer)
         except Exception as exc:
             failed = (
                 f"rolling out {version.ref} failed: {type(exc).__name__}: {exc}",
@@ -497,6 +501,7 @@ class RetrainPolicy:
                 error=repr(exc),
             )
         self._pending = None
+        self._watch = watch
         self._last_retrain = (
             pending.decision.time if pending.decision is not None else self.clock.now()
         )
@@ -519,7 +524,7 @@ class RetrainPolicy:
             return False
         return True
 
-    def _retry_rollout(self, monitor: MonitorLike, deployer: Any) -> Outcome | None:
+    def _retry_rollout(self, monitor: MonitorView, deployer: SwapTarget | None) -> Outcome | None:
         """Roll out the challenger whose rollout failed; ``None`` when it is gone."""
         pending = self._pending
         if pending is None or not self._pending_is_ours():

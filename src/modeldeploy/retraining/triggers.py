@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from modeldeploy import _validation as val
 from modeldeploy.exceptions import InvalidParameterError
+from modeldeploy.typing import MonitorView
 
 __all__ = [
     "Trigger",
@@ -29,21 +30,6 @@ __all__ = [
     "new_labels",
 ]
 
-#: Metrics where lower is better; every other metric is better when higher.
-LOWER_IS_BETTER = frozenset(
-    {"mae", "mse", "rmse", "error_rate", "latency_p50", "latency_p95", "latency_p99", "log_loss"}
-)
-
-
-class MonitorLike(Protocol):
-    """What triggers read from a monitor (:class:`~modeldeploy.Monitor` is one)."""
-
-    def metrics(self) -> dict[str, float]: ...
-
-    def drift(self) -> Any: ...
-
-    def label_stats(self) -> dict[str, int]: ...
-
 
 @dataclass(frozen=True)
 class TriggerContext:
@@ -52,7 +38,7 @@ class TriggerContext:
     Attributes
     ----------
     monitor
-        The monitor of the deployed champion.
+        The monitor of the deployed champion (a :class:`~modeldeploy.typing.MonitorView`).
     now
         The current time (UTC).
     last_retrain
@@ -61,7 +47,7 @@ class TriggerContext:
         The monitor's running count of labelled predictions when the policy last retrained.
     """
 
-    monitor: MonitorLike
+    monitor: MonitorView
     now: datetime
     last_retrain: datetime | None = None
     labels_at_last_retrain: int = 0

@@ -169,7 +169,7 @@ def test_bad_arguments_are_refused(pair: Any, kwargs: dict[str, Any], match: str
 
 def test_deployers_without_the_needed_methods_are_refused(pair: Any) -> None:
     with pytest.raises(InvalidParameterError, match="'online' parameter"):
-        HybridRouter(online=object(), batch=pair[1])
+        HybridRouter(online=object(), batch=pair[1])  # type: ignore[arg-type]
     with pytest.raises(InvalidParameterError, match="'batch' parameter"):
         HybridRouter(online=pair[0], batch=pair[0])
     with pytest.raises(InvalidParameterError, match="online_within"):
@@ -183,7 +183,7 @@ def test_deployers_without_the_needed_methods_are_refused(pair: Any) -> None:
 
 def test_batch_handles_resolve_when_queued_rows_reach_flush_rows(pair: Any) -> None:
     with make_router(pair, route=lambda req: "batch", flush_rows=10) as router:
-        assert pair[1].flush_rows == 10
+        assert pair[1].flush_rows == 10_000  # the router flushes; the batch deployer is unchanged
         first = [router.submit(X[3 * i : 3 * i + 3]) for i in range(3)]  # 9 rows: not yet
         assert not any(h.done() for h in first)
         assert router.stats().pending_requests == 3 and router.stats().pending_rows == 9
@@ -199,7 +199,7 @@ def test_batch_handles_resolve_when_the_oldest_waited_flush_seconds() -> None:
     clock = FakeClock()
     dep, job = online(), batch(clock=clock)
     with HybridRouter(dep, job, route=lambda req: "batch", flush_seconds=20, clock=clock) as router:
-        assert job.flush_interval_s == 20
+        assert job.flush_interval_s is None  # unchanged: the router times the flush
         handles = [router.submit(X[i]) for i in range(5)]
         clock.advance(19)
         time.sleep(0.2)
@@ -540,3 +540,47 @@ def test_batch_routed_requests_carry_their_ids_to_the_monitor() -> None:
     batch.close()
     online.close()
     assert [list(b["ids"]) for b in monitor.batches] == [["x", "y", "z"]]
+
+
+# ---------------------------------------------------------------------- contracts
+
+
+class _ListQueue:
+    """A BatchQueue that is not a BatchDeployer: scores on flush with a plain model."""
+
+    def __init__(self) -> None:
+        self.waiting: list[tuple[Any, Any]] = []
+        self.flushes = 0
+
+    def submit(self, X: Any, /, *, ids: Any = None) -> Any:
+        import concurrent.futures as cf
+
+        fut: cf.Future[np.ndarray] = cf.Future()
+        self.waiting.append((fut, np.atleast_2d(X)))
+        return fut
+
+    def flush(self) -> int:
+        self.flushes += 1
+        rows = 0
+        for fut, X_ in self.waiting:
+            fut.set_result(TREE.predict(X_))
+            rows += len(X_)
+        self.waiting = []
+        return rows
+
+    def close(self) -> None:
+        self.flush()
+
+
+def test_any_batch_queue_works_and_the_router_flushes_it_on_its_own_size_threshold() -> None:
+    queue = _ListQueue()
+    dep = online()
+    with HybridRouter(dep, queue, route=lambda req: "batch", flush_rows=6) as router:
+        first = router.submit(X[:4])
+        time.sleep(0.05)
+        assert not first.done() and queue.flushes == 0
+        second = router.submit(X[4:8])  # 8 rows >= 6: the router's thread flushes the queue
+        np.testing.assert_array_equal(first.result(timeout=10), TREE.predict(X[:4]))
+        np.testing.assert_array_equal(second.result(timeout=10), TREE.predict(X[4:8]))
+        assert router.stats().settings["flush_rows"] == 6
+    dep.close()

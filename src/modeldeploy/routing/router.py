@@ -1,8 +1,8 @@
 """One front door over an online and a batch deployer: :class:`HybridRouter`.
 
-Each request goes through a routing rule (see :mod:`modeldeploy._routing_rules`, re-exported
-here): ``"online"`` answers it now, ``"batch"`` queues it on the batch deployer and hands back a
-:class:`RouteHandle` that resolves when its batch is scored.
+Each request goes through a routing rule (see :mod:`modeldeploy.routing.rules`): ``"online"``
+answers it now, ``"batch"`` queues it on the batch deployer and hands back a
+:class:`~modeldeploy.routing.RouteHandle` that resolves when its batch is scored.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -22,39 +22,35 @@ import numpy as np
 from typing_extensions import Self
 
 from modeldeploy._clock import as_clock
-from modeldeploy._routing_results import RouteHandle, RouterStats
-from modeldeploy._routing_rules import (
-    Path,
-    Request,
-    Rule,
-    by_deadline,
-    by_meta,
-    by_size,
-    check_deadline,
-    check_path,
-    first_of,
+from modeldeploy._validation import (
+    check_callable,
+    check_float,
+    check_instance,
+    check_int,
+    check_mapping,
 )
-from modeldeploy._validation import check_float, check_int, check_mapping
+
+# The one import of a deployers private: the per-path counters and latency ring. To go once
+# deployers export a public stats recorder.
 from modeldeploy.deployers._stats import _Recorder
 from modeldeploy.exceptions import (
     DeploymentError,
     InvalidParameterError,
     SchemaError,
 )
-from modeldeploy.typing import Clock
+from modeldeploy.routing.handles import RouteHandle, RouterStats
+from modeldeploy.routing.rules import (
+    Path,
+    Request,
+    Rule,
+    by_size,
+    check_deadline,
+    check_path,
+    first_of,
+)
+from modeldeploy.typing import BatchQueue, Clock, OnlinePath, SupportsValidate
 
-__all__ = [
-    "HybridRouter",
-    "Path",
-    "Request",
-    "RouteHandle",
-    "RouterStats",
-    "Rule",
-    "by_deadline",
-    "by_meta",
-    "by_size",
-    "first_of",
-]
+__all__ = ["HybridRouter"]
 
 logger = logging.getLogger("modeldeploy.routing")
 
@@ -77,22 +73,27 @@ class HybridRouter:
     Parameters
     ----------
     online
-        An :class:`~modeldeploy.OnlineDeployer` (any :class:`~modeldeploy.Deployer` works). Its
-        signature validates every request before routing, so a bad request raises
-        :class:`~modeldeploy.exceptions.SchemaError` in its caller's thread, whatever the path.
+        An :class:`~modeldeploy.OnlineDeployer` (any :class:`~modeldeploy.Deployer`, or any
+        :class:`~modeldeploy.typing.OnlinePath`, works). Its signature validates every request
+        before routing, so a bad request raises :class:`~modeldeploy.exceptions.SchemaError`
+        in its caller's thread, whatever the path.
     batch
-        A :class:`~modeldeploy.BatchDeployer`: queued requests go to its ``submit`` and are
-        scored together (and one by one if their shared batch fails, so that one bad request
-        never fails the others).
+        A :class:`~modeldeploy.BatchDeployer` (any :class:`~modeldeploy.typing.BatchQueue`):
+        queued requests go to its ``submit`` and are scored together (and one by one if their
+        shared batch fails, so that one bad request never fails the others). The router does
+        not change it.
     route
         A rule (a callable of a :class:`Request` returning ``"online"``, ``"batch"`` or
         ``None``), a list of rules (the first that decides wins, see :func:`first_of`), or
         ``None`` for the default rule.
     flush_rows, flush_seconds
-        Score the queued batch requests once this many rows wait, or once the oldest has waited
-        this long. They set the batch deployer's ``flush_rows`` and ``flush_interval_s``, and
-        the router's own timer flushes the batch deployer once a request has waited
-        ``flush_seconds``. ``None`` keeps the batch deployer's own settings.
+        Score the requests queued through the router once this many of their rows wait, or
+        once the oldest has waited this long (on ``clock``): a thread of the router calls the
+        batch deployer's ``flush()``. ``None``: no threshold of the router's. The batch
+        deployer's own thresholds (``flush_rows``, ``flush_interval_s`` of a
+        :class:`~modeldeploy.BatchDeployer`) are left as they are and still apply, so the
+        earlier of the two flushes; to leave the timing to the router, build the batch
+        deployer with ``flush_interval_s=None`` and a ``flush_rows`` above the router's.
     allow_version_mismatch
         Both paths must serve the same registry version (``online.version == batch.version``);
         a mismatch raises unless this is True. Bare models cannot be compared and are accepted.
@@ -114,6 +115,7 @@ class HybridRouter:
     >>> import numpy as np
     >>> from sklearn.linear_model import LogisticRegression
     >>> from modeldeploy import BatchDeployer, OnlineDeployer, Signature
+    >>> from modeldeploy.routing import by_meta
     >>> X = np.array([[0.0, 1.0], [1.0, 0.0], [0.2, 0.9], [0.9, 0.1]])
     >>> model = LogisticRegression().fit(X, [0, 1, 0, 1])
     >>> dep = OnlineDeployer(model, signature=Signature.infer(X), fast_path="off")
@@ -132,8 +134,8 @@ class HybridRouter:
 
     def __init__(
         self,
-        online: Any,
-        batch: Any,
+        online: OnlinePath,
+        batch: BatchQueue,
         *,
         route: Rule | Sequence[Rule] | None = None,
         flush_rows: int | None = None,
@@ -143,18 +145,20 @@ class HybridRouter:
         clock: Clock | None = None,
     ) -> None:
         self.clock = as_clock(clock, _OWNER)
-        if not callable(getattr(online, "predict", None)):
-            raise InvalidParameterError(
-                f"The 'online' parameter of {_OWNER} must be a deployer with predict(X) (an "
-                f"OnlineDeployer). Got {type(online).__name__} instead."
-            )
-        if not all(callable(getattr(batch, m, None)) for m in ("submit", "flush")):
-            raise InvalidParameterError(
-                f"The 'batch' parameter of {_OWNER} must have submit(X) and flush() (a "
-                f"BatchDeployer). Got {type(batch).__name__} instead."
-            )
-        self.online = online
-        self.batch = batch
+        self.online = check_instance(
+            online,
+            OnlinePath,
+            "online",
+            _OWNER,
+            expected="a deployer with predict(X) and close() (an OnlineDeployer)",
+        )
+        self.batch = check_instance(
+            batch,
+            BatchQueue,
+            "batch",
+            _OWNER,
+            expected="a queue with submit(X), flush() and close() (a BatchDeployer)",
+        )
         self.route = route
         self._rule = self._make_rule(route)
         self._default = by_size()
@@ -164,20 +168,18 @@ class HybridRouter:
         self.flush_seconds = None if flush_seconds is None else check_float(
             flush_seconds, "flush_seconds", _OWNER, min_value=0, min_inclusive=False
         )  # fmt: skip
-        if self.flush_rows is not None:
-            batch.flush_rows = self.flush_rows
-        if self.flush_seconds is not None:
-            batch.flush_interval_s = self.flush_seconds
         self.allow_version_mismatch = bool(allow_version_mismatch)
         self.close_deployers = bool(close_deployers)
         self._check_versions()
-        self.method: str = getattr(batch, "method", "predict")
-        self._online_call = getattr(online, self.method, None)
-        if not callable(self._online_call):
+        method = getattr(batch, "method", "predict")
+        self.method: str = method if isinstance(method, str) else "predict"
+        call = getattr(online, self.method, None)
+        if not callable(call):
             raise InvalidParameterError(
                 f"The batch deployer scores with {self.method!r} but the online deployer has no "
                 f"{self.method}; build the BatchDeployer with method='predict'."
             )
+        self._online_call: Callable[..., Any] = call
         self._cond = threading.Condition()
         self._closed = False
         self._active = 0  # calls between the closed check and their handle being tracked
@@ -188,6 +190,7 @@ class HybridRouter:
         self._arrivals = 0
         self._pending_rows = 0
         self._flushed_upto = 0  # requests numbered up to this one were flushed
+        self._unflushed_rows = 0  # rows of pending requests numbered after _flushed_upto
         self._timer: threading.Thread | None = None
         self._timer_idle = False
         self._rejected = 0
@@ -305,8 +308,7 @@ class HybridRouter:
 
     def flush(self) -> int:
         """Score every queued batch request now; return how many rows the batch path scored."""
-        with self._cond:
-            self._flushed_upto = self._arrivals
+        self._mark_flushed()
         return int(self.batch.flush())
 
     # ------------------------------------------------------------------ state
@@ -328,8 +330,8 @@ class HybridRouter:
             versions=versions,
             settings={
                 "route": repr(self._rule) if self._rule is not None else repr(self._default),
-                "flush_rows": getattr(self.batch, "flush_rows", None),
-                "flush_seconds": getattr(self.batch, "flush_interval_s", None),
+                "flush_rows": self.flush_rows,
+                "flush_seconds": self.flush_seconds,
             },
         )
 
@@ -395,13 +397,14 @@ class HybridRouter:
             return None
         if isinstance(route, (list, tuple)):
             return first_of(*route)
-        if not callable(route):
-            raise InvalidParameterError(
-                f"The 'route' parameter of {_OWNER} must be a rule (a callable of a Request "
-                f"returning 'online', 'batch' or None), a list of rules, or None. Got "
-                f"{route!r} instead."
-            )
-        return route  # type: ignore[no-any-return]
+        rule: Rule = check_callable(
+            route,
+            "route",
+            _OWNER,
+            expected="a rule (a callable of a Request returning 'online', 'batch' or None), a "
+            "list of rules, or None",
+        )
+        return rule
 
     def _versions(self) -> dict[str, str | None]:
         online = getattr(self.online, "version", None)
@@ -451,7 +454,7 @@ class HybridRouter:
         try:
             meta_ = check_mapping(meta, "meta", owner)
             when = check_deadline(deadline, owner)
-            rows = self.online.validate(X) if hasattr(self.online, "validate") else X
+            rows = self.online.validate(X) if isinstance(self.online, SupportsValidate) else X
             n_rows = int(np.shape(rows)[0]) if np.ndim(rows) > 1 else 1
             if n_rows == 0:
                 raise SchemaError(
@@ -490,7 +493,7 @@ class HybridRouter:
             kwargs["key"] = request.key
         t0 = time.perf_counter()
         try:
-            out = np.asarray(self._online_call(request.rows, **kwargs))  # type: ignore[misc]
+            out = np.asarray(self._online_call(request.rows, **kwargs))
         except Exception:
             rec.count("errors")
             raise
@@ -524,7 +527,8 @@ class HybridRouter:
                     self._arrivals,
                 )
                 self._pending_rows += request.n_rows
-                if self.flush_seconds is not None:
+                self._unflushed_rows += request.n_rows
+                if self.flush_seconds is not None or self.flush_rows is not None:
                     self._start_timer()
             inner.add_done_callback(lambda f: self._resolved(f, fut, t0, request.n_rows))
         finally:
@@ -533,42 +537,54 @@ class HybridRouter:
                 self._cond.notify_all()
         return RouteHandle(fut, request, "batch")
 
+    def _mark_flushed(self) -> None:
+        """Every request queued so far is being scored: thresholds count from here."""
+        with self._cond:
+            self._flushed_upto = self._arrivals
+            self._unflushed_rows = 0
+
     def _start_timer(self) -> None:
-        """Start the flush timer, or wake it if it waits for work (called holding _cond)."""
+        """Start the flush thread, or wake it when it waits for work or the queued rows reached
+        ``flush_rows`` (called holding _cond)."""
         if self._timer is None:
             self._timer = threading.Thread(
-                target=self._flush_on_time, name="modeldeploy-router-flush", daemon=True
+                target=self._flush_on_thresholds, name="modeldeploy-router-flush", daemon=True
             )
             self._timer.start()
-        elif self._timer_idle:
+        elif self._timer_idle or self._size_reached():
             self._cond.notify_all()
 
-    def _flush_on_time(self) -> None:
-        """Flush once the oldest request queued since the last flush has waited flush_seconds.
+    def _size_reached(self) -> bool:
+        return self.flush_rows is not None and self._unflushed_rows >= self.flush_rows
 
-        The batch deployer's own scheduler does the same from ``flush_interval_s``; this timer
-        keeps the promise even when that scheduler started before the router set it.
+    def _flush_on_thresholds(self) -> None:
+        """Flush once ``flush_rows`` rows were queued since the last flush, or once the oldest
+        request queued since then has waited ``flush_seconds``.
+
+        The router keeps these promises itself, whatever the batch deployer's own settings.
         """
-        assert self.flush_seconds is not None
         while True:
             with self._cond:
                 while True:
                     if self._closed:
                         return
+                    if self._size_reached():
+                        break
                     # Requests queued before the last flush are already being scored.
                     due = next(
                         (t for _, _, t, k in self._pending.values() if k > self._flushed_upto),
                         None,
                     )
                     now = self.clock.monotonic()
-                    self._timer_idle = due is None
-                    if due is None:
+                    self._timer_idle = due is None or self.flush_seconds is None
+                    if due is None or self.flush_seconds is None:
                         self._cond.wait()
                     elif due + self.flush_seconds > now:
                         self.clock.wait(self._cond, due + self.flush_seconds - now)
                     else:
                         break
                 self._flushed_upto = self._arrivals
+                self._unflushed_rows = 0
             try:
                 self.batch.flush()
             except Exception:  # the batch deployer resolves each request with its own error
@@ -589,8 +605,11 @@ class HybridRouter:
         else:
             rec.count("errors")
         with self._cond:
-            if self._pending.pop(id(fut), None) is not None:
+            entry = self._pending.pop(id(fut), None)
+            if entry is not None:
                 self._pending_rows -= n_rows
+                if entry[3] > self._flushed_upto:  # scored by the batch deployer's own flush
+                    self._unflushed_rows -= n_rows
         if error is None:
             fut.set_result(inner.result())
         else:

@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from modeldeploy._routing_rules import Path, Request
-from modeldeploy.deployers._stats import VersionStats, _fmt
+from modeldeploy.deployers import VersionStats
 from modeldeploy.exceptions import PredictionTimeoutError
+from modeldeploy.routing.rules import Path, Request
 
 __all__ = ["RouteHandle", "RouterStats"]
 
@@ -98,6 +98,10 @@ class RouteHandle:
 
     def _repr_html_(self) -> str:
         return f"<code>{html.escape(repr(self))}</code>"
+
+
+def _fmt(value: float) -> str:
+    return "-" if value != value else f"{value:.3g}"  # nan != nan
 
 
 @dataclasses.dataclass(frozen=True)

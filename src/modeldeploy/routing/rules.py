@@ -14,7 +14,13 @@ from typing import Any, Literal
 
 from modeldeploy._clock import SYSTEM_CLOCK
 from modeldeploy._config import DEFAULT_ROUTER_MAX_ONLINE_ROWS
-from modeldeploy._validation import check_float, check_int
+from modeldeploy._validation import (
+    check_callable,
+    check_choice,
+    check_float,
+    check_instance,
+    check_int,
+)
 from modeldeploy.exceptions import InvalidParameterError
 from modeldeploy.typing import Clock
 
@@ -168,11 +174,7 @@ def by_meta(key: str, online_if: Any = True) -> Rule:
     >>> [rule(Request(rows=None, meta=m)) for m in ({"urgent": True}, {"urgent": False}, {})]
     ['online', 'batch', None]
     """
-    if not isinstance(key, str):
-        raise InvalidParameterError(
-            f"The 'key' parameter of by_meta must be a str. Got {key!r} instead."
-        )
-    return _ByMeta(key, online_if)
+    return _ByMeta(check_instance(key, str, "key", "by_meta"), online_if)
 
 
 def by_deadline(online_within: timedelta | float) -> Rule:
@@ -227,16 +229,11 @@ def first_of(*rules: Rule, default: Path | None = None) -> Rule:
     'batch'
     """
     for rule in rules:
-        if not callable(rule):
-            raise InvalidParameterError(
-                f"Every rule given to first_of must be callable (Request -> 'online', 'batch' "
-                f"or None). Got {rule!r} instead."
-            )
-    if default is not None and default not in _PATHS:
-        raise InvalidParameterError(
-            f"The 'default' parameter of first_of must be one of 'online', 'batch' or None. "
-            f"Got {default!r} instead."
+        check_callable(
+            rule, "rules", "first_of", expected="callables (Request -> 'online', 'batch' or None)"
         )
+    if default is not None:
+        check_choice(default, "default", "first_of", _PATHS)
     return _FirstOf(tuple(rules), default)
 
 
