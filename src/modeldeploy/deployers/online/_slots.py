@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from modeldeploy.deployers._stats import _Recorder
-from modeldeploy.deployers.batching import MicroBatcher, _answers
-from modeldeploy.deployers.traffic import Breaker, Canary, Shadow, is_model_version
+from modeldeploy.deployers.online._batcher import MicroBatcher, _answers
+from modeldeploy.deployers.online.traffic import Breaker, Canary, Shadow, is_model_version
 from modeldeploy.exceptions import DeploymentError, InvalidParameterError, ModelDeployError
 from modeldeploy.registry.signature import Signature
 
 if TYPE_CHECKING:
-    from modeldeploy.deployers.fastpath import FastPath
-    from modeldeploy.deployers.online import OnlineDeployer
+    from modeldeploy.deployers.online.deployer import OnlineDeployer
+    from modeldeploy.fastpath.compile import FastPath
 
 # Logged under the deployer's own name, which the online guide documents.
 logger = logging.getLogger("modeldeploy.deployers.online")
@@ -246,7 +246,7 @@ def _fast_path_for(
     library versions it was compiled with, so a replica does not recompile at start; the
     first compile of a version is recorded in the registry history.
     """
-    from modeldeploy.deployers.fastpath import FastPath, compile_fast_path
+    from modeldeploy.fastpath.compile import FastPath, compile_fast_path
 
     registry: Any = getattr(version, "_registry", None)
     key = _fast_path_key() if registry is not None else None

@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from modeldeploy.deployers._batch_workers import _OWNER
-from modeldeploy.deployers.sources import _is_dataframe
+from modeldeploy.deployers.batch._inputs import _is_dataframe
+from modeldeploy.deployers.batch._pools import _OWNER
 from modeldeploy.exceptions import DeploymentError, SchemaError
 
 if TYPE_CHECKING:
-    from modeldeploy.deployers.batch import BatchDeployer
+    from modeldeploy.deployers.batch.deployer import BatchDeployer
 
 
 class _Schedule:

@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from modeldeploy.deployers._slots import _OWNER, _Slot
-from modeldeploy.deployers.batching import (
+from modeldeploy.deployers.online._batcher import (
     BatcherClosedError,
     BatchTimeoutError,
     failed_on_own_rows,
 )
-from modeldeploy.deployers.traffic import CircuitOpenError
+from modeldeploy.deployers.online._slots import _OWNER, _Slot
+from modeldeploy.deployers.online.traffic import CircuitOpenError
 from modeldeploy.exceptions import (
     DeploymentError,
     InvalidParameterError,
@@ -30,7 +30,7 @@ from modeldeploy.exceptions import (
 )
 
 if TYPE_CHECKING:
-    from modeldeploy.deployers.online import OnlineDeployer
+    from modeldeploy.deployers.online.deployer import OnlineDeployer
 
 
 def _serve_online(dep: OnlineDeployer, method: str, X: Any, ids: Any, key: Any) -> np.ndarray:

@@ -44,29 +44,21 @@ from modeldeploy._config import (
     DEFAULT_BATCH_MONITOR_ROWS,
 )
 from modeldeploy._validation import check_choice, check_float, check_int
-from modeldeploy.deployers._batch_run import _assemble, _collect, _make_pool, _report, _resumed
-from modeldeploy.deployers._batch_run import _chunk_error as _chunk_error
-from modeldeploy.deployers._batch_run import _progress_bar as _progress_bar
-from modeldeploy.deployers._batch_run import _RunState as _RunState
-from modeldeploy.deployers._batch_workers import _GIL_FREE_MODULES as _GIL_FREE_MODULES
-from modeldeploy.deployers._batch_workers import _OWNER as _OWNER
-from modeldeploy.deployers._batch_workers import _WORKER_SCORERS as _WORKER_SCORERS
-from modeldeploy.deployers._batch_workers import _DaskPool as _DaskPool
-from modeldeploy.deployers._batch_workers import _Failure as _Failure
-from modeldeploy.deployers._batch_workers import _MonitorFeed as _MonitorFeed
-from modeldeploy.deployers._batch_workers import _Pool as _Pool
-from modeldeploy.deployers._batch_workers import _ProcessPool as _ProcessPool
-from modeldeploy.deployers._batch_workers import _releases_gil as _releases_gil
-from modeldeploy.deployers._batch_workers import _score_from_file as _score_from_file
-from modeldeploy.deployers._batch_workers import _score_remote as _score_remote
-from modeldeploy.deployers._batch_workers import _Scored as _Scored
-from modeldeploy.deployers._batch_workers import _Scorer as _Scorer
-from modeldeploy.deployers._batch_workers import _SerialPool as _SerialPool
-from modeldeploy.deployers._batch_workers import _ThreadPool as _ThreadPool
-from modeldeploy.deployers._checkpoint import Checkpoint, Entry
-from modeldeploy.deployers._outputs import check_output
-from modeldeploy.deployers._schedule import _Schedule as _Schedule
-from modeldeploy.deployers.sources import ChunkRef, Source, _CsvSource, open_output, open_source
+from modeldeploy.deployers.batch._checkpoint import Checkpoint, Entry
+from modeldeploy.deployers.batch._inputs import ChunkRef
+from modeldeploy.deployers.batch._outputs import check_output, open_output
+from modeldeploy.deployers.batch._pools import _OWNER, _DaskPool, _MonitorFeed, _Pool, _Scorer
+from modeldeploy.deployers.batch._run import (
+    _assemble,
+    _collect,
+    _make_pool,
+    _progress_bar,
+    _report,
+    _resumed,
+    _RunState,
+)
+from modeldeploy.deployers.batch._schedule import _Schedule
+from modeldeploy.deployers.batch.sources import Source, _CsvSource, open_source
 from modeldeploy.exceptions import DeploymentError, InvalidParameterError
 from modeldeploy.registry.signature import Signature
 from modeldeploy.typing import Clock, MonitorSink
@@ -348,7 +340,7 @@ class BatchDeployer:
                 rows = self.monitor_rows if self.monitor is not None else 0
                 fast = None
                 if self.fast_path != "off":
-                    from modeldeploy.deployers.fastpath import compile_fast_path
+                    from modeldeploy.fastpath.compile import compile_fast_path
 
                     fast = compile_fast_path(
                         model, signature=signature, mode=self.fast_path, measure=False

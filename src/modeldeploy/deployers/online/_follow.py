@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from modeldeploy.deployers._slots import _OWNER
+from modeldeploy.deployers.online._slots import _OWNER
 from modeldeploy.exceptions import InvalidParameterError
 
 if TYPE_CHECKING:
-    from modeldeploy.deployers.online import OnlineDeployer
+    from modeldeploy.deployers.online.deployer import OnlineDeployer
 
 # Logged under the deployer's own name, which the online guide documents.
 logger = logging.getLogger("modeldeploy.deployers.online")

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from modeldeploy.deployers._inputs import _PARQUET_SUFFIXES, _pandas, _pyarrow_parquet
+from modeldeploy.deployers.batch._inputs import _PARQUET_SUFFIXES, _pandas, _pyarrow_parquet
 from modeldeploy.exceptions import InvalidParameterError
 
 __all__ = ["Output", "check_output", "open_output", "output_columns"]

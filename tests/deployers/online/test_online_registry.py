@@ -157,7 +157,7 @@ def test_fast_path_is_stored_with_the_version_and_reused_by_replicas(
 ) -> None:
     from sklearn.ensemble import RandomForestClassifier
 
-    import modeldeploy.deployers.fastpath as fastpath
+    import modeldeploy.fastpath.compile as fastpath
 
     rng = np.random.default_rng(5)
     X = rng.normal(size=(400, 5))

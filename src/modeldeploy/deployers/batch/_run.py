@@ -18,7 +18,10 @@ from typing import TYPE_CHECKING, Any
 import joblib
 import numpy as np
 
-from modeldeploy.deployers._batch_workers import (
+from modeldeploy.deployers.batch._checkpoint import Checkpoint, Entry
+from modeldeploy.deployers.batch._inputs import ChunkRef
+from modeldeploy.deployers.batch._outputs import output_columns
+from modeldeploy.deployers.batch._pools import (
     _OWNER,
     _DaskPool,
     _Pool,
@@ -29,8 +32,7 @@ from modeldeploy.deployers._batch_workers import (
     _SerialPool,
     _ThreadPool,
 )
-from modeldeploy.deployers._checkpoint import Checkpoint, Entry
-from modeldeploy.deployers.sources import ChunkRef, Source, output_columns
+from modeldeploy.deployers.batch.sources import Source
 from modeldeploy.exceptions import (
     DeploymentError,
     InvalidParameterError,
@@ -39,7 +41,7 @@ from modeldeploy.exceptions import (
 )
 
 if TYPE_CHECKING:
-    from modeldeploy.deployers.batch import BatchDeployer, SkippedChunk
+    from modeldeploy.deployers.batch.deployer import BatchDeployer, SkippedChunk
 
 logger = logging.getLogger("modeldeploy.batch")
 
@@ -107,7 +109,9 @@ def _resumed(state: _RunState, entry: Entry) -> None:
     if entry.reason is None:
         state.rows += entry.stop - entry.start
     else:
-        from modeldeploy.deployers.batch import SkippedChunk  # batch.py imports this module
+        from modeldeploy.deployers.batch.deployer import (
+            SkippedChunk,  # batch.py imports this module
+        )
 
         state.skipped.append(SkippedChunk(entry.index, entry.start, entry.stop, entry.reason))
 
@@ -161,7 +165,9 @@ def _handle(
         if job.on_error == "raise":
             return error
         logger.warning("Skipping chunk %d: %s", s.index, error)
-        from modeldeploy.deployers.batch import SkippedChunk  # batch.py imports this module
+        from modeldeploy.deployers.batch.deployer import (
+            SkippedChunk,  # batch.py imports this module
+        )
 
         entry = Entry(s.index, s.start, s.stop, str(error), s.digest)
         state.skipped.append(SkippedChunk(s.index, s.start, s.stop, str(error)))

@@ -23,13 +23,13 @@ from modeldeploy._config import (
     DEFAULT_WARMUP_TIMEOUT_S,
 )
 from modeldeploy._validation import check_choice, check_float, check_int
-from modeldeploy.deployers._follow import _poll, _start_following, _to_monitor
-from modeldeploy.deployers._online_serve import _serve_online
-from modeldeploy.deployers._slots import _OWNER, _make_slot, _Route, _Slot
 from modeldeploy.deployers._stats import DeployerStats, _Recorder
 from modeldeploy.deployers.base import Deployer
-from modeldeploy.deployers.batching import CallPool
-from modeldeploy.deployers.traffic import (
+from modeldeploy.deployers.online._batcher import CallPool
+from modeldeploy.deployers.online._follow import _poll, _start_following, _to_monitor
+from modeldeploy.deployers.online._serve import _serve_online
+from modeldeploy.deployers.online._slots import _OWNER, _make_slot, _Route, _Slot
+from modeldeploy.deployers.online.traffic import (
     BackgroundWorker,
     Canary,
     DeploymentEvent,
