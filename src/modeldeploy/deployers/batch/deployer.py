@@ -213,7 +213,7 @@ class BatchDeployer:
         Rows per chunk sent to the monitor.
     fast_path
         ``"off"`` (the default), ``"auto"`` or ``"require"``: score chunks with the verified
-        fast path of :func:`~modeldeploy.deployers.fastpath.compile_fast_path` (see its guide).
+        fast path of :func:`~modeldeploy.fastpath.compile_fast_path` (see its guide).
         On large chunks scikit-learn's own per-call overhead is small, so this pays mainly for
         models with a slow native predict (HistGradientBoosting: about 2x here) and costs for
         others (RandomForest, linear models); measure before turning it on.

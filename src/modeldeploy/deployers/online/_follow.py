@@ -1,88 +1,88 @@
-"""Background work of :class:`~modeldeploy.deployers.online.OnlineDeployer`.
+"""Following a registry alias: the :class:`AliasFollower` an ``OnlineDeployer.follow`` holds.
 
-Following a registry alias (the poll loop and one poll) and handing scored batches and errors
-to the monitor, both off the hot path.
+A daemon thread polls the registry on the deployer's clock; when the alias points at another
+version (or the same number with another sha256), the follower hands it to the deployer's swap.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
-import numpy as np
-
-from modeldeploy.deployers.online._slots import _OWNER
-from modeldeploy.exceptions import InvalidParameterError
-
-if TYPE_CHECKING:
-    from modeldeploy.deployers.online.deployer import OnlineDeployer
+from modeldeploy.typing import Clock
 
 # Logged under the deployer's own name, which the online guide documents.
 logger = logging.getLogger("modeldeploy.deployers.online")
 
 
-def _start_following(
-    dep: OnlineDeployer, registry: Any, name: str, alias: str, poll_s: float
-) -> None:
-    """Make ``dep`` follow ``alias`` of ``name``: a daemon thread polls every ``poll_s`` s
-    (on the deployer's clock)."""
-    dep._followed = (registry, name, alias)
-    stop = threading.Event()
-    dep._follow_stop = stop
+class AliasFollower:
+    """Keeps a deployer on what ``alias`` of ``name`` points at in ``registry``.
 
-    def loop() -> None:
-        while not dep.clock.wait(stop, poll_s):
-            try:
-                dep.poll()
-            except Exception:
-                logger.warning("following %s@%s failed; will retry", name, alias, exc_info=True)
+    Parameters
+    ----------
+    registry
+        Anything with ``get(name, alias=...)`` returning a ``ModelVersion``.
+    name, alias
+        The model and the alias to follow.
+    current
+        Returns the version serving now (``None`` for a bare model).
+    swap
+        Called as ``swap(version, reason)`` when the alias moved.
+    clock
+        Times the polls.
+    """
 
-    dep._follow_thread = threading.Thread(
-        target=loop, name=f"modeldeploy-follow-{name}", daemon=True
-    )
-    dep._follow_thread.start()
+    def __init__(
+        self,
+        registry: Any,
+        name: str,
+        alias: str,
+        *,
+        current: Callable[[], Any],
+        swap: Callable[[Any, str], None],
+        clock: Clock,
+    ) -> None:
+        self.registry = registry
+        self.name = name
+        self.alias = alias
+        self._current = current
+        self._swap = swap
+        self._clock = clock
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
+    def start(self, poll_s: float) -> None:
+        """Poll every ``poll_s`` seconds (on the clock) from a daemon thread until :meth:`stop`."""
 
-def _poll(dep: OnlineDeployer) -> bool:
-    """Swap ``dep`` to what its followed alias points at; True if the alias moved."""
-    if dep._followed is None:
-        raise InvalidParameterError(
-            f"This {_OWNER} follows no alias; build it with OnlineDeployer.follow(registry, "
-            "name, alias) to poll."
+        def loop() -> None:
+            while not self._clock.wait(self._stop, poll_s):
+                try:
+                    self.poll()
+                except Exception:
+                    logger.warning(
+                        "following %s@%s failed; will retry", self.name, self.alias, exc_info=True
+                    )
+
+        self._thread = threading.Thread(
+            target=loop, name=f"modeldeploy-follow-{self.name}", daemon=True
         )
-    registry, name, alias = dep._followed
-    latest = registry.get(name, alias=alias)
-    current = dep._route.primary.version
-    if current is not None and (latest.version, latest.sha256) == (
-        current.version,
-        current.sha256,
-    ):
-        return False
-    logger.info("alias %s@%s moved to %s; swapping", name, alias, latest.ref)
-    dep._swap(latest, None, None, reason=f"alias {alias!r} moved")
-    return True
+        self._thread.start()
 
+    def poll(self) -> bool:
+        """Swap to what the alias points at now; True if it moved."""
+        latest = self.registry.get(self.name, alias=self.alias)
+        current = self._current()
+        if current is not None and (latest.version, latest.sha256) == (
+            current.version,
+            current.sha256,
+        ):
+            return False
+        logger.info("alias %s@%s moved to %s; swapping", self.name, self.alias, latest.ref)
+        self._swap(latest, f"alias {self.alias!r} moved")
+        return True
 
-def _to_monitor(dep: OnlineDeployer, items: list[Any]) -> None:
-    """Hand queued batches and errors to ``dep.monitor``; its failures are logged, never raised."""
-    monitor = dep.monitor
-    assert monitor is not None
-    for item in items:
-        try:
-            if item[0] == "error":
-                monitor.log_error(item[1], version=item[2])
-                continue
-            method, X, out, ids, slot, latency = item
-            label = slot.label if slot is not None else "fallback"
-            proba = None
-            if method == "predict_proba":
-                proba = out
-                classes = getattr(slot.model if slot is not None else None, "classes_", None)
-                idx = np.asarray(out).argmax(axis=1)
-                out = idx if classes is None else np.asarray(classes)[idx]
-            monitor.log_predictions(
-                X, out, ids=ids, y_proba=proba, version=label, latency_s=latency
-            )
-        except Exception:
-            logger.warning("the monitor failed on one batch; predictions go on", exc_info=True)
+    def stop(self) -> None:
+        """End the polling thread (at its next wake-up)."""
+        self._stop.set()

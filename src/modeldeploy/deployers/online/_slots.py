@@ -1,9 +1,10 @@
 """What an :class:`~modeldeploy.deployers.online.OnlineDeployer` serves: slots and routes.
 
 A slot is one loaded model with its signature, micro-batchers, circuit breaker, stats recorder
-and (when one passes the check) its compiled fast path; a route says which slots answer. This
-module builds slots (load, fast path, warm-up, batchers) and keeps a registry version's compiled
-fast path as an attachment so that replicas do not recompile it.
+and (when one passes the check) its compiled fast path; a route says which slots answer. The
+:class:`SlotFactory` builds slots (load, fast path, warm-up, batchers), keeps the recent ones by
+label, and keeps a registry version's compiled fast path as an attachment so that replicas do
+not recompile it.
 """
 
 from __future__ import annotations
@@ -12,19 +13,19 @@ import functools
 import logging
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from modeldeploy.deployers._stats import _Recorder
-from modeldeploy.deployers.online._batcher import MicroBatcher, _answers
+from modeldeploy.deployers.online._batcher import Batching, MicroBatcher, _answers
 from modeldeploy.deployers.online.traffic import Breaker, Canary, Shadow, is_model_version
 from modeldeploy.exceptions import DeploymentError, InvalidParameterError, ModelDeployError
 from modeldeploy.registry.signature import Signature
+from modeldeploy.typing import Clock
 
 if TYPE_CHECKING:
-    from modeldeploy.deployers.online.deployer import OnlineDeployer
-    from modeldeploy.fastpath.compile import FastPath
+    from modeldeploy.fastpath import FastPath
 
 # Logged under the deployer's own name, which the online guide documents.
 logger = logging.getLogger("modeldeploy.deployers.online")
@@ -82,10 +83,10 @@ class _Slot:
         to_input = self._to_input
         return getattr(self.runner, method)(X if to_input is None else to_input(X))
 
-    def make_batchers(self, **settings: Any) -> None:
+    def make_batchers(self, batching: Batching) -> None:
         methods = ("predict", "predict_proba") if self.has_proba else ("predict",)
         for method in methods:
-            self.batchers[method] = MicroBatcher(self.model_fn(method), name=self.label, **settings)
+            self.batchers[method] = batching.make(self.model_fn(method), name=self.label)
 
     def close(self) -> None:
         """Fail the requests queued for this model at once (see ``MicroBatcher.close``)."""
@@ -116,129 +117,211 @@ class _Route:
         return _Route(**kw)
 
 
-def _make_slot(
-    dep: OnlineDeployer,
-    spec: Any,
-    signature: Signature | None,
-    role: str,
-    *,
-    name: str | None = None,
-    warm: bool | None = None,
-    default_signature: Signature | None = None,
-) -> _Slot:
-    """Load, compile, warm and batch one model of ``dep``, and keep its stats by label.
+class SlotFactory:
+    """Turns what the user deploys into a served slot: loaded, validated, compiled, warmed,
+    batched; and keeps the slots and stats of the most recent versions by label.
 
-    Called without ``dep._admin`` held: loading, compiling and warming up take as long as the
-    model makes them, and admin calls must not wait for that. The lock is only taken for the
-    short steps that touch the deployer's tables.
+    Building a slot takes as long as the model makes it (loading, compiling, warming up), so it
+    happens outside any lock; the factory's own lock is taken only for the short steps that
+    touch its tables, never while it calls out.
+
+    Parameters
+    ----------
+    batching
+        Makes each slot's micro-batchers with the deployer's current settings.
+    fast_path
+        ``"off"``, ``"auto"`` or ``"require"`` (see ``OnlineDeployer``).
+    warm, warmup_bound_s
+        Whether to warm each model up by default, and the longest a warm-up may take.
+    breaker_threshold, breaker_cooldown_s, clock
+        The circuit breaker of each slot.
+    on_breaker
+        Called as ``on_breaker(label, kind, reason)`` when a slot's breaker opens or closes.
     """
-    version = None
-    if is_model_version(spec):
-        version = spec
-        model = spec.load()
-        label = str(spec.ref)
-        signature = signature if signature is not None else spec.signature
-    elif hasattr(spec, "predict"):
-        model = spec
-        if name is None:
-            with dep._admin:
-                dep._bare += 1
-                name = f"{type(spec).__name__}-{dep._bare}"
-        label = name
-    else:
-        raise InvalidParameterError(
-            f"The model given to {_OWNER} must be a ModelVersion or an object with "
-            f"predict(X). Got {spec!r} instead."
-        )
-    if signature is not None and not isinstance(signature, Signature):
-        raise InvalidParameterError(
-            f"The 'signature' parameter of {_OWNER} must be a Signature or None. Got "
-            f"{signature!r} instead."
-        )
-    if signature is None:
-        signature = default_signature
-    fast = None
-    if dep.fast_path != "off":
-        try:
-            fast = _fast_path_for(dep, model, signature, version, label)
-        except Exception:
-            if dep.fast_path == "require":
-                raise
-            # "auto" is never worse than the model itself, even if compiling breaks.
-            logger.warning("%s: no fast path, serving the model itself", label, exc_info=True)
+
+    def __init__(
+        self,
+        *,
+        batching: Batching,
+        fast_path: Literal["off", "auto", "require"],
+        warm: bool,
+        warmup_bound_s: float,
+        breaker_threshold: int,
+        breaker_cooldown_s: float,
+        clock: Clock,
+        on_breaker: Callable[[str, str, str], None],
+    ) -> None:
+        self.batching = batching
+        self.fast_path = fast_path
+        self.warm = warm
+        self.warmup_bound_s = warmup_bound_s
+        self.breaker_threshold = breaker_threshold
+        self.breaker_cooldown_s = breaker_cooldown_s
+        self.clock = clock
+        self.on_breaker = on_breaker
+        self._lock = threading.Lock()
+        self._recorders: dict[str, _Recorder] = {}
+        self._slots: dict[str, _Slot] = {}
+        self._bare = 0
+        #: Warm-ups given up on a daemon thread because they took too long.
+        self.abandoned = 0
+
+    def make(
+        self,
+        spec: Any,
+        signature: Signature | None,
+        role: str,
+        *,
+        name: str | None = None,
+        warm: bool | None = None,
+        default_signature: Signature | None = None,
+    ) -> _Slot:
+        """Load, compile, warm and batch one model, and keep its stats by label.
+
+        Raises
+        ------
+        InvalidParameterError
+            When ``spec`` is neither a ``ModelVersion`` nor a model, or ``signature`` is not a
+            ``Signature``.
+        DeploymentError
+            When the model fails its warm-up or does not finish it in time.
+        """
+        version = None
+        if is_model_version(spec):
+            version = spec
+            model = spec.load()
+            label = str(spec.ref)
+            signature = signature if signature is not None else spec.signature
+        elif hasattr(spec, "predict"):
+            model = spec
+            if name is None:
+                with self._lock:
+                    self._bare += 1
+                    name = f"{type(spec).__name__}-{self._bare}"
+            label = name
         else:
-            logger.info("%s: %s", label, fast.report)
-    with dep._admin:
-        recorder = dep._recorders.get(label) or _Recorder(label, role)
-    slot = _Slot(
-        model, label, signature, recorder,
-        Breaker(dep.breaker_threshold, dep.breaker_cooldown_s, label,
-                functools.partial(dep._breaker_changed, label), dep.clock),
-        version, fast,
-    )  # fmt: skip
-    if (dep.warm if warm is None else warm) and signature is not None:
-        _warm_up(dep, slot, signature)
-    with dep._admin:
-        # Batchers are made under the lock so that a concurrent configure() reaches them.
-        slot.make_batchers(
-            max_batch_size=dep.max_batch_size,
-            max_wait_ms=dep.max_wait_ms,
-            timeout_ms=dep.timeout_ms,
-            pool=dep._pool,
+            raise InvalidParameterError(
+                f"The model given to {_OWNER} must be a ModelVersion or an object with "
+                f"predict(X). Got {spec!r} instead."
+            )
+        if signature is not None and not isinstance(signature, Signature):
+            raise InvalidParameterError(
+                f"The 'signature' parameter of {_OWNER} must be a Signature or None. Got "
+                f"{signature!r} instead."
+            )
+        if signature is None:
+            signature = default_signature
+        fast = None
+        if self.fast_path != "off":
+            try:
+                fast = _fast_path_for(self.fast_path, model, signature, version, label)
+            except Exception:
+                if self.fast_path == "require":
+                    raise
+                # "auto" is never worse than the model itself, even if compiling breaks.
+                logger.warning("%s: no fast path, serving the model itself", label, exc_info=True)
+            else:
+                logger.info("%s: %s", label, fast.report)
+        with self._lock:
+            recorder = self._recorders.get(label) or _Recorder(label, role)
+        breaker = Breaker(
+            self.breaker_threshold,
+            self.breaker_cooldown_s,
+            label,
+            functools.partial(self.on_breaker, label),
+            self.clock,
         )
-        dep._recorders.pop(label, None)
-        recorder.role = role
-        dep._recorders[label] = recorder
-        while len(dep._recorders) > _MAX_KEPT_VERSIONS:
-            del dep._recorders[next(iter(dep._recorders))]
-        dep._slots.pop(label, None)
-        dep._slots[label] = slot
-        while len(dep._slots) > _MAX_KEPT_VERSIONS:
-            del dep._slots[next(iter(dep._slots))]
-    return slot
+        slot = _Slot(model, label, signature, recorder, breaker, version, fast)
+        if (self.warm if warm is None else warm) and signature is not None:
+            self._warm_up(slot, signature)
+        with self._lock:
+            # Batchers are made under the lock so that a concurrent configure() reaches them.
+            slot.make_batchers(self.batching)
+            self._recorders.pop(label, None)
+            recorder.role = role
+            self._recorders[label] = recorder
+            while len(self._recorders) > _MAX_KEPT_VERSIONS:
+                del self._recorders[next(iter(self._recorders))]
+            self._slots.pop(label, None)
+            self._slots[label] = slot
+            while len(self._slots) > _MAX_KEPT_VERSIONS:
+                del self._slots[next(iter(self._slots))]
+        return slot
 
+    def recorders(self) -> list[_Recorder]:
+        """The stats of the kept versions, oldest first."""
+        with self._lock:
+            return list(self._recorders.values())
 
-def _warm_up(dep: OnlineDeployer, slot: _Slot, signature: Signature) -> None:
-    """Call the model on rows drawn from its signature, within ``dep``'s warm-up bound.
+    def batch_counts(self) -> tuple[int, int]:
+        """Model calls and rows of the kept slots' batchers."""
+        with self._lock:
+            batchers = [b for s in self._slots.values() for b in s.batchers.values()]
+        return sum(b.batches for b in batchers), sum(b.rows for b in batchers)
 
-    The calls run on a daemon thread: a model that hangs cannot be stopped in CPython, so the
-    thread is abandoned (and counted in ``stats().abandoned_calls``) and the version refused.
-    """
-    example = signature.example(8)
-    rows = int(example.shape[0])
-    outcome: list[BaseException | None] = []
+    def configure(self, *, max_batch_size: int | None, max_wait_ms: float | None) -> None:
+        """Change the batching settings of the kept slots and of those made later."""
+        with self._lock:
+            batchers = [b for s in self._slots.values() for b in s.batchers.values()]
+            self.batching.configure(
+                batchers, max_batch_size=max_batch_size, max_wait_ms=max_wait_ms
+            )
 
-    def run() -> None:
-        try:
-            _answers(slot.call("predict", example), rows, slot.label)
-            if slot.has_proba:
-                _answers(slot.call("predict_proba", example), rows, slot.label)
-        except BaseException as exc:  # handed to the deploying thread
-            outcome.append(exc)
-        else:
-            outcome.append(None)
+    def close(self) -> None:
+        """Fail the requests queued for any kept slot at once."""
+        with self._lock:
+            slots = list(self._slots.values())
+        for slot in slots:
+            slot.close()
 
-    bound_s = dep._warmup_bound_s
-    thread = threading.Thread(target=run, name=f"modeldeploy-warmup-{slot.label}", daemon=True)
-    thread.start()
-    thread.join(bound_s)
-    if not outcome:
-        dep._count_abandoned()
-        raise DeploymentError(
-            f"{slot.label} did not finish its warm-up on {rows} rows drawn from its signature "
-            f"within {bound_s:g} s; it was not deployed and its call was abandoned on a daemon "
-            "thread. Fix the model, raise warmup_timeout_s (or timeout_ms), or pass warm=False."
-        )
-    exc = outcome[0]
-    if exc is not None:
-        raise DeploymentError(
-            f"{slot.label} failed its warm-up on {rows} rows drawn from its signature "
-            f"({type(exc).__name__}: {exc}); it was not deployed."
-        ) from exc
+    def _warm_up(self, slot: _Slot, signature: Signature) -> None:
+        """Call the model on rows drawn from its signature, within the warm-up bound.
+
+        The calls run on a daemon thread: a model that hangs cannot be stopped in CPython, so
+        the thread is abandoned (and counted in :attr:`abandoned`) and the version refused.
+        """
+        example = signature.example(8)
+        rows = int(example.shape[0])
+        outcome: list[BaseException | None] = []
+
+        def run() -> None:
+            try:
+                _answers(slot.call("predict", example), rows, slot.label)
+                if slot.has_proba:
+                    _answers(slot.call("predict_proba", example), rows, slot.label)
+            except BaseException as exc:  # handed to the deploying thread
+                outcome.append(exc)
+            else:
+                outcome.append(None)
+
+        bound_s = self.warmup_bound_s
+        name = f"modeldeploy-warmup-{slot.label}"
+        thread = threading.Thread(target=run, name=name, daemon=True)
+        thread.start()
+        thread.join(bound_s)
+        if not outcome:
+            with self._lock:
+                self.abandoned += 1
+            raise DeploymentError(
+                f"{slot.label} did not finish its warm-up on {rows} rows drawn from its "
+                f"signature within {bound_s:g} s; it was not deployed and its call was abandoned "
+                "on a daemon thread. Fix the model, raise warmup_timeout_s (or timeout_ms), or "
+                "pass warm=False."
+            )
+        exc = outcome[0]
+        if exc is not None:
+            raise DeploymentError(
+                f"{slot.label} failed its warm-up on {rows} rows drawn from its signature "
+                f"({type(exc).__name__}: {exc}); it was not deployed."
+            ) from exc
 
 
 def _fast_path_for(
-    dep: OnlineDeployer, model: Any, signature: Signature | None, version: Any, label: str
+    mode: Literal["off", "auto", "require"],
+    model: Any,
+    signature: Signature | None,
+    version: Any,
+    label: str,
 ) -> FastPath:
     """Compile (or, for a registry version, reuse) the verified fast path of a model.
 
@@ -246,7 +329,7 @@ def _fast_path_for(
     library versions it was compiled with, so a replica does not recompile at start; the
     first compile of a version is recorded in the registry history.
     """
-    from modeldeploy.fastpath.compile import FastPath, compile_fast_path
+    from modeldeploy.fastpath import FastPath, compile_fast_path
 
     registry: Any = getattr(version, "_registry", None)
     key = _fast_path_key() if registry is not None else None
@@ -255,11 +338,11 @@ def _fast_path_for(
             data = registry.attachment(version.name, version.version, key)
             if data is not None:
                 return FastPath.from_bytes(
-                    data, model, signature=signature, mode=dep.fast_path, verify=False
+                    data, model, signature=signature, mode=mode, verify=False
                 )
         except ModelDeployError as exc:  # a stale or damaged attachment: compile again
             logger.warning("%s: stored fast path not used (%s); compiling", label, exc)
-    fast = compile_fast_path(model, signature=signature, mode=dep.fast_path, measure=False)
+    fast = compile_fast_path(model, signature=signature, mode=mode, measure=False)
     if key is not None:
         try:
             # Refusals are stored too: the first compile of a version is the one recorded in the
