@@ -6,7 +6,8 @@ Data of any size in chunks with bounded memory, in parallel or on Dask, resumabl
 from __future__ import annotations
 
 from modeldeploy.deployers.batch._inputs import Chunk, ChunkRef, LoadedRef
-from modeldeploy.deployers.batch.deployer import BatchDeployer, BatchResult, SkippedChunk
+from modeldeploy.deployers.batch._results import BatchResult, SkippedChunk
+from modeldeploy.deployers.batch.deployer import BatchDeployer
 from modeldeploy.deployers.batch.sources import Source, open_source
 
 __all__ = [
