@@ -6,10 +6,10 @@ import abc
 import asyncio
 import functools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from time import perf_counter
 from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from typing_extensions import Self
@@ -116,6 +116,10 @@ class Deployer(Closeable, abc.ABC):
     >>> dep.closed
     True
     """
+
+    #: Keyword arguments of :func:`~modeldeploy.checks.check_deployer` this class is held to
+    #: (e.g. ``{"threads": 16}``); each built-in names its own, and the tests pass them on.
+    check_params: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(self, *, signature: Signature | None = None, name: str | None = None) -> None:
         if signature is not None and not isinstance(signature, Signature):
@@ -298,6 +302,9 @@ class FunctionDeployer(Deployer):
         self.fn = fn
         self.proba_fn = proba_fn
         super().__init__(signature=signature, name=name or getattr(fn, "__name__", None))
+
+    #: Its function is the user's: the default checks.
+    check_params: ClassVar[Mapping[str, Any]] = {"threads": 8}
 
     def predict_batch(self, X: np.ndarray) -> Any:
         """Call ``fn`` on the batch."""

@@ -26,7 +26,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 import numpy as np
 
@@ -270,6 +270,30 @@ class BatchDeployer(Closeable):
 
     # ------------------------------------------------------------------ running
 
+    @overload
+    def run(
+        self,
+        source: Any,
+        output: None = None,
+        *,
+        id_columns: Sequence[str] | None = None,
+        progress: bool | None = None,
+        resume: bool = False,
+        callback: Callable[[int, int | None], None] | None = None,
+    ) -> np.ndarray: ...
+
+    @overload
+    def run(
+        self,
+        source: Any,
+        output: str | os.PathLike[str],
+        *,
+        id_columns: Sequence[str] | None = None,
+        progress: bool | None = None,
+        resume: bool = False,
+        callback: Callable[[int, int | None], None] | None = None,
+    ) -> BatchResult: ...
+
     def run(
         self,
         source: Any,
@@ -279,7 +303,7 @@ class BatchDeployer(Closeable):
         progress: bool | None = None,
         resume: bool = False,
         callback: Callable[[int, int | None], None] | None = None,
-    ) -> Any:
+    ) -> np.ndarray | BatchResult:
         """Score every row of ``source``.
 
         Parameters

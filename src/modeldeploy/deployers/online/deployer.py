@@ -6,9 +6,10 @@ import asyncio
 import functools
 import logging
 import threading
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from time import perf_counter
-from typing import Any, Literal, TypedDict
+from typing import Any, ClassVar, Literal, TypedDict
 
 import numpy as np
 from typing_extensions import Unpack
@@ -170,6 +171,9 @@ class OnlineDeployer(Deployer):
     [0, 1, 0, 1]
     2
     """
+
+    #: Many concurrent callers: they share model calls through the micro-batcher.
+    check_params: ClassVar[Mapping[str, Any]] = {"threads": 16}
 
     def __init__(
         self,
