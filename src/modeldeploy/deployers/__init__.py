@@ -8,10 +8,8 @@ from __future__ import annotations
 from modeldeploy.deployers._stats import DeployerStats, VersionStats
 from modeldeploy.deployers.base import Deployer, FunctionDeployer
 from modeldeploy.deployers.batch import BatchDeployer, BatchResult, SkippedChunk
-from modeldeploy.deployers.batching import MicroBatcher
-from modeldeploy.deployers.fastpath import FastPath, FastPathReport, compile_fast_path
-from modeldeploy.deployers.online import OnlineDeployer
-from modeldeploy.deployers.traffic import DeploymentEvent
+from modeldeploy.deployers.online import DeploymentEvent, MicroBatcher, OnlineDeployer
+from modeldeploy.fastpath import FastPath, FastPathReport, compile_fast_path
 
 __all__ = [
     "BatchDeployer",

@@ -6,10 +6,10 @@ import abc
 import asyncio
 import functools
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from time import perf_counter
 from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from typing_extensions import Self
@@ -18,7 +18,7 @@ from modeldeploy.deployers._stats import DeployerStats, _Recorder
 from modeldeploy.exceptions import DeploymentError, InvalidParameterError, SchemaError
 from modeldeploy.registry.signature import Signature
 
-__all__ = ["Deployer", "FunctionDeployer"]
+__all__ = ["Closeable", "Deployer", "FunctionDeployer"]
 
 
 def _as_sample(X: Any) -> Any:
@@ -33,7 +33,60 @@ def _as_sample(X: Any) -> Any:
     return X
 
 
-class Deployer(abc.ABC):
+class Closeable:
+    """What every deployer shares: :meth:`close` once, and the context manager that calls it.
+
+    A subclass releases what it holds (threads, pools, files) in :meth:`_release`, which runs
+    once, on the first :meth:`close`, after :attr:`closed` turned True (so new work is refused
+    while it releases). Calling :meth:`close` again, from any thread, does nothing.
+
+    Examples
+    --------
+    >>> class Holder(Closeable):
+    ...     def _release(self):
+    ...         print("released")
+    >>> with Holder() as held:
+    ...     held.closed
+    False
+    released
+    >>> held.close()
+    >>> held.closed
+    True
+    """
+
+    def __init__(self) -> None:
+        self._closed = False
+        self._close_lock = threading.Lock()
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    def close(self) -> None:
+        """Stop serving and release what is held. Calling it twice is fine."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._release()
+
+    def _release(self) -> None:
+        """Release threads, pools and files; runs once, on the first :meth:`close`."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class Deployer(Closeable, abc.ABC):
     """Base class of deployers: validation, stats, sync and asyncio calls, closing.
 
     A subclass overrides one method, :meth:`predict_batch`, which answers a batch already
@@ -64,15 +117,19 @@ class Deployer(abc.ABC):
     True
     """
 
+    #: Keyword arguments of :func:`~modeldeploy.checks.check_deployer` this class is held to
+    #: (e.g. ``{"threads": 16}``); each built-in names its own, and the tests pass them on.
+    check_params: ClassVar[Mapping[str, Any]] = {}
+
     def __init__(self, *, signature: Signature | None = None, name: str | None = None) -> None:
         if signature is not None and not isinstance(signature, Signature):
             raise InvalidParameterError(
                 f"The 'signature' parameter of {type(self).__name__} must be a Signature or "
                 f"None. Got {signature!r} instead."
             )
+        super().__init__()
         self.signature = signature
         self.name = name if name is not None else type(self).__name__
-        self._closed = False
         self._infer_lock = threading.Lock()
         self._recorder = _Recorder(self.name, "primary")
 
@@ -90,11 +147,6 @@ class Deployer(abc.ABC):
         )
 
     # ------------------------------------------------------------------ public API
-
-    @property
-    def closed(self) -> bool:
-        """Whether :meth:`close` was called."""
-        return self._closed
 
     def validate(self, X: Any) -> np.ndarray:
         """Check a request against the signature; return it as a 2-D array.
@@ -152,21 +204,6 @@ class Deployer(abc.ABC):
     def stats(self) -> DeployerStats:
         """Requests, errors and latency percentiles so far (bounded memory)."""
         return DeployerStats(versions=[self._recorder.snapshot()])
-
-    def close(self) -> None:
-        """Stop serving; later calls raise :class:`DeploymentError`. Calling it twice is fine."""
-        self._closed = True
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         state = ", closed" if self._closed else ""
@@ -265,6 +302,9 @@ class FunctionDeployer(Deployer):
         self.fn = fn
         self.proba_fn = proba_fn
         super().__init__(signature=signature, name=name or getattr(fn, "__name__", None))
+
+    #: Its function is the user's: the default checks.
+    check_params: ClassVar[Mapping[str, Any]] = {"threads": 8}
 
     def predict_batch(self, X: np.ndarray) -> Any:
         """Call ``fn`` on the batch."""

@@ -365,7 +365,7 @@ def test_processes_backend_ships_the_model_once_per_worker(
 
 
 def test_auto_backend_choice(model: LogisticRegression, data: tuple[np.ndarray, Any]) -> None:
-    from modeldeploy.deployers.batch import _ProcessPool, _SerialPool, _ThreadPool
+    from modeldeploy.deployers.batch._pools import _ProcessPool, _SerialPool, _ThreadPool
     from modeldeploy.deployers.sources import open_source
 
     X, _ = data

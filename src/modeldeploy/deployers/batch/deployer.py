@@ -23,15 +23,10 @@ from __future__ import annotations
 import concurrent.futures as cf
 import html
 import logging
-import math
 import os
 import threading
-import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 import numpy as np
 
@@ -40,38 +35,21 @@ from modeldeploy._config import (
     DEFAULT_BATCH_CHUNK_SIZE,
     DEFAULT_BATCH_FLUSH_INTERVAL_S,
     DEFAULT_BATCH_FLUSH_ROWS,
-    DEFAULT_BATCH_IN_FLIGHT_PER_WORKER,
     DEFAULT_BATCH_MONITOR_ROWS,
 )
 from modeldeploy._validation import check_choice, check_float, check_int
-from modeldeploy.deployers._batch_run import _assemble, _collect, _make_pool, _report, _resumed
-from modeldeploy.deployers._batch_run import _chunk_error as _chunk_error
-from modeldeploy.deployers._batch_run import _progress_bar as _progress_bar
-from modeldeploy.deployers._batch_run import _RunState as _RunState
-from modeldeploy.deployers._batch_workers import _GIL_FREE_MODULES as _GIL_FREE_MODULES
-from modeldeploy.deployers._batch_workers import _OWNER as _OWNER
-from modeldeploy.deployers._batch_workers import _WORKER_SCORERS as _WORKER_SCORERS
-from modeldeploy.deployers._batch_workers import _DaskPool as _DaskPool
-from modeldeploy.deployers._batch_workers import _Failure as _Failure
-from modeldeploy.deployers._batch_workers import _MonitorFeed as _MonitorFeed
-from modeldeploy.deployers._batch_workers import _Pool as _Pool
-from modeldeploy.deployers._batch_workers import _ProcessPool as _ProcessPool
-from modeldeploy.deployers._batch_workers import _releases_gil as _releases_gil
-from modeldeploy.deployers._batch_workers import _score_from_file as _score_from_file
-from modeldeploy.deployers._batch_workers import _score_remote as _score_remote
-from modeldeploy.deployers._batch_workers import _Scored as _Scored
-from modeldeploy.deployers._batch_workers import _Scorer as _Scorer
-from modeldeploy.deployers._batch_workers import _SerialPool as _SerialPool
-from modeldeploy.deployers._batch_workers import _ThreadPool as _ThreadPool
-from modeldeploy.deployers._checkpoint import Checkpoint, Entry
-from modeldeploy.deployers._outputs import check_output
-from modeldeploy.deployers._schedule import _Schedule as _Schedule
-from modeldeploy.deployers.sources import ChunkRef, Source, _CsvSource, open_output, open_source
+from modeldeploy.deployers.base import Closeable
+from modeldeploy.deployers.batch._outputs import check_output, open_output
+from modeldeploy.deployers.batch._pools import _OWNER, _MonitorFeed, _Pool, _Scorer
+from modeldeploy.deployers.batch._results import BatchResult
+from modeldeploy.deployers.batch._run import Run, make_pool
+from modeldeploy.deployers.batch._schedule import _Schedule
+from modeldeploy.deployers.batch.sources import Source, _CsvSource, open_source
 from modeldeploy.exceptions import DeploymentError, InvalidParameterError
 from modeldeploy.registry.signature import Signature
 from modeldeploy.typing import Clock, MonitorSink
 
-__all__ = ["BatchDeployer", "BatchResult", "SkippedChunk"]
+__all__ = ["BatchDeployer"]
 
 logger = logging.getLogger("modeldeploy.batch")
 
@@ -79,112 +57,10 @@ _BACKENDS = ("auto", "threads", "processes", "dask")
 _METHODS = ("predict", "predict_proba")
 
 
-# ---------------------------------------------------------------------- results
-
-
-@dataclass(frozen=True)
-class SkippedChunk:
-    """A chunk left out of the output by ``on_error="skip"``.
-
-    Attributes
-    ----------
-    chunk
-        Index of the chunk, from 0.
-    start, stop
-        Global row range ``start:stop`` of the chunk.
-    reason
-        The error that made it skipped.
-    """
-
-    chunk: int
-    start: int
-    stop: int
-    reason: str
-
-    @property
-    def rows(self) -> range:
-        """The global row numbers of the skipped rows."""
-        return range(self.start, self.stop)
-
-
-@dataclass(frozen=True)
-class BatchResult:
-    """What a batch run did: nothing is silent.
-
-    Attributes
-    ----------
-    rows
-        Rows scored into the output (including those of resumed chunks).
-    seconds
-        Wall-clock time of this run.
-    chunks
-        Chunks in the source (scored, resumed, skipped or empty).
-    skipped
-        The chunks left out by ``on_error="skip"``, with their rows and the reason.
-    output
-        The output file, or ``None`` for an in-memory run.
-    resumed_chunks
-        Chunks taken from a checkpoint instead of being scored again.
-    """
-
-    rows: int
-    seconds: float
-    chunks: int
-    skipped: tuple[SkippedChunk, ...] = ()
-    output: Path | None = None
-    resumed_chunks: int = 0
-
-    @property
-    def skipped_rows(self) -> int:
-        """Number of rows in skipped chunks."""
-        return sum(s.stop - s.start for s in self.skipped)
-
-    @property
-    def rows_per_second(self) -> float:
-        """Scoring throughput of this run."""
-        return self.rows / self.seconds if self.seconds > 0 else math.inf
-
-    def __repr__(self) -> str:
-        out = f", output={str(self.output)!r}" if self.output is not None else ""
-        resumed = f", resumed_chunks={self.resumed_chunks}" if self.resumed_chunks else ""
-        return (
-            f"BatchResult(rows={self.rows}, chunks={self.chunks}, skipped={len(self.skipped)} "
-            f"chunks / {self.skipped_rows} rows, seconds={self.seconds:.3f}{resumed}{out})"
-        )
-
-    def _repr_html_(self) -> str:
-        rows = [
-            ("rows scored", f"{self.rows:,}"),
-            ("chunks", f"{self.chunks:,}"),
-            ("seconds", f"{self.seconds:.3f}"),
-            ("rows/s", f"{self.rows_per_second:,.0f}"),
-            ("resumed chunks", f"{self.resumed_chunks:,}"),
-            ("output", str(self.output) if self.output is not None else "in memory"),
-        ]
-        body = "".join(
-            f"<tr><th style='text-align:left'>{k}</th><td>{html.escape(v)}</td></tr>"
-            for k, v in rows
-        )
-        skipped = ""
-        if self.skipped:
-            items = "".join(
-                f"<tr><td>{s.chunk}</td><td>{s.start}..{s.stop - 1}</td>"
-                f"<td>{html.escape(s.reason)}</td></tr>"
-                for s in self.skipped[:20]
-            )
-            more = f"<p>... and {len(self.skipped) - 20} more</p>" if len(self.skipped) > 20 else ""
-            skipped = (
-                f"<table><caption>{len(self.skipped)} skipped chunks ({self.skipped_rows:,} rows)"
-                f"</caption><thead><tr><th>chunk</th><th>rows</th><th>reason</th></tr></thead>"
-                f"<tbody>{items}</tbody></table>{more}"
-            )
-        return f"<table><caption>BatchResult</caption><tbody>{body}</tbody></table>{skipped}"
-
-
 # ---------------------------------------------------------------------- the deployer
 
 
-class BatchDeployer:
+class BatchDeployer(Closeable):
     """Score data of any size in chunks, with bounded memory, in parallel or on Dask.
 
     Parameters
@@ -221,7 +97,7 @@ class BatchDeployer:
         Rows per chunk sent to the monitor.
     fast_path
         ``"off"`` (the default), ``"auto"`` or ``"require"``: score chunks with the verified
-        fast path of :func:`~modeldeploy.deployers.fastpath.compile_fast_path` (see its guide).
+        fast path of :func:`~modeldeploy.fastpath.compile_fast_path` (see its guide).
         On large chunks scikit-learn's own per-call overhead is small, so this pays mainly for
         models with a slow native predict (HistGradientBoosting: about 2x here) and costs for
         others (RandomForest, linear models); measure before turning it on.
@@ -278,6 +154,7 @@ class BatchDeployer:
                 f"The 'version_or_model' parameter of {_OWNER} must be a ModelVersion or an "
                 f"object with predict(X). Got {type(version_or_model).__name__} instead."
             )
+        super().__init__()
         self.version_or_model = version_or_model
         self.chunk_size = check_int(chunk_size, "chunk_size", _OWNER, min_value=1)
         if n_jobs is not None and n_jobs != -1:
@@ -318,8 +195,8 @@ class BatchDeployer:
         self._scorer: _Scorer | None = None
         self._feed: _MonitorFeed | None = None
         self._schedule: _Schedule | None = None
-        self._closing = False
-        self._closed = False
+        # Set once close() has scored what submit() queued: from then on nothing is scored.
+        self._released = False
 
     # ------------------------------------------------------------------ model
 
@@ -331,7 +208,7 @@ class BatchDeployer:
 
     def _get_scorer(self) -> _Scorer:
         with self._lock:
-            if self._closed:
+            if self._released:
                 raise DeploymentError(f"This {_OWNER} is closed; create a new one to score.")
             if self._scorer is None:
                 target = self.version_or_model
@@ -348,7 +225,7 @@ class BatchDeployer:
                 rows = self.monitor_rows if self.monitor is not None else 0
                 fast = None
                 if self.fast_path != "off":
-                    from modeldeploy.deployers.fastpath import compile_fast_path
+                    from modeldeploy.fastpath.compile import compile_fast_path
 
                     fast = compile_fast_path(
                         model, signature=signature, mode=self.fast_path, measure=False
@@ -382,9 +259,40 @@ class BatchDeployer:
 
     def _pool(self, scorer: _Scorer, source: Source) -> _Pool:
         """The pool that scores a run's chunks, as ``backend``, ``n_jobs`` and ``client`` say."""
-        return _make_pool(self, scorer, source)
+        return make_pool(
+            scorer,
+            source,
+            backend=self.backend,
+            client=self.client,
+            n_jobs=self.n_jobs,
+            chunk_size=self.chunk_size,
+        )
 
     # ------------------------------------------------------------------ running
+
+    @overload
+    def run(
+        self,
+        source: Any,
+        output: None = None,
+        *,
+        id_columns: Sequence[str] | None = None,
+        progress: bool | None = None,
+        resume: bool = False,
+        callback: Callable[[int, int | None], None] | None = None,
+    ) -> np.ndarray: ...
+
+    @overload
+    def run(
+        self,
+        source: Any,
+        output: str | os.PathLike[str],
+        *,
+        id_columns: Sequence[str] | None = None,
+        progress: bool | None = None,
+        resume: bool = False,
+        callback: Callable[[int, int | None], None] | None = None,
+    ) -> BatchResult: ...
 
     def run(
         self,
@@ -395,7 +303,7 @@ class BatchDeployer:
         progress: bool | None = None,
         resume: bool = False,
         callback: Callable[[int, int | None], None] | None = None,
-    ) -> Any:
+    ) -> np.ndarray | BatchResult:
         """Score every row of ``source``.
 
         Parameters
@@ -435,7 +343,6 @@ class BatchDeployer:
             ``resume=True``: the checkpoint belongs to another run, or the rows it already
             scored have changed in the source since.
         """
-        t0 = time.perf_counter()
         ids = tuple(id_columns or ())
         sink = open_output(output) if output is not None else None
         if sink is not None:
@@ -449,67 +356,23 @@ class BatchDeployer:
                 "checkpoint next to. Got output=None instead."
             )
         scorer = self._get_scorer()
-        state = _RunState(total=src.n_rows)
-        pool = self._pool(scorer, src)
-        lazy = isinstance(pool, _DaskPool)
-        limit = pool.workers * DEFAULT_BATCH_IN_FLIGHT_PER_WORKER
-        checkpoint: Checkpoint | None = None
-        bar: Any = None
-        done: dict[int, Entry] = {}
-        resumed = n_chunks = 0
-        in_flight: dict[Any, ChunkRef] = {}
-        try:
-            if sink is not None:
-                checkpoint = Checkpoint(sink, self._fingerprint(scorer, src, ids))
-                done = checkpoint.open(resume=resume)
-            if self.progress if progress is None else progress:
-                bar = _progress_bar(src.n_rows)
-            fingerprint = checkpoint is not None
-            for ref in src.refs(self.chunk_size, lazy=lazy):
-                n_chunks += 1
-                if ref.index in done:
-                    assert checkpoint is not None
-                    checkpoint.verify(done[ref.index], ref)  # the rows it scored, unchanged
-                    _resumed(state, done[ref.index])
-                    resumed += 1
-                    _report(state, ref.stop - ref.start, bar, callback)
-                    continue
-                while len(in_flight) >= limit:
-                    _collect(self, pool, in_flight, state, checkpoint, bar, callback)
-                in_flight[pool.submit(ref, fingerprint)] = ref
-            while in_flight:
-                _collect(self, pool, in_flight, state, checkpoint, bar, callback)
-            if checkpoint is not None:
-                checkpoint.refuse_missing(done, set(state.entries))
-        except BaseException:
-            for fut in in_flight:
-                fut.cancel()
-            if checkpoint is not None:
-                checkpoint.close()  # kept on disk for resume=True
-            raise
-        finally:
-            pool.close()
-            if bar is not None:
-                bar.close()
-        n_rows = src.n_rows if src.n_rows is not None else state.done_rows
-        for index, row, _, reason in getattr(src, "bad_lines", ()):
-            logger.warning("Skipping a line of the source: %s", reason)
-            state.skipped.append(SkippedChunk(index, row, row, reason))
-        if checkpoint is not None:
-            checkpoint.finish(state.entries, n_rows)
-        result = BatchResult(
-            rows=state.rows,
-            seconds=time.perf_counter() - t0,
-            chunks=n_chunks,
-            skipped=tuple(sorted(state.skipped, key=lambda s: s.chunk)),
-            output=sink.path if sink is not None else None,
-            resumed_chunks=resumed,
+        job = Run(
+            scorer=scorer,
+            pool=self._pool(scorer, src),
+            source=src,
+            chunk_size=self.chunk_size,
+            on_error=self.on_error,
+            feed=self._feed,
+            output=sink,
+            fingerprint=None if sink is None else self._fingerprint(scorer, src, ids),
+            resume=resume,
+            progress=self.progress if progress is None else progress,
+            callback=callback,
         )
+        result, scores = job.execute()
         self.last_result = result
         logger.info("Batch run finished: %r", result)
-        if sink is None:
-            return _assemble(self, state, n_rows)
-        return result
+        return result if scores is None else scores
 
     # ------------------------------------------------------------------ scheduled batches
 
@@ -533,10 +396,13 @@ class BatchDeployer:
             once, with a :class:`~modeldeploy.exceptions.SchemaError`.
         """
         with self._lock:
-            if self._closing:
+            # close() sets closed before it takes this lock: nothing can slip in unscored.
+            if self.closed:
                 raise DeploymentError(f"This {_OWNER} is closed; submit to a new one.")
             if self._schedule is None:
-                self._schedule = _Schedule(self)
+                self._schedule = _Schedule(
+                    self, scorer=self._get_scorer, feed=lambda: self._feed, clock=self.clock
+                )
             schedule = self._schedule
         return schedule.submit(X, ids=ids)
 
@@ -554,31 +420,18 @@ class BatchDeployer:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def close(self) -> None:
-        """Score what :meth:`submit` queued, stop background threads. Idempotent."""
+    def _release(self) -> None:
+        # What close() (shared by every deployer) releases here: it scores what submit()
+        # queued, then stops the background threads.
         with self._lock:
-            if self._closed or self._closing:
-                return
-            self._closing = True  # from here on submit refuses: nothing can slip in unscored
             schedule, self._schedule = self._schedule, None
         if schedule is not None:
             schedule.close()
         with self._lock:
-            self._closed = True
+            self._released = True
             feed, self._feed = self._feed, None
         if feed is not None:
             feed.close()
-
-    def __enter__(self) -> BatchDeployer:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         target = self.version or type(self.version_or_model).__name__

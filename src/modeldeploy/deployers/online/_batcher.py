@@ -22,7 +22,7 @@ import logging
 import queue
 import threading
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from time import perf_counter
 from typing import Any
 
@@ -518,3 +518,76 @@ class MicroBatcher:
                 bell.release()
         if self._pool is not None:
             self._pool.close()
+
+
+class Batching:
+    """The micro-batching settings one deployer shares among its batchers, and its call pool.
+
+    Every :class:`MicroBatcher` it :meth:`make` s takes the current settings; :meth:`configure`
+    changes them for later batchers, and the owner hands it the live ones to change too.
+
+    Examples
+    --------
+    >>> batching = Batching(max_batch_size=4, max_wait_ms=0.5)
+    >>> batcher = batching.make(lambda X: X[:, 0], name="demo")
+    >>> batching.configure([batcher], max_batch_size=8)
+    >>> batcher.max_batch_size, batching.max_batch_size
+    (8, 8)
+    """
+
+    def __init__(
+        self,
+        *,
+        max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+        max_wait_ms: float = DEFAULT_MAX_WAIT_MS,
+        timeout_ms: float | None = None,
+        owner: str = "MicroBatcher",
+    ) -> None:
+        self.owner = owner
+        self.max_batch_size = check_int(max_batch_size, "max_batch_size", owner, min_value=1)
+        self.max_wait_ms = check_float(max_wait_ms, "max_wait_ms", owner, min_value=0)
+        self.timeout_ms = (
+            None
+            if timeout_ms is None
+            else check_float(timeout_ms, "timeout_ms", owner, min_value=0, min_inclusive=False)
+        )
+        #: Runs the model calls when ``timeout_ms`` is given, so that a caller can stop waiting.
+        self.pool = CallPool() if self.timeout_ms is not None else None
+
+    def make(self, fn: Callable[[Any], Any], *, name: str) -> MicroBatcher:
+        """A batcher of ``fn`` with the current settings."""
+        return MicroBatcher(
+            fn,
+            name=name,
+            max_batch_size=self.max_batch_size,
+            max_wait_ms=self.max_wait_ms,
+            timeout_ms=self.timeout_ms,
+            pool=self.pool,
+        )
+
+    def configure(
+        self,
+        batchers: Iterable[MicroBatcher],
+        *,
+        max_batch_size: int | None = None,
+        max_wait_ms: float | None = None,
+    ) -> None:
+        """Change the settings, for ``batchers`` (queued requests see them) and later ones."""
+        if max_batch_size is not None:
+            self.max_batch_size = check_int(
+                max_batch_size, "max_batch_size", self.owner, min_value=1
+            )
+        if max_wait_ms is not None:
+            self.max_wait_ms = check_float(max_wait_ms, "max_wait_ms", self.owner, min_value=0)
+        for batcher in batchers:
+            batcher.configure(max_batch_size=self.max_batch_size, max_wait_ms=self.max_wait_ms)
+
+    @property
+    def abandoned(self) -> int:
+        """Model calls the pool gave up waiting for (0 without ``timeout_ms``)."""
+        return 0 if self.pool is None else self.pool.abandoned
+
+    def close(self) -> None:
+        """Stop the call pool (calls inside the model finish on their daemon threads)."""
+        if self.pool is not None:
+            self.pool.close()

@@ -11,23 +11,42 @@ from __future__ import annotations
 import concurrent.futures as cf
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import numpy as np
 
-from modeldeploy.deployers._batch_workers import _OWNER
-from modeldeploy.deployers.sources import _is_dataframe
+from modeldeploy.deployers.batch._inputs import _is_dataframe
+from modeldeploy.deployers.batch._pools import _OWNER, _MonitorFeed, _Scorer
 from modeldeploy.exceptions import DeploymentError, SchemaError
+from modeldeploy.typing import Clock
 
-if TYPE_CHECKING:
-    from modeldeploy.deployers.batch import BatchDeployer
+
+class Thresholds(Protocol):
+    """When a schedule scores what waits; read live, so that a changed setting holds."""
+
+    @property
+    def flush_rows(self) -> int: ...
+
+    @property
+    def flush_interval_s(self) -> float | None: ...
 
 
 class _Schedule:
     """Requests waiting to be scored together; a background thread flushes on thresholds."""
 
-    def __init__(self, job: BatchDeployer) -> None:
-        self.job = job
+    def __init__(
+        self,
+        thresholds: Thresholds,
+        *,
+        scorer: Callable[[], _Scorer],
+        feed: Callable[[], _MonitorFeed | None],
+        clock: Clock,
+    ) -> None:
+        self.thresholds = thresholds
+        self._scorer = scorer
+        self._feed = feed
+        self._clock = clock
         self.cond = threading.Condition()
         self.pending: list[tuple[cf.Future[np.ndarray], Any, int, Any]] = []
         self.pending_rows = 0
@@ -41,11 +60,11 @@ class _Schedule:
     @property
     def max_rows(self) -> int:
         """Rows queued before submitters wait; read live, so a changed ``flush_rows`` holds."""
-        return max(1, int(self.job.flush_rows)) * 10
+        return max(1, int(self.thresholds.flush_rows)) * 10
 
     def submit(self, X: Any, ids: Any = None) -> cf.Future[np.ndarray]:
         fut: cf.Future[np.ndarray] = cf.Future()
-        scorer = self.job._get_scorer()
+        scorer = self._scorer()
         try:
             checked = scorer.validate(X)
         except SchemaError as exc:
@@ -65,7 +84,7 @@ class _Schedule:
             while self.pending_rows >= self.max_rows and not self.closing:
                 self.cond.wait()  # back-pressure: the flusher is behind
             if not self.pending:
-                self.oldest = self.job.clock.monotonic()
+                self.oldest = self._clock.monotonic()
             self.pending.append((fut, checked, n, ids))
             self.pending_rows += n
             self.cond.notify_all()
@@ -81,14 +100,14 @@ class _Schedule:
             with self.cond:
                 while not self.closing:
                     # Read the thresholds live: a user may change them on a running deployer.
-                    interval = self.job.flush_interval_s
-                    if self.pending_rows >= self.job.flush_rows:
+                    interval = self.thresholds.flush_interval_s
+                    if self.pending_rows >= self.thresholds.flush_rows:
                         break
                     if self.pending and interval is not None:
-                        left = self.oldest + interval - self.job.clock.monotonic()
+                        left = self.oldest + interval - self._clock.monotonic()
                         if left <= 0:
                             break
-                        self.job.clock.wait(self.cond, left)
+                        self._clock.wait(self.cond, left)
                     else:
                         self.cond.wait()
                 batch = self._take()
@@ -109,7 +128,7 @@ class _Schedule:
         if not batch:
             return 0
         try:
-            scorer = self.job._get_scorer()
+            scorer = self._scorer()
         except Exception as exc:  # every queued request gets an answer, even if it is an error
             for fut, _, _, _ in batch:
                 fut.set_exception(exc)
@@ -134,8 +153,9 @@ class _Schedule:
                 )
                 error.__cause__ = exc
                 batch[0][0].set_exception(error)
-                if self.job._feed is not None:
-                    self.job._feed.put("error", error)
+                feed = self._feed()
+                if feed is not None:
+                    feed.put("error", error)
                 return 0
             # One bad request must not fail the others batched with it: score them one by one.
             return sum(self._score_running([b]) for b in batch)
@@ -143,14 +163,15 @@ class _Schedule:
         for fut, _, n, _ in batch:
             fut.set_result(y[offset : offset + n])
             offset += n
-        if self.job._feed is not None:
+        feed = self._feed()
+        if feed is not None:
             given = [b[3] for b in batch]
             ids = (
                 [i for request_ids in given for i in request_ids]
                 if all(g is not None for g in given)
                 else np.arange(offset)
             )
-            self.job._feed.put("predictions", (X, y, None, ids, time.perf_counter() - t0))
+            feed.put("predictions", (X, y, None, ids, time.perf_counter() - t0))
         return offset
 
     def close(self) -> None:

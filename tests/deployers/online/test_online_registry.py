@@ -157,7 +157,7 @@ def test_fast_path_is_stored_with_the_version_and_reused_by_replicas(
 ) -> None:
     from sklearn.ensemble import RandomForestClassifier
 
-    import modeldeploy.deployers.fastpath as fastpath
+    import modeldeploy.fastpath.compile as fastpath
 
     rng = np.random.default_rng(5)
     X = rng.normal(size=(400, 5))
@@ -182,14 +182,15 @@ def test_fast_path_is_stored_with_the_version_and_reused_by_replicas(
     replica.close()
 
 
-def test_follow_alias_is_another_name_of_follow(tmp_path: Path) -> None:
+def test_follow_passes_deployer_options_on(tmp_path: Path) -> None:
     X = np.random.default_rng(2).normal(size=(100, 3))
     reg = ModelRegistry(tmp_path / "reg")
     reg.register("m", LogisticRegression().fit(X, (X[:, 0] > 0).astype(int)), sample=X)
     reg.promote("m", 1)
-    dep = OnlineDeployer.follow_alias(reg, "m", "production", poll_s=60)
-    assert dep.version == "m:1"
-    dep.close()
+    with OnlineDeployer.follow(reg, "m", "production", poll_s=60, max_batch_size=3) as dep:
+        assert dep.version == "m:1"
+        assert dep.max_batch_size == 3
+    assert not hasattr(OnlineDeployer, "follow_alias")  # removed: follow is the one name
 
 
 def test_a_refused_fast_path_is_recorded_once_across_replicas(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The parity check behind :func:`~modeldeploy.deployers.fastpath.compile_fast_path`.
+"""The parity check behind :func:`~modeldeploy.fastpath.compile_fast_path`.
 
 Which rows a fast path is compared on (reference rows, then a stress set where a wrong fast path
 would show), how it is compared (identical labels, probabilities within ``atol``), how its
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from modeldeploy._config import DEFAULT_FAST_PATH_REFERENCE_ROWS
-from modeldeploy.deployers._fast_linear import (
+from modeldeploy.fastpath._linear import (
     LinearProgram,
     NotCompilableError,
     linear_boundary_rows,
@@ -168,7 +168,7 @@ def stress_rows(
         parts.append(linear_boundary_rows(model, program, X_ref)[:limit].astype(X_ref.dtype))
         nan_features = list(range(X_ref.shape[1])) if program.has_imputer else []
     else:
-        from modeldeploy.deployers._fast_trees import split_points
+        from modeldeploy.fastpath._trees import split_points
 
         feats, thrs = split_points(model)
         if feats.size * 6 > limit:

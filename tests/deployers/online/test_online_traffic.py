@@ -10,7 +10,7 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.tree import DecisionTreeClassifier
 
 from modeldeploy.deployers.online import OnlineDeployer
-from modeldeploy.deployers.traffic import key_fraction
+from modeldeploy.deployers.online.traffic import key_fraction
 from modeldeploy.exceptions import InvalidParameterError
 from modeldeploy.registry.signature import Signature
 
@@ -153,7 +153,7 @@ def test_shadow_sample_is_a_fraction_of_requests() -> None:
 
 
 def test_every_change_of_what_serves_is_an_event() -> None:
-    from modeldeploy.deployers.traffic import DeploymentEvent
+    from modeldeploy.deployers.online.traffic import DeploymentEvent
 
     events: list[DeploymentEvent] = []
     dep = OnlineDeployer(V1, signature=SIG, name="v1", on_event=events.append)
@@ -180,7 +180,7 @@ def test_every_change_of_what_serves_is_an_event() -> None:
 def test_breaker_changes_are_events_and_a_failing_callback_is_harmless(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from modeldeploy.deployers.traffic import DeploymentEvent
+    from modeldeploy.deployers.online.traffic import DeploymentEvent
 
     events: list[DeploymentEvent] = []
 

@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 
 from modeldeploy._files import fsync_dir, fsync_file, write_atomic
-from modeldeploy.deployers.sources import ChunkRef, Output
+from modeldeploy.deployers.batch._inputs import ChunkRef
+from modeldeploy.deployers.batch._outputs import Output
 from modeldeploy.exceptions import InvalidParameterError
 
 __all__ = ["Checkpoint", "Entry"]

@@ -28,32 +28,22 @@ from typing import Any
 
 import numpy as np
 
-from modeldeploy.deployers._inputs import (
+from modeldeploy.deployers.batch._inputs import (
     _CSV_SUFFIXES,
     _PARQUET_SUFFIXES,
     Chunk,
     ChunkRef,
     LoadedRef,
+    _is_dataframe,
     _NpyRange,
     _pandas,
     _ParquetRange,
     _pyarrow_parquet,
     _split_ids,
 )
-from modeldeploy.deployers._inputs import _is_dataframe as _is_dataframe
-from modeldeploy.deployers._outputs import Output as Output
-from modeldeploy.deployers._outputs import open_output, output_columns
 from modeldeploy.exceptions import InvalidParameterError, SchemaError
 
-__all__ = [
-    "Chunk",
-    "ChunkRef",
-    "LoadedRef",
-    "Source",
-    "open_output",
-    "open_source",
-    "output_columns",
-]
+__all__ = ["Source", "open_source"]
 
 # ---------------------------------------------------------------------- sources
 

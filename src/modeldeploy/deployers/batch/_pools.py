@@ -25,7 +25,7 @@ from typing import Any
 import joblib
 import numpy as np
 
-from modeldeploy.deployers.sources import ChunkRef, LoadedRef, _is_dataframe
+from modeldeploy.deployers.batch._inputs import ChunkRef, LoadedRef, _is_dataframe
 from modeldeploy.exceptions import SchemaError
 from modeldeploy.registry.signature import Signature
 from modeldeploy.typing import MonitorSink

@@ -41,9 +41,11 @@ from sklearn.svm import LinearSVC
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 from modeldeploy import ModelRegistry, Signature
-from modeldeploy.deployers import _fast_check, _fast_linear, _fast_trees
-from modeldeploy.deployers.fastpath import FastPath, FastPathReport, compile_fast_path
 from modeldeploy.exceptions import DeploymentError, InvalidParameterError
+from modeldeploy.fastpath import FastPath, FastPathReport, compile_fast_path
+from modeldeploy.fastpath import _linear as _fast_linear
+from modeldeploy.fastpath import _parity as _fast_check
+from modeldeploy.fastpath import _trees as _fast_trees
 
 ATOL = 1e-9
 
@@ -567,7 +569,7 @@ def test_dataframe_trained_model_compares_against_dataframe_input() -> None:
 
 def test_importing_the_module_does_not_import_onnx() -> None:
     code = (
-        "import sys, modeldeploy.deployers.fastpath; "
+        "import sys, modeldeploy.fastpath, modeldeploy.deployers.fastpath; "
         "print(any(m.split('.')[0] in ('onnx', 'onnxruntime', 'skl2onnx') for m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -6,10 +6,13 @@ import asyncio
 import functools
 import logging
 import threading
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Literal
+from time import perf_counter
+from typing import Any, ClassVar, Literal, TypedDict
 
 import numpy as np
+from typing_extensions import Unpack
 
 from modeldeploy._clock import as_clock
 from modeldeploy._config import (
@@ -23,27 +26,57 @@ from modeldeploy._config import (
     DEFAULT_WARMUP_TIMEOUT_S,
 )
 from modeldeploy._validation import check_choice, check_float, check_int
-from modeldeploy.deployers._follow import _poll, _start_following, _to_monitor
-from modeldeploy.deployers._online_serve import _serve_online
-from modeldeploy.deployers._slots import _OWNER, _make_slot, _Route, _Slot
 from modeldeploy.deployers._stats import DeployerStats, _Recorder
 from modeldeploy.deployers.base import Deployer
-from modeldeploy.deployers.batching import CallPool
-from modeldeploy.deployers.traffic import (
-    BackgroundWorker,
+from modeldeploy.deployers.online._batcher import (
+    BatcherClosedError,
+    Batching,
+    BatchTimeoutError,
+    failed_on_own_rows,
+)
+from modeldeploy.deployers.online._feed import MonitorFeed
+from modeldeploy.deployers.online._follow import AliasFollower
+from modeldeploy.deployers.online._slots import _OWNER, SlotFactory, _Route, _Slot
+from modeldeploy.deployers.online.traffic import (
     Canary,
+    CircuitOpenError,
     DeploymentEvent,
     EventCallback,
     Fallback,
     Shadow,
 )
-from modeldeploy.exceptions import InvalidParameterError
+from modeldeploy.exceptions import (
+    DeploymentError,
+    InvalidParameterError,
+    PredictionTimeoutError,
+    SchemaError,
+)
 from modeldeploy.registry.signature import Signature
 from modeldeploy.typing import Clock, MonitorSink
 
-__all__ = ["OnlineDeployer"]
+__all__ = ["OnlineDeployer", "OnlineOptions"]
 
 logger = logging.getLogger("modeldeploy.deployers.online")
+
+
+class OnlineOptions(TypedDict, total=False):
+    """The keyword arguments of :class:`OnlineDeployer` that :meth:`OnlineDeployer.follow` passes
+    on (so that ``mypy --strict`` catches a misspelled one)."""
+
+    signature: Signature | None
+    max_batch_size: int
+    max_wait_ms: float
+    timeout_ms: float | None
+    fallback: Any
+    monitor: MonitorSink | None
+    breaker_threshold: int
+    breaker_cooldown_s: float
+    warm: bool
+    warmup_timeout_s: float | None
+    fast_path: Literal["off", "auto", "require"]
+    on_event: EventCallback | None
+    name: str | None
+    clock: Clock | None
 
 
 class OnlineDeployer(Deployer):
@@ -97,12 +130,12 @@ class OnlineDeployer(Deployer):
     fast_path
         ``"auto"`` (the default) serves each model, at load and at every swap, through a
         compiled predictor verified to answer exactly like it (see
-        :func:`~modeldeploy.deployers.fastpath.compile_fast_path`: numpy for linear models,
+        :func:`~modeldeploy.fastpath.compile_fast_path`: numpy for linear models,
         ONNX Runtime for tree ensembles with ``modeldeploy[fast]``), and through the model
         itself when none passes the check; ``"require"`` raises instead; ``"off"`` always calls
         the model. Compiling takes from milliseconds (linear) to about half a second (a forest).
     on_event
-        Called with a :class:`~modeldeploy.deployers.traffic.DeploymentEvent` for every change
+        Called with a :class:`~modeldeploy.deployers.DeploymentEvent` for every change
         of what serves: swaps (also those following an alias), canary and shadow changes, and
         the breaker opening or closing. Its exceptions are logged, never raised.
     name
@@ -110,9 +143,18 @@ class OnlineDeployer(Deployer):
     clock
         Where the deployer reads time (a :class:`~modeldeploy.typing.Clock`, e.g.
         :class:`~modeldeploy.testing.FakeClock`): the breaker's cool-down, alias polling and
-        the time of each :class:`~modeldeploy.deployers.traffic.DeploymentEvent`. Latencies,
+        the time of each :class:`~modeldeploy.deployers.DeploymentEvent`. Latencies,
         ``max_wait_ms`` and ``timeout_ms`` stay on the real clock: they measure and bound real
         model calls. Default: the system clock.
+
+    Notes
+    -----
+    Closing (:meth:`close`, or leaving a ``with`` block) stops serving, following and the
+    background threads; calling it twice is fine. Requests not yet inside a model call fail at
+    once with :class:`~modeldeploy.exceptions.DeploymentError`; requests inside one get its
+    answer (or their ``timeout_ms``). Closing waits for no model call: queued shadow copies are
+    scored in the background if the shadow answers, and the monitor gets what was queued for it
+    (waiting at most a few seconds for a stuck monitor).
 
     Examples
     --------
@@ -129,6 +171,9 @@ class OnlineDeployer(Deployer):
     [0, 1, 0, 1]
     2
     """
+
+    #: Many concurrent callers: they share model calls through the micro-batcher.
+    check_params: ClassVar[Mapping[str, Any]] = {"threads": 16}
 
     def __init__(
         self,
@@ -151,13 +196,13 @@ class OnlineDeployer(Deployer):
     ) -> None:
         super().__init__(signature=signature, name=name or _OWNER)
         self.clock = as_clock(clock, _OWNER)
-        self.max_batch_size = check_int(max_batch_size, "max_batch_size", _OWNER, min_value=1)
-        self.max_wait_ms = check_float(max_wait_ms, "max_wait_ms", _OWNER, min_value=0)
-        self.timeout_ms = (
-            None
-            if timeout_ms is None
-            else check_float(timeout_ms, "timeout_ms", _OWNER, min_value=0, min_inclusive=False)
+        batching = Batching(
+            max_batch_size=max_batch_size,
+            max_wait_ms=max_wait_ms,
+            timeout_ms=timeout_ms,
+            owner=_OWNER,
         )
+        self.timeout_ms = batching.timeout_ms
         self.breaker_threshold = check_int(
             breaker_threshold, "breaker_threshold", _OWNER, min_value=1
         )
@@ -179,11 +224,11 @@ class OnlineDeployer(Deployer):
             )
         )
         if self.warmup_timeout_s is not None:
-            self._warmup_bound_s = self.warmup_timeout_s
+            warmup_bound_s = self.warmup_timeout_s
         elif self.timeout_ms is not None:
-            self._warmup_bound_s = self.timeout_ms / 1e3
+            warmup_bound_s = self.timeout_ms / 1e3
         else:
-            self._warmup_bound_s = DEFAULT_WARMUP_TIMEOUT_S
+            warmup_bound_s = DEFAULT_WARMUP_TIMEOUT_S
         if on_event is not None and not callable(on_event):
             raise InvalidParameterError(
                 f"The 'on_event' parameter of {_OWNER} must be callable or None. Got "
@@ -193,41 +238,46 @@ class OnlineDeployer(Deployer):
         check_choice(fast_path, "fast_path", _OWNER, ("off", "auto", "require"))
         self.fast_path = fast_path
         self._admin = threading.RLock()
-        self._recorders: dict[str, _Recorder] = {}
-        self._slots: dict[str, _Slot] = {}
-        self._bare = 0
-        self._abandoned = 0
         # Swaps are numbered when called; a swap installs only if no later one did already.
         self._swaps_called = 0
         self._swap_installed = 0
-        self._pool = CallPool() if self.timeout_ms is not None else None
         self._executor: ThreadPoolExecutor | None = None
-        self._follow_stop: threading.Event | None = None
-        self._follow_thread: threading.Thread | None = None
-        self._followed: tuple[Any, str, str] | None = None
+        self._follower: AliasFollower | None = None
+        self._batching = batching
+        self._slots = SlotFactory(
+            batching=batching,
+            fast_path=fast_path,
+            warm=self.warm,
+            warmup_bound_s=warmup_bound_s,
+            breaker_threshold=self.breaker_threshold,
+            breaker_cooldown_s=self.breaker_cooldown_s,
+            clock=self.clock,
+            on_breaker=self._breaker_changed,
+        )
         self.fallback = None if fallback is None else Fallback(fallback)
         self._fallback_recorder = (
             None if self.fallback is None else _Recorder(self.fallback.label, "fallback")
         )
-        self._monitor_worker = (
-            None
-            if monitor is None
-            else BackgroundWorker(
-                functools.partial(_to_monitor, self),
-                name="monitor",
-                maxsize=DEFAULT_BACKGROUND_QUEUE_SIZE,
-            )
-        )
+        self._feed = None if monitor is None else MonitorFeed(monitor)
         try:
-            primary = _make_slot(self, model, signature, "primary", name=name)
+            primary = self._slots.make(model, signature, "primary", name=name)
         except BaseException:
-            if self._monitor_worker is not None:
-                self._monitor_worker.close(timeout=0)
-            if self._pool is not None:
-                self._pool.close()
+            if self._feed is not None:
+                self._feed.close(timeout=0)
+            batching.close()
             raise
         self.signature = primary.signature
         self._route = _Route(primary, primary.signature)
+
+    @property
+    def max_batch_size(self) -> int:
+        """Most rows per model call (change it with :meth:`configure`)."""
+        return self._batching.max_batch_size
+
+    @property
+    def max_wait_ms(self) -> float:
+        """Longest a request waits for others (change it with :meth:`configure`)."""
+        return self._batching.max_wait_ms
 
     # ------------------------------------------------------------------ alternative constructor
 
@@ -237,9 +287,10 @@ class OnlineDeployer(Deployer):
         registry: Any,
         name: str,
         alias: str = DEFAULT_ALIAS,
+        /,
         *,
         poll_s: float = DEFAULT_POLL_S,
-        **kwargs: Any,
+        **kwargs: Unpack[OnlineOptions],
     ) -> OnlineDeployer:
         """Serve ``registry.get(name, alias=alias)`` and swap whenever the alias moves.
 
@@ -253,26 +304,38 @@ class OnlineDeployer(Deployer):
         registry
             A :class:`~modeldeploy.ModelRegistry` (anything with ``get(name, alias=...)``).
         name, alias
-            The model and the alias to follow.
+            The model and the alias to follow (positional: ``name=`` among ``kwargs`` names the
+            deployer, as for :class:`OnlineDeployer`).
         poll_s
             Seconds between two checks.
         **kwargs
-            Passed to :class:`OnlineDeployer`.
+            Passed to :class:`OnlineDeployer` (the keys of :class:`OnlineOptions`).
         """
         poll_s = check_float(poll_s, "poll_s", f"{_OWNER}.follow", min_value=0, min_inclusive=False)
         dep = cls(registry.get(name, alias=alias), **kwargs)
-        _start_following(dep, registry, name, alias, poll_s)
+        follower = AliasFollower(
+            registry,
+            name,
+            alias,
+            current=lambda: dep._route.primary.version,
+            swap=lambda version, reason: dep._swap(version, None, None, reason=reason),
+            clock=dep.clock,
+        )
+        dep._follower = follower
+        follower.start(poll_s)
         return dep
-
-    #: Another name of :meth:`follow`: a deployer built from ``(registry, name, alias)``.
-    follow_alias = follow
 
     def poll(self) -> bool:
         """Check the followed alias now; swap and return True if it moved.
 
         A following deployer serves its alias: a manual :meth:`swap` lasts until the next poll.
         """
-        return _poll(self)
+        if self._follower is None:
+            raise InvalidParameterError(
+                f"This {_OWNER} follows no alias; build it with OnlineDeployer.follow(registry, "
+                "name, alias) to poll."
+            )
+        return self._follower.poll()
 
     # ------------------------------------------------------------------ predictions
 
@@ -304,11 +367,11 @@ class OnlineDeployer(Deployer):
         PredictionTimeoutError
             When the model does not answer within ``timeout_ms`` and there is no fallback.
         """
-        return _serve_online(self, "predict", X, ids, key)
+        return self._serve_request("predict", X, ids, key)
 
     def predict_proba(self, X: Any, *, ids: Any = None, key: Any = None) -> np.ndarray:
         """Class probabilities, one row per row of ``X`` (see :meth:`predict`)."""
-        return _serve_online(self, "predict_proba", X, ids, key)
+        return self._serve_request("predict_proba", X, ids, key)
 
     async def apredict(self, X: Any, *, ids: Any = None, key: Any = None) -> np.ndarray:
         """:meth:`predict` for asyncio: waits in a helper thread, never blocks the event loop.
@@ -316,22 +379,22 @@ class OnlineDeployer(Deployer):
         Concurrent ``apredict`` calls are micro-batched together like threads are.
         """
         self._check_open()
-        call = functools.partial(_serve_online, self, "predict", X, ids, key)
+        call = functools.partial(self._serve_request, "predict", X, ids, key)
         return await asyncio.get_running_loop().run_in_executor(self._get_executor(), call)
 
     async def apredict_proba(self, X: Any, *, ids: Any = None, key: Any = None) -> np.ndarray:
         """:meth:`predict_proba` for asyncio."""
         self._check_open()
-        call = functools.partial(_serve_online, self, "predict_proba", X, ids, key)
+        call = functools.partial(self._serve_request, "predict_proba", X, ids, key)
         return await asyncio.get_running_loop().run_in_executor(self._get_executor(), call)
 
     def predict_batch(self, X: np.ndarray) -> Any:
         """Answer an already validated batch (micro-batched, with fallback)."""
-        return _serve_online(self, "predict", X, None, None)
+        return self._serve_request("predict", X, None, None)
 
     def predict_proba_batch(self, X: np.ndarray) -> Any:
         """Probabilities for an already validated batch."""
-        return _serve_online(self, "predict_proba", X, None, None)
+        return self._serve_request("predict_proba", X, None, None)
 
     def validate(self, X: Any) -> np.ndarray:
         """Check a request against the current signature; return it as a 2-D array."""
@@ -376,13 +439,8 @@ class OnlineDeployer(Deployer):
         with self._admin:
             self._swaps_called += 1
             ticket = self._swaps_called
-        slot = _make_slot(
-            self,
-            model,
-            signature,
-            "primary",
-            warm=warm,
-            default_signature=self._route.signature,
+        slot = self._slots.make(
+            model, signature, "primary", warm=warm, default_signature=self._route.signature
         )
         with self._admin:
             self._check_open()
@@ -424,8 +482,8 @@ class OnlineDeployer(Deployer):
         fraction = check_float(
             fraction, "fraction", f"{_OWNER}.set_canary", min_value=0, max_value=1
         )
-        slot = _make_slot(
-            self, model, signature, "canary", warm=warm, default_signature=self._route.signature
+        slot = self._slots.make(
+            model, signature, "canary", warm=warm, default_signature=self._route.signature
         )
         with self._admin:
             self._check_open()
@@ -477,8 +535,8 @@ class OnlineDeployer(Deployer):
         self._check_open()
         sample = check_float(sample, "sample", f"{_OWNER}.set_shadow", min_value=0, max_value=1)
         max_queue = check_int(max_queue, "max_queue", f"{_OWNER}.set_shadow", min_value=1)
-        slot = _make_slot(
-            self, model, signature, "shadow", warm=warm, default_signature=self._route.signature
+        slot = self._slots.make(
+            model, signature, "shadow", warm=warm, default_signature=self._route.signature
         )
         with self._admin:
             self._check_open()
@@ -506,16 +564,7 @@ class OnlineDeployer(Deployer):
         self, *, max_batch_size: int | None = None, max_wait_ms: float | None = None
     ) -> None:
         """Change the batching settings at runtime; queued requests see the new ones."""
-        if max_batch_size is not None:
-            self.max_batch_size = check_int(max_batch_size, "max_batch_size", _OWNER, min_value=1)
-        if max_wait_ms is not None:
-            self.max_wait_ms = check_float(max_wait_ms, "max_wait_ms", _OWNER, min_value=0)
-        with self._admin:
-            for slot in self._slots.values():
-                for batcher in slot.batchers.values():
-                    batcher.configure(
-                        max_batch_size=self.max_batch_size, max_wait_ms=self.max_wait_ms
-                    )
+        self._slots.configure(max_batch_size=max_batch_size, max_wait_ms=max_wait_ms)
 
     # ------------------------------------------------------------------ state
 
@@ -543,48 +592,33 @@ class OnlineDeployer(Deployer):
             live.append(route.shadow.recorder)
         if self._fallback_recorder is not None:
             live.append(self._fallback_recorder)
-        with self._admin:
-            rest = [r for r in self._recorders.values() if r not in live]
-            batchers = [b for s in self._slots.values() for b in s.batchers.values()]
-        pool = self._pool
+        rest = [r for r in self._slots.recorders() if r not in live]
+        batches, rows = self._slots.batch_counts()
         return DeployerStats(
             versions=[r.snapshot() for r in live + rest],
-            batches=sum(b.batches for b in batchers),
-            batched_rows=sum(b.rows for b in batchers),
+            batches=batches,
+            batched_rows=rows,
             settings={
                 "max_batch_size": self.max_batch_size,
                 "max_wait_ms": self.max_wait_ms,
                 "timeout_ms": self.timeout_ms,
-                "warmup_timeout_s": self._warmup_bound_s,
+                "warmup_timeout_s": self._slots.warmup_bound_s,
             },
-            abandoned_calls=self._abandoned + (0 if pool is None else pool.abandoned),
+            abandoned_calls=self._slots.abandoned + self._batching.abandoned,
         )
 
-    def close(self) -> None:
-        """Stop serving, following and the background threads. Calling it twice is fine.
-
-        Requests not yet inside a model call fail at once with
-        :class:`~modeldeploy.exceptions.DeploymentError`; requests inside one get its answer
-        (or their ``timeout_ms``). ``close`` waits for no model call: queued shadow copies
-        are scored in the background if the shadow answers, and the monitor gets what was
-        queued for it (waiting at most a few seconds for a stuck monitor).
-        """
-        if self._closed:
-            return
-        super().close()
-        with self._admin:
-            slots = list(self._slots.values())
-        for slot in slots:
-            slot.close()
-        if self._follow_stop is not None:
-            self._follow_stop.set()
+    def _release(self) -> None:
+        # What close() (shared by every deployer) releases here: serving, following and the
+        # background threads. See "Closing" in the class docstring.
+        self._slots.close()
+        if self._follower is not None:
+            self._follower.stop()
         route = self._route
         if route.shadow is not None:
             route.shadow.close(timeout=0)
-        if self._monitor_worker is not None:
-            self._monitor_worker.close()
-        if self._pool is not None:
-            self._pool.close()
+        if self._feed is not None:
+            self._feed.close()
+        self._batching.close()
         if self._executor is not None:
             self._executor.shutdown(wait=False)
 
@@ -596,8 +630,8 @@ class OnlineDeployer(Deployer):
         False if that took longer than ``timeout`` seconds.
         """
         done = True
-        if self._monitor_worker is not None:
-            done = self._monitor_worker.flush(timeout) and done
+        if self._feed is not None:
+            done = self._feed.flush(timeout) and done
         shadow = self._route.shadow
         if shadow is not None:
             done = shadow.flush(timeout) and done
@@ -659,10 +693,6 @@ class OnlineDeployer(Deployer):
         except Exception:
             logger.exception("on_event callback failed for %r", event)
 
-    def _count_abandoned(self) -> None:
-        with self._admin:
-            self._abandoned += 1
-
     def _breaker_changed(self, label: str, kind: str, reason: str) -> None:
         self._emit(kind, label, reason=reason)
 
@@ -675,3 +705,135 @@ class OnlineDeployer(Deployer):
                         thread_name_prefix="modeldeploy-async",
                     )
         return self._executor
+
+    # ------------------------------------------------------------------ serving
+
+    def _serve_request(self, method: str, X: Any, ids: Any, key: Any) -> np.ndarray:
+        """Answer one request of ``dep`` with ``method`` (the hot path of every predict call)."""
+        t0 = perf_counter()
+        if self._closed:
+            self._check_open()
+        route = self._route
+        sig = route.signature
+        if sig is None:
+            sig = self._infer_signature(X)
+            route = self._route
+        try:
+            arr = sig.validate(X)
+            if arr.shape[0] == 0:
+                raise SchemaError(
+                    "Expected at least one row; got an empty request. Skip the call when there "
+                    "is nothing to predict."
+                )
+        except SchemaError:
+            route.primary.recorder.count("rejected")
+            raise
+        if ids is not None:
+            ids = self._check_ids(ids, arr.shape[0])
+        slot = route.primary
+        canary = route.canary
+        if canary is not None and canary.pick(key):
+            slot = canary.target
+        batcher = slot.batchers.get(method)
+        if batcher is None:
+            raise DeploymentError(
+                f"The model {slot.label} has no {method}; call predict instead, or deploy a "
+                f"model that has {method}."
+            )
+        breaker = slot.breaker
+        try:
+            if breaker.open_until is not None and not breaker.allow():
+                raise CircuitOpenError
+            out = batcher.submit(arr)
+        except Exception as exc:
+            return self._failed(slot, method, arr, ids, exc, t0)
+        if breaker.failures:
+            breaker.success()
+        latency = perf_counter() - t0
+        slot.recorder.record(latency, arr.shape[0])
+        shadow = route.shadow
+        if shadow is not None:
+            shadow.offer(method, arr, out)
+        worker = self._feed
+        if worker is not None and not worker.offer((method, arr, out, ids, slot, latency)):
+            slot.recorder.count("dropped")
+        return out  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _check_ids(ids: Any, rows: int) -> Any:
+        if np.ndim(ids) == 0:
+            ids = [ids]
+        if len(ids) != rows:
+            raise InvalidParameterError(
+                f"The 'ids' parameter of {_OWNER}.predict must hold one id per row ({rows}). "
+                f"Got {len(ids)} ids instead."
+            )
+        return ids
+
+    def _failed(
+        self,
+        slot: _Slot,
+        method: str,
+        arr: np.ndarray,
+        ids: Any,
+        exc: Exception,
+        t0: float,
+    ) -> np.ndarray:
+        """Count a failure, then answer from the fallback or raise the documented error."""
+        if isinstance(exc, BatcherClosedError):  # not the model's fault: closed while queued
+            raise DeploymentError(
+                f"{self.name} was closed before this request reached {slot.label}; it was not "
+                "answered. Send it to a deployer that is open."
+            ) from exc
+        rec = slot.recorder
+        if isinstance(exc, CircuitOpenError):
+            rec.count("short_circuited")
+        else:
+            if isinstance(exc, BatchTimeoutError):
+                rec.count("timeouts")
+            if not failed_on_own_rows(exc):
+                # The model answered the rest of this request's batch: only these rows fail.
+                slot.breaker.failure(answered=rec.answered)
+        rec.count("errors")
+        worker = self._feed
+        if worker is not None and not isinstance(exc, CircuitOpenError):
+            worker.offer(("error", exc, slot.label))
+        fallback = self.fallback
+        if fallback is not None:
+            try:
+                out = fallback.answer(method, arr, self._route.signature)
+            except Exception as fexc:
+                raise DeploymentError(
+                    f"{slot.label} failed ({self._describe(exc, self.timeout_ms)}) and its "
+                    f"{fallback.label} failed too: {type(fexc).__name__}: {fexc}"
+                ) from fexc
+            rec.count("fallbacks")
+            latency = perf_counter() - t0
+            assert self._fallback_recorder is not None
+            self._fallback_recorder.record(latency, arr.shape[0])
+            if worker is not None:
+                worker.offer((method, arr, out, ids, None, latency))
+            return out
+        if isinstance(exc, BatchTimeoutError):
+            raise PredictionTimeoutError(
+                f"{slot.label} did not answer within timeout_ms={self.timeout_ms:g}. Give the "
+                "deployer a fallback= to answer meanwhile, or raise timeout_ms."
+            ) from exc
+        if isinstance(exc, CircuitOpenError):
+            raise DeploymentError(
+                f"{slot.label} failed {slot.breaker.failures} times in a row, so its circuit "
+                f"breaker skips it for {self.breaker_cooldown_s:g} s. Give the deployer a "
+                "fallback=, or swap in a working model."
+            ) from exc
+        raise DeploymentError(
+            f"{slot.label} failed on a batch of {arr.shape[0]} rows: {type(exc).__name__}: "
+            f"{exc}. Give the deployer a fallback= to answer meanwhile."
+        ) from exc
+
+    @staticmethod
+    def _describe(exc: BaseException, timeout_ms: float | None) -> str:
+        if isinstance(exc, BatchTimeoutError):
+            return f"no answer within timeout_ms={timeout_ms:g}"
+        if isinstance(exc, CircuitOpenError):
+            return "its circuit breaker is open"
+        return f"{type(exc).__name__}: {exc}"

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from modeldeploy.deployers._fast_linear import NotCompilableError, qualname
+from modeldeploy.fastpath._linear import NotCompilableError, qualname
 
 __all__ = [
     "TreeProgram",

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from modeldeploy.deployers.batching import (
+from modeldeploy.deployers.online._batcher import (
     BatcherClosedError,
     BatchTimeoutError,
     CallPool,
@@ -189,7 +189,7 @@ def test_an_interrupted_leader_passes_the_lead_on() -> None:
 
 
 def batcher_request(batcher: MicroBatcher, value: float) -> Any:
-    from modeldeploy.deployers.batching import _Request
+    from modeldeploy.deployers.online._batcher import _Request
 
     req = _Request(np.array([[value, 0.0]]), 1, time.perf_counter())
     batcher._queue.append(req)

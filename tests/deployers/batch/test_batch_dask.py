@@ -11,8 +11,7 @@ import pandas as pd
 import pytest
 from sklearn.ensemble import RandomForestClassifier
 
-from modeldeploy.deployers import batch as batch_module
-from modeldeploy.deployers.batch import BatchDeployer
+from modeldeploy.deployers.batch import BatchDeployer, _pools
 from modeldeploy.exceptions import SchemaError
 from modeldeploy.registry.signature import Signature
 
@@ -53,13 +52,13 @@ def test_dask_backend_gives_the_same_output_as_local_backends(
 ) -> None:
     root, X, model = setup["root"], setup["X"], setup["model"]
     submitted: list[Any] = []
-    original = batch_module._DaskPool.submit
+    original = _pools._DaskPool.submit
 
     def spy(self: Any, ref: Any, *args: Any) -> Any:
         submitted.append(ref)
         return original(self, ref, *args)
 
-    monkeypatch.setattr(batch_module._DaskPool, "submit", spy)
+    monkeypatch.setattr(_pools._DaskPool, "submit", spy)
     scattered: list[dict[str, Any]] = []
     real_scatter = client.scatter
 

@@ -40,14 +40,14 @@ from modeldeploy._config import (
     DEFAULT_FAST_PATH_STRESS_ROWS,
 )
 from modeldeploy._validation import check_choice, check_float, check_int
-from modeldeploy.deployers import _fast_check
-from modeldeploy.deployers._fast_linear import (
+from modeldeploy.exceptions import DeploymentError, MissingDependencyError
+from modeldeploy.fastpath import _parity
+from modeldeploy.fastpath._linear import (
     LinearProgram,
     NotCompilableError,
     compile_linear,
     is_linear,
 )
-from modeldeploy.exceptions import DeploymentError, MissingDependencyError
 from modeldeploy.registry.signature import Signature
 
 __all__ = ["FastPath", "FastPathReport", "compile_fast_path"]
@@ -204,7 +204,7 @@ class FastPath:
         if self._program is not None:
             self._predict: Predictor = self._program.predict
             self._proba: Predictor | None = (
-                self._program.predict_proba if _fast_check.has_proba(model, program) else None
+                self._program.predict_proba if _parity.has_proba(model, program) else None
             )
         else:
             self._predict = self._native_predict
@@ -308,7 +308,7 @@ class FastPath:
             )
         started = time.perf_counter()
         try:
-            from modeldeploy.deployers._fast_trees import load_tree_program
+            from modeldeploy.fastpath._trees import load_tree_program
 
             program = load_tree_program(model, artifact)
             _take_model_input(program, signature, "onnx")
@@ -404,14 +404,14 @@ def compile_fast_path(
             program = compile_linear(model)
         else:
             kind = "onnx"
-            from modeldeploy.deployers import _fast_trees
+            from modeldeploy.fastpath import _trees
 
-            if not _fast_trees.is_tree_model(model):
+            if not _trees.is_tree_model(model):
                 reason = f"{type(model).__name__} has no fast path; its own predict serves"
                 return _refuse(model, signature, mode, "native", reason, started)
             try:
-                _fast_trees.import_onnx()
-                program = _fast_trees.compile_trees(model)
+                _trees.import_onnx()
+                program = _trees.compile_trees(model)
             except ImportError as exc:
                 return _refuse(model, signature, mode, kind, _missing(exc), started)
         _take_model_input(program, signature, kind)
@@ -450,12 +450,12 @@ def _finish(
     native = FastPath(model, _placeholder(model), signature=signature)
     try:
         if verify:
-            X_ref = _fast_check.reference_rows(model, signature, reference)
-            X_stress = _fast_check.stress_rows(model, program, X_ref, signature, stress_rows)
+            X_ref = _parity.reference_rows(model, signature, reference)
+            X_stress = _parity.stress_rows(model, program, X_ref, signature, stress_rows)
             n_ref, n_stress = X_ref.shape[0], X_stress.shape[0]
             X_all = np.concatenate([X_ref, X_stress]) if n_stress else X_ref
             native_proba = native.predict_proba if native.has_predict_proba else None
-            mismatches, max_diff, reason = _fast_check.parity(
+            mismatches, max_diff, reason = _parity.parity(
                 model, program, native.predict, native_proba, X_all, atol
             )
     except NotCompilableError as exc:
@@ -465,9 +465,9 @@ def _finish(
         reason = "parity check passed"
     native_us = fast_us = None
     if measure and accepted:
-        row = _fast_check.reference_rows(model, signature, reference)[:1]
-        native_us = _fast_check.p50_us(native.predict, row)
-        fast_us = _fast_check.p50_us(program.predict, row)
+        row = _parity.reference_rows(model, signature, reference)[:1]
+        native_us = _parity.p50_us(native.predict, row)
+        fast_us = _parity.p50_us(program.predict, row)
     report = FastPathReport(
         model=_describe(model, program),
         kind=kind,
@@ -522,7 +522,7 @@ def _refuse(
 def _take_model_input(program: Any, signature: Signature | None, kind: str) -> None:
     # A DataFrame-trained model computes on what scikit-learn makes of the DataFrame
     # (column casts, column-major layout); the compiled path starts from the same array.
-    program.prepare = _fast_check.frame_input(signature, layout=kind == "numpy-linear")
+    program.prepare = _parity.frame_input(signature, layout=kind == "numpy-linear")
 
 
 def _placeholder(model: Any) -> FastPathReport:
@@ -580,7 +580,7 @@ def _restore(
     header, artifact = _read_artifact(data, model)
     program: Any = None
     if report.accepted and header["kind"] == "onnx":
-        from modeldeploy.deployers._fast_trees import load_tree_program
+        from modeldeploy.fastpath._trees import load_tree_program
 
         program = load_tree_program(model, artifact)
     elif report.accepted:

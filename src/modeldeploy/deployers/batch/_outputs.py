@@ -3,7 +3,7 @@
 Scored chunks are written as *parts* (see :mod:`modeldeploy.deployers._checkpoint`) and
 assembled at the end: a ``.npy`` file preallocated with ``numpy.lib.format.open_memmap`` and
 filled chunk by chunk, or a Parquet / CSV file with the id columns carried through.
-Re-exported by :mod:`modeldeploy.deployers.sources`.
+Also importable from :mod:`modeldeploy.deployers.sources` (the documented path).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from modeldeploy.deployers._inputs import _PARQUET_SUFFIXES, _pandas, _pyarrow_parquet
+from modeldeploy.deployers.batch._inputs import _PARQUET_SUFFIXES, _pandas, _pyarrow_parquet
 from modeldeploy.exceptions import InvalidParameterError
 
 __all__ = ["Output", "check_output", "open_output", "output_columns"]
