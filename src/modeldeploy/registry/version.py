@@ -67,14 +67,41 @@ class ModelVersion:
         """``"name:version"``, how logs, stats and the command line name this version."""
         return f"{self.name}:{self.version}"
 
-    def load(self) -> Any:
-        """The model object, sha256-verified before deserializing, and cached in-process."""
+    @property
+    def registry(self) -> ModelRegistry | None:
+        """The registry this record was read from (None for a detached record)."""
+        return self._registry
+
+    def _bound(self, action: str) -> ModelRegistry:
         if self._registry is None:
             raise RuntimeError(
-                f"{self.ref} is a detached record (not read from a registry); load it with "
-                "registry.load(name, version=...)."
+                f"{self.ref} is a detached record (not read from a registry); {action} through "
+                "the registry instead."
             )
-        return self._registry._load_artifact(self.name, self.version, self.sha256, self.format)
+        return self._registry
+
+    def load(self) -> Any:
+        """The model object, sha256-verified before deserializing, and cached in-process."""
+        registry = self._bound("load it with registry.load(name, version=...)")
+        return registry._load_artifact(self.name, self.version, self.sha256, self.format)
+
+    def attachment(self, key: str) -> bytes | None:
+        """The bytes attached to this version under ``key`` (sha256-verified), or None; see
+        :meth:`ModelRegistry.attachment`."""
+        return self._bound("read attachments").attachment(self.name, self.version, key)
+
+    def attach(self, key: str, data: bytes) -> str:
+        """Store ``data`` next to this version under ``key``; see :meth:`ModelRegistry.attach`."""
+        return self._bound("attach data").attach(self.name, self.version, key, data)
+
+    def record_event(
+        self, kind: str, *, reason: str = "", details: Mapping[str, Any] | None = None
+    ) -> Event:
+        """Add an event about this version to its model's history; see
+        :meth:`ModelRegistry.record_event`."""
+        return self._bound("record events").record_event(
+            self.name, kind, version=self.version, reason=reason, details=details
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly dict of the record."""

@@ -22,6 +22,7 @@ from modeldeploy.deployers.online._batcher import Batching, MicroBatcher, _answe
 from modeldeploy.deployers.online.traffic import Breaker, Canary, Shadow, is_model_version
 from modeldeploy.exceptions import DeploymentError, InvalidParameterError, ModelDeployError
 from modeldeploy.registry.signature import Signature
+from modeldeploy.registry.version import ModelVersion
 from modeldeploy.typing import Clock
 
 if TYPE_CHECKING:
@@ -331,11 +332,12 @@ def _fast_path_for(
     """
     from modeldeploy.fastpath import FastPath, compile_fast_path
 
-    registry: Any = getattr(version, "_registry", None)
-    key = _fast_path_key() if registry is not None else None
-    if key is not None:
+    bound = isinstance(version, ModelVersion) and version.registry is not None
+    stored = version if bound else None
+    key = _fast_path_key() if stored is not None else None
+    if stored is not None and key is not None:
         try:
-            data = registry.attachment(version.name, version.version, key)
+            data = stored.attachment(key)
             if data is not None:
                 return FastPath.from_bytes(
                     data, model, signature=signature, mode=mode, verify=False
@@ -343,15 +345,13 @@ def _fast_path_for(
         except ModelDeployError as exc:  # a stale or damaged attachment: compile again
             logger.warning("%s: stored fast path not used (%s); compiling", label, exc)
     fast = compile_fast_path(model, signature=signature, mode=mode, measure=False)
-    if key is not None:
+    if stored is not None and key is not None:
         try:
             # Refusals are stored too: the first compile of a version is the one recorded in the
             # history, and replicas find the attachment instead of scanning the history.
-            registry.attach(version.name, version.version, key, fast.to_bytes())
-            registry.record_event(
-                version.name,
+            stored.attach(key, fast.to_bytes())
+            stored.record_event(
                 "fast_path",
-                version=version.version,
                 reason=f"{fast.report.served_by}: {fast.report.reason}",
                 details={"key": key, **fast.report.to_dict()},
             )
