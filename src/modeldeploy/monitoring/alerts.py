@@ -315,6 +315,28 @@ class AlertBook:
             details=f.to_dict(),
         )
 
+    def to_state(self) -> dict[str, Any]:
+        """What is breached now and the recent alerts, JSON-friendly (callbacks are not saved)."""
+        return {"breached": sorted(self.breached), "alerts": [a.to_dict() for a in self.recent]}
+
+    @classmethod
+    def from_state(
+        cls,
+        state: Mapping[str, Any],
+        callbacks: Iterable[AlertCallback],
+        name: str | None = None,
+        keep: int = 100,
+        clock: Clock | None = None,
+    ) -> AlertBook:
+        """Rebuild what :meth:`to_state` gave, with these callbacks."""
+        out = cls(callbacks, name, keep, clock)
+        out.breached = set(state["breached"])
+        for a in state["alerts"]:
+            fields = dict(a)
+            fields["at"] = dt.datetime.fromisoformat(fields["at"])
+            out.recent.append(Alert(**fields))
+        return out
+
     def take(self) -> list[Alert]:
         """The alerts waiting to be sent, removed from the queue (call under the lock)."""
         if not self.outbox:
