@@ -155,7 +155,8 @@ class DriftReference:
         """Numeric predictions as counts per bin (``None`` without their baseline)."""
         if self.pred_profile is None:
             return None
-        return self.pred_profile.bin(values.reshape(-1, 1))[0]
+        counts: np.ndarray = self.pred_profile.bin(values.reshape(-1, 1))[0]
+        return counts
 
     def compare(
         self,

@@ -56,7 +56,8 @@ from modeldeploy.monitoring.report import Report
 from modeldeploy.registry.signature import Signature
 from modeldeploy.typing import Clock
 
-__all__ = ["Monitor"]
+# Alert is listed for examples/monitoring.py, which imports it from here; its home is alerts.py.
+__all__ = ["Alert", "Monitor"]
 
 logger = logging.getLogger("modeldeploy.monitoring")
 

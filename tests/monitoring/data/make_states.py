@@ -12,6 +12,7 @@ import json
 import math
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -19,7 +20,7 @@ from modeldeploy.monitoring import Monitor
 from modeldeploy.testing import FakeClock
 
 
-def clean(d):
+def clean(d: Any) -> Any:
     if isinstance(d, dict):
         return {k: clean(v) for k, v in d.items()}
     if isinstance(d, list):
