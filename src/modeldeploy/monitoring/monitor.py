@@ -625,7 +625,9 @@ class Monitor:
         return t
 
     def _current_key(self) -> int:
-        return self._windows.current_key(self._now())
+        windows = self._windows
+        # A count-based window does not read the clock (nor move the monitor's time).
+        return windows.current_key(0.0 if windows.bucket_size else self._now())
 
     def _flush(self) -> None:
         self._buffer.drain(self._fold)
@@ -667,9 +669,10 @@ class Monitor:
                     "prediction per row."
                 )
         targets = self._targets
-        targets.settle(
-            "regression" if pred.dtype.kind in "fc" and proba is None else "classification"
-        )
+        if targets.task is None:
+            targets.settle(
+                "regression" if pred.dtype.kind in "fc" and proba is None else "classification"
+            )
         classify = targets.task == "classification"
         # Labels and predictions are converted (or refused) before anything changes, so a
         # SchemaError leaves the monitor as it was.
