@@ -169,7 +169,7 @@ def test_labels_of_another_type_are_converted_when_nothing_is_lost(preds: Any, l
     mon.log_predictions(None, preds, ids=ids)
     assert mon.log_labels(ids, labels)["matched"] == 5
     assert mon.metrics()["accuracy"] == pytest.approx(0.8)  # one wrong row of five
-    assert len(mon._class_list) == 2  # no class of another type was added
+    assert len(mon._targets.classes) == 2  # no class of another type was added
     # the same through y_true= at prediction time
     with_truth = Monitor(window=100, task="classification", thresholds={})
     with_truth.log_predictions(None, preds, y_true=np.asarray(labels))
@@ -181,7 +181,7 @@ def _state(mon: Monitor) -> tuple[Any, ...]:
     return (
         mon.label_stats(),
         {k: v for k, v in m.items() if not (isinstance(v, float) and math.isnan(v))},
-        list(mon._class_list),
+        list(mon._targets.classes),
     )
 
 

@@ -172,7 +172,7 @@ def test_version_windows_hold_bounded_memory() -> None:
     for i in range(200):
         mon.log_predictions(None, np.array([0, 1]), ids=[i, -i - 1], version=f"m:{i}")
     assert len(mon.versions()) == 3
-    assert len(mon._version_rings) == 3
+    assert len(mon._windows.tracked()) == 3  # the rings of older versions were dropped
 
 
 def test_report_lists_each_version_when_more_than_one_was_seen() -> None:

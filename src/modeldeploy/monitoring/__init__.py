@@ -5,8 +5,9 @@ Reports render as dicts, DataFrames, notebook HTML, plots and self-contained HTM
 
 from __future__ import annotations
 
+from modeldeploy.monitoring.alerts import Alert
 from modeldeploy.monitoring.drift import DriftResult, FeatureDrift
-from modeldeploy.monitoring.monitor import Alert, Monitor
+from modeldeploy.monitoring.monitor import Monitor
 from modeldeploy.monitoring.report import Report
 
 __all__ = ["Alert", "DriftResult", "FeatureDrift", "Monitor", "Report"]

@@ -21,12 +21,17 @@ import numpy.typing as npt
 
 from modeldeploy.exceptions import SchemaError
 
-__all__ = ["class_kind", "coerce_classes", "missing_mask", "to_numbers"]
+__all__ = ["class_kind", "coerce_classes", "missing_mask", "scalar", "to_numbers"]
 
 BoolArray = npt.NDArray[np.bool_]
 
 _INT = re.compile(r"[+-]?[0-9]+")
 _KINDS = {"b": "bool", "i": "int", "u": "int", "f": "float", "U": "str", "S": "str"}
+
+
+def scalar(value: Any) -> Any:
+    """A numpy scalar as the equal Python scalar (dict keys and JSON)."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def class_kind(example: Any) -> str | None:

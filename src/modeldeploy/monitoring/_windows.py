@@ -1,392 +1,403 @@
-"""The windows a Monitor keeps: bucket rings of counts, classes, per-version windows, reading.
+"""The windows a Monitor keeps: rings of per-bucket counts, over every version and per version.
 
-Everything here holds counts and sketches, never rows. :class:`WindowState` is the part of
-:class:`~modeldeploy.monitoring.monitor.Monitor` that owns them: the all-versions ring (quality,
-latency, errors and drift counts per bucket), one smaller ring per recently seen model version
-(quality, latency and errors only), the class encoding, the reference sketches, and turning all
-of it into metrics and drift results. The monitor's lock is held around every method.
+Everything here holds counts, never rows. :class:`Windows` owns the bucket geometry (rows or
+seconds per bucket), the all-versions ring (quality, latency, error and drift counts per
+bucket), one smaller ring per recently seen model version (quality, latency and errors only),
+and the running totals (rows, rows per version, errors). The drift counts (binned features and
+predictions) live in the same buckets as the quality counts, so they slide with them; what they
+are compared against is :class:`~modeldeploy.monitoring._reference.DriftReference`'s.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import warnings
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from modeldeploy.exceptions import DriftWarning, InvalidParameterError, SchemaError
-from modeldeploy.monitoring._coerce import class_kind, coerce_classes, missing_mask, to_numbers
-from modeldeploy.monitoring.alerts import Thresholds
-from modeldeploy.monitoring.drift import (
-    DriftResult,
-    FeatureDrift,
-    ReferenceProfile,
-    compare_categories,
-)
-from modeldeploy.monitoring.estimation import ProbabilityCalibrator
+from modeldeploy.monitoring.estimation import expected_confusion
 from modeldeploy.monitoring.metrics import (
-    CLASS_METRICS,
     LATENCY_EDGES,
     BucketRing,
-    PendingLabels,
-    classification_metrics,
-    latency_percentiles,
     merge_regression,
-    regression_metrics,
     regression_stats,
 )
-from modeldeploy.registry.signature import Signature
 
-__all__ = ["WindowState", "scalar"]
+__all__ = ["Windows"]
 
 logger = logging.getLogger("modeldeploy.monitoring")
 
-_LUT_LIMIT = 4096
+#: The arrays every ring has from the start: (trailing shape, dtype).
+_BASE_ARRAYS: dict[str, tuple[tuple[int, ...], Any]] = {
+    "n_pred": ((), np.int64),
+    "n_err": ((), np.int64),
+    "n_proba": ((), np.int64),
+    "n_nan_pred": ((), np.int64),
+    "latency": ((LATENCY_EDGES.size + 1,), np.int64),
+}
+#: Arrays a ring gains as the monitor learns what it watches (classes, a task, a reference),
+#: with their number of dimensions.
+_LEARNED_NDIM = {"conf": 3, "expected": 3, "pred": 2, "reg": 2, "features": 3, "pred_hist": 2}
+#: Arrays added to the saved format since files were first saved; older files start them at 0.
+_ADDED_SINCE = frozenset({"n_nan_pred"})
+#: Quality arrays a version's ring copies from the all-versions ring.
+_QUALITY = ("conf", "expected", "reg")
+#: Versions whose row counts are kept for reports.
+_MAX_COUNTED_VERSIONS = 100
+#: Error types counted by name.
+_MAX_ERROR_TYPES = 50
 
 
-def scalar(value: Any) -> Any:
-    """A numpy scalar as the equal Python scalar (dict keys and JSON)."""
-    return value.item() if isinstance(value, np.generic) else value
+class Windows:
+    """Per-bucket counts of one monitor, over every version and per version.
 
+    Parameters
+    ----------
+    buckets
+        Buckets in a window; it slides one bucket at a time.
+    rows
+        Rows in a count-based window (``seconds`` is then ``None``).
+    seconds
+        Length of a time-based window.
+    max_versions
+        Versions with a window of their own; a new one drops the least recently seen.
+    name
+        The monitor's name, for logs.
 
-class WindowState:
-    """The counts behind a monitor's metrics and drift (a base of ``Monitor``, not for users).
-
-    The attributes below are the monitor's parameters that the windows read; ``Monitor``
-    validates and sets them before calling :meth:`_init_windows`.
+    Examples
+    --------
+    >>> w = Windows(buckets=2, rows=4)
+    >>> keys, live_from, last = w.keys(5, None, now=0.0)
+    >>> keys.tolist(), live_from, last  # row i goes to bucket i // 2; bucket 0 left the window
+    ([0, 0, 1, 1, 2], 2, 2)
+    >>> w.description()
+    '4 rows in 2 buckets'
     """
 
-    signature: Signature | None
-    buckets: int
-    classes: list[Any] | None
-    pos_label: Any
-    average: str | None
-    min_drift_samples: int
-    max_pending: int
-    label_ttl_s: float | None
-    early_label_ttl_s: float
-    sketch_bins: int
-    psi_bins: int
-    max_classes: int
-    max_versions: int
-    name: str | None
-    task: str
-    _clock: Callable[[], float]
-    _bucket_size: int
-    _bucket_s: float
-    _window_rows: int
-    _thresholds: Thresholds
-
-    def _init_windows(self) -> None:
-        """Empty windows, before anything is logged."""
-        self._ring = BucketRing(self.buckets)
-        for arr, tail, dtype in (
-            ("n_pred", (), np.int64),
-            ("n_err", (), np.int64),
-            ("n_proba", (), np.int64),
-            ("n_nan_pred", (), np.int64),
-            ("latency", (LATENCY_EDGES.size + 1,), np.int64),
-        ):
-            self._ring.add_array(arr, tail, dtype)
-        self._labels = PendingLabels(self.max_pending, self.label_ttl_s, self.early_label_ttl_s)
-        self._seq = 0
-        self._last_key = -1
-        self._versions: dict[str, int] = {}
+    def __init__(
+        self,
+        *,
+        buckets: int,
+        rows: int | None = None,
+        seconds: float | None = None,
+        max_versions: int = 8,
+        name: str | None = None,
+    ) -> None:
+        self.buckets = buckets
+        self.max_versions = max_versions
+        self.name = name
+        self.window_rows = rows
+        if rows is not None:
+            self.bucket_size = rows // buckets
+            self.bucket_s = 0.0
+        elif seconds is not None:
+            self.bucket_size = 0
+            self.bucket_s = seconds / buckets
+        else:
+            raise TypeError("Windows needs rows= or seconds=")
+        self.ring = _empty_ring(buckets)
+        self.seq = 0  # rows logged
+        self.last_key = -1
+        self.versions: dict[str, int] = {}  # rows logged per version
+        self.errors_total = 0
+        self.error_types: dict[str, int] = {}
         # Per-version windows: version -> tag (least recently seen first), tag -> its ring. A
         # pending prediction remembers its version's tag, so a dropped version's late labels
         # cannot land in a newer window of the same name.
-        self._version_tags: OrderedDict[str, int] = OrderedDict()
-        self._version_rings: dict[int, BucketRing] = {}
+        self._tags: OrderedDict[str, int] = OrderedDict()
+        self._rings: dict[int, BucketRing] = {}
         self._next_tag = 0
-        self._task: str | None = None if self.task == "auto" else self.task
-        self._class_list: list[Any] = []
-        self._class_index: dict[Any, int] = {}
-        self._lut = np.zeros(0, dtype=np.int64)
-        self._ref_pred_counts = np.zeros(0, dtype=np.float64)
-        self._pred_profile: ReferenceProfile | None = None
-        self._pred_reference_rows: list[np.ndarray] = []
-        self._pred_reference_ready = False
-        self._calibrator: ProbabilityCalibrator | None = None
-        self._profile: ReferenceProfile | None = None
 
-    def _init_references(
-        self,
-        reference: Any,
-        reference_predictions: Any,
-        reference_proba: Any,
-        reference_labels: Any,
-    ) -> None:
-        """The drift baselines and the calibration of the performance estimate."""
-        if reference is not None:
-            ref_sig = Signature.infer(reference, allow_nan=True)
-            if self.signature is None:
-                self.signature = ref_sig
-            elif self.signature.names != ref_sig.names and ref_sig.input_type == "dataframe":
-                raise SchemaError(
-                    f"The 'reference' columns {ref_sig.names} differ from the signature's "
-                    f"{self.signature.names}. Pass reference rows with the registered columns."
-                )
-            self._profile = ReferenceProfile.from_data(
-                ref_sig.validate(reference), ref_sig, bins=self.sketch_bins, psi_bins=self.psi_bins
-            )
-        elif self.signature is not None:
-            empty = [f.name for f in self.signature.features if not f.profile.get("count")]
-            if empty:
-                warnings.warn(
-                    f"The signature has no reference profile for {empty[:8]}; drift of those "
-                    "features compares against nothing and never alerts. Register the model "
-                    "with a sample, or pass reference=X_train.",
-                    DriftWarning,
-                    stacklevel=3,
-                )
-            self._profile = ReferenceProfile.from_signature(self.signature)
-        if self._profile is not None:
-            n_features = len(self._profile.sketches)
-            self._ring.add_array("features", (n_features, self._profile.width), np.int64)
-        if self.classes is not None:
-            self._task = self._task or "classification"
-            for c in self.classes:
-                self._class_code(scalar(c))
-        if reference_predictions is not None:
-            self._set_prediction_reference(np.asarray(reference_predictions).ravel())
-        if reference_proba is not None:
-            if reference_labels is None or self.classes is None:
-                raise InvalidParameterError(
-                    "The 'reference_proba' parameter of Monitor needs 'reference_labels' and "
-                    "'classes' (the column order of the probabilities). Got "
-                    f"reference_labels={'None' if reference_labels is None else '...'}, "
-                    f"classes={self.classes!r} instead."
-                )
-            codes = self._encode(np.asarray(reference_labels).ravel())
-            self._calibrator = ProbabilityCalibrator(np.asarray(reference_proba), codes)
+    # ------------------------------------------------------------------ geometry
 
-    def _check(self) -> None:
-        """Evaluate the alert thresholds (``Monitor`` does; the windows only call it)."""
-        raise NotImplementedError
-
-    def _label(self) -> str:
-        return f"{self.name}: " if self.name else ""
+    def description(self) -> str:
+        """The window in words: ``"5000 rows in 10 buckets"``."""
+        if self.window_rows is not None:
+            return f"{self.window_rows} rows in {self.buckets} buckets"
+        return f"{self.bucket_s * self.buckets:g} s in {self.buckets} buckets"
 
     @property
-    def _check_every(self) -> int:
-        return self._bucket_size or 1_000
+    def check_every(self) -> int:
+        """Rows between two threshold checks when the window does not slide."""
+        return self.bucket_size or 1_000
 
-    def _window_description(self) -> str:
-        if self._bucket_size:
-            return f"{self._window_rows} rows in {self.buckets} buckets"
-        return f"{self._bucket_s * self.buckets:g} s in {self.buckets} buckets"
+    def current_key(self, now: float) -> int:
+        """The key of the newest bucket at time ``now`` (``-1`` before any row)."""
+        if self.bucket_size:
+            return (self.seq - 1) // self.bucket_size if self.seq else -1
+        return max(int(now // self.bucket_s), self.last_key)
 
-    def _current_key(self) -> int:
-        if self._bucket_size:
-            return (self._seq - 1) // self._bucket_size if self._seq else -1
-        return max(int(self._clock() // self._bucket_s), self._last_key)
+    def keys(self, n: int, times: np.ndarray | None, now: float) -> tuple[np.ndarray, int, int]:
+        """Bucket keys of the next ``n`` rows, the first row still in the window, the last key.
 
-    def _class_kind(self) -> str | None:
-        """The type of the class labels (that of the first class seen), once there is one."""
-        return class_kind(self._class_list[0]) if self._class_list else None
-
-    def _prepare_labels(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """Labels converted to the predictions' type (or refused), and where they are missing.
-
-        Nothing is changed, so a :class:`SchemaError` here leaves the monitor as it was. Before
-        the task is known the labels are returned as they are (they wait for their predictions,
-        and are converted when those come).
+        ``times`` gives each row's time for a time-based window (``None``: all at ``now``).
+        Keys never go back, even when the times do.
         """
-        if self._task == "regression":
-            numbers = to_numbers(values, "y_true")
-            bad = ~np.isfinite(numbers)
-            return numbers, (bad if bad.any() else None)
-        if self._task == "classification":
-            return coerce_classes(values, self._class_kind() or class_kind(values), "y_true")
-        return values, missing_mask(values)
-
-    def _apply_labels(self, found: list[tuple[int, int, float, int]], values: np.ndarray) -> None:
-        """Count labels (converted by :meth:`_prepare_labels`) in their predictions' buckets."""
-        if not found:
-            return
-        pos = np.asarray([f[0] for f in found], dtype=np.int64)
-        keys = np.asarray([f[1] for f in found], dtype=np.int64)
-        preds = np.asarray([f[2] for f in found])
-        tags = np.asarray([f[3] for f in found], dtype=np.int64)
-        current = self._current_key()
-        classify = self._task == "classification"
-        truth = self._encode(values[pos]) if classify else values[pos].astype(np.float64)
-        matched = late = 0
-        for key in np.unique(keys).tolist():
-            sel = keys == key
-            slot = self._ring.lookup(key)
-            if slot is None or key <= current - self.buckets:
-                late += int(sel.sum())
-                continue
-            matched += int(sel.sum())
-            self._add_labels(self._ring, slot, truth[sel], preds[sel])
-            for tag in np.unique(tags[sel]).tolist():
-                vring = self._version_rings.get(tag)
-                vslot = None if vring is None else vring.lookup(key)
-                if vring is not None and vslot is not None:
-                    self._sync_arrays(vring)
-                    both = sel & (tags == tag)
-                    self._add_labels(vring, vslot, truth[both], preds[both])
-        self._labels.counts["labels_matched"] += matched
-        self._labels.counts["labels_late"] += late
-        self._labels.counts["labels_total"] += matched + late
-
-    def _add_labels(
-        self, ring: BucketRing, slot: int, truth: np.ndarray, preds: np.ndarray
-    ) -> None:
-        arrays = ring.arrays
-        if self._task == "classification":
-            k = arrays["conf"].shape[1]
-            codes = preds.astype(np.int64)
-            answered = codes >= 0  # a NaN prediction (code -1) is no answer to score
-            flat = (truth.astype(np.int64) * k + codes)[answered]
-            arrays["conf"][slot] += np.bincount(flat, minlength=k * k).reshape(k, k)
+        if self.bucket_size:
+            keys = (self.seq + np.arange(n, dtype=np.int64)) // self.bucket_size
         else:
-            p = preds.astype(np.float64)
-            ok = np.isfinite(p)
-            arrays["reg"][slot] = merge_regression(
-                arrays["reg"][slot], regression_stats(truth[ok], p[ok])
-            )
+            t = times if times is not None else np.full(n, now)
+            raw = np.floor(t / self.bucket_s).astype(np.int64)
+            keys = np.maximum.accumulate(np.maximum(raw, self.last_key))
+        last = int(keys[-1]) if n else max(self.last_key, 0)
+        live_from = 0
+        if n and int(keys[0]) <= last - self.buckets:
+            live_from = int(np.searchsorted(keys, last - self.buckets, side="right"))
+        return keys, live_from, last
 
-    def _encode_masked(self, values: np.ndarray, missing: np.ndarray | None) -> np.ndarray:
-        """Class indices of ``values``, ``-1`` where a value is missing (no answer, no label)."""
-        if missing is None:
-            return self._encode(values)
-        codes = np.full(values.shape[0], -1, dtype=np.int64)
-        codes[~missing] = self._encode(values[~missing])
-        return codes
+    def advance(self, n: int, last: int, version: str | None) -> bool:
+        """Count ``n`` rows logged up to bucket ``last``; True when the window slid."""
+        rolled = last != self.last_key
+        self.seq += n
+        self.last_key = last
+        if version is not None:
+            self.count_version(version, n)
+        return rolled
 
-    def _encode(self, values: np.ndarray) -> np.ndarray:
-        """Class labels to class indices, registering new classes."""
-        if values.size == 0:
-            return np.zeros(0, dtype=np.int64)
-        if values.dtype.kind in "biu" and self._lut.size:
-            ints = values.astype(np.int64, copy=False)
-            if ints.min() >= 0 and ints.max() < self._lut.size:
-                codes = self._lut[ints]
-                if codes.min() >= 0:
-                    return codes
-        try:
-            uniq, inverse = np.unique(values, return_inverse=True)
-        except TypeError:  # mixed types that do not sort
-            return np.asarray([self._class_code(scalar(v)) for v in values], dtype=np.int64)
-        codes = np.asarray([self._class_code(u) for u in uniq.tolist()], dtype=np.int64)
-        return codes[inverse.ravel()]
+    # ------------------------------------------------------------------ arrays
 
-    def _class_code(self, label: Any) -> int:
-        code = self._class_index.get(label)
-        if code is not None:
-            return code
-        if len(self._class_list) >= self.max_classes:
-            raise SchemaError(
-                f"More than max_classes={self.max_classes} distinct labels; the new one is "
-                f"{label!r}. If the model is a regressor pass task='regression', else raise "
-                "max_classes."
-            )
-        self._task = self._task or "classification"
-        code = len(self._class_list)
-        self._class_list.append(label)
-        self._class_index[label] = code
-        if isinstance(label, int) and 0 <= label < _LUT_LIMIT:
-            # Small non-negative int labels (the common case) encode by table lookup.
-            if label >= self._lut.size:
-                table = np.full(max(label + 1, 2 * self._lut.size, 8), -1, dtype=np.int64)
-                table[: self._lut.size] = self._lut
-                self._lut = table
-            self._lut[int(label)] = code  # int(): a bool index would mask, not index
-        k = len(self._class_list)
-        ring = self._ring
+    def ensure_array(self, name: str, tail: tuple[int, ...], dtype: Any) -> None:
+        """Give the all-versions ring an array it does not have yet."""
+        if name not in self.ring.arrays:
+            self.ring.add_array(name, tail, dtype)
+
+    def fit_classes(self, k: int, max_classes: int) -> int:
+        """Grow the class arrays to hold ``k`` classes; return their capacity."""
+        ring = self.ring
         if "conf" not in ring.arrays:
             cap = max(2, k)
             ring.add_array("conf", (cap, cap), np.int64)
             ring.add_array("expected", (cap, cap), np.float64)
             ring.add_array("pred", (cap,), np.int64)
-        cap = ring.arrays["pred"].shape[1]
+        cap = int(ring.arrays["pred"].shape[1])
         if k > cap:
-            cap = min(max(2 * cap, k), self.max_classes)
+            cap = min(max(2 * cap, k), max_classes)
             ring.resize("conf", (cap, cap))
             ring.resize("expected", (cap, cap))
             ring.resize("pred", (cap,))
-        if self._ref_pred_counts.size < cap:
-            grown = np.zeros(cap)
-            grown[: self._ref_pred_counts.size] = self._ref_pred_counts
-            self._ref_pred_counts = grown
-        return code
+        return cap
 
-    def _collect_prediction_reference(self, pred: np.ndarray) -> None:
-        self._pred_reference_rows.append(pred)
-        have = sum(p.shape[0] for p in self._pred_reference_rows)
-        if have >= min(self._window_rows, 100_000):
-            rows = np.concatenate(self._pred_reference_rows)
-            self._pred_reference_rows = []
-            self._set_prediction_reference(rows)
-            logger.info(
-                "%s: the first %d predictions are the reference for prediction drift",
-                self.name or "monitor",
-                rows.shape[0],
-            )
+    def total(self, name: str, current: int) -> np.ndarray:
+        """The sum of one array of the all-versions ring over the window ending at ``current``."""
+        return self.ring.total(name, current)
 
-    def _set_prediction_reference(self, rows: np.ndarray) -> None:
-        if self._task is None:
-            self._task = "regression" if rows.dtype.kind in "fc" else "classification"
-        if self._task == "classification":
-            counts = np.bincount(self._encode(rows))
-            grown = np.zeros(max(self._ref_pred_counts.size, counts.size))
-            grown[: counts.size] = counts
-            self._ref_pred_counts = grown
-        else:
-            self._pred_profile = ReferenceProfile.from_predictions(
-                rows, numeric=True, bins=self.sketch_bins, psi_bins=self.psi_bins
-            )
-            self._ring.add_array("pred_hist", (self._pred_profile.width,), np.int64)
-        self._pred_reference_ready = True
+    # ------------------------------------------------------------------ versions
 
-    def _count_version(self, version: str, n: int) -> None:
-        if version in self._versions or len(self._versions) < 100:
-            self._versions[version] = self._versions.get(version, 0) + n
-
-    def _version_window(self, version: str) -> tuple[int, BucketRing]:
-        """The tag and window of one version; a new version drops the least recently seen."""
-        tag = self._version_tags.get(version)
+    def version_window(self, version: str) -> tuple[int, BucketRing]:
+        """The tag and ring of a version that logs now; a new one drops the least recently seen."""
+        tag = self._tags.get(version)
         if tag is None:
-            if len(self._version_tags) >= self.max_versions:
-                dropped, old = self._version_tags.popitem(last=False)
-                del self._version_rings[old]
+            if len(self._tags) >= self.max_versions:
+                dropped, old = self._tags.popitem(last=False)
+                del self._rings[old]
                 logger.info(
                     "%sstopped tracking version %r (max_versions=%d)",
-                    self._label(),
+                    f"{self.name}: " if self.name else "",
                     dropped,
                     self.max_versions,
                 )
             tag = self._next_tag
             self._next_tag += 1
-            self._version_tags[version] = tag
-            self._version_rings[tag] = self._new_ring()
+            self._tags[version] = tag
+            self._rings[tag] = self._new_ring()
         else:
-            self._version_tags.move_to_end(version)
-        ring = self._version_rings[tag]
-        self._sync_arrays(ring)
+            self._tags.move_to_end(version)
+        ring = self._rings[tag]
+        self._sync(ring)
         return tag, ring
+
+    def ring_of(self, version: str | None) -> BucketRing:
+        """The ring to read a version's metrics from (an empty one for a version not tracked)."""
+        if version is None:
+            return self.ring
+        tag = self._tags.get(version)
+        ring = self._new_ring() if tag is None else self._rings[tag]
+        self._sync(ring)
+        return ring
+
+    def tracked(self) -> list[str]:
+        """The versions with a ring of their own, least recently seen first."""
+        return list(self._tags)
+
+    def count_version(self, version: str, n: int) -> None:
+        """Add to the rows counted for ``version`` (the first 100 versions are counted)."""
+        if version in self.versions or len(self.versions) < _MAX_COUNTED_VERSIONS:
+            self.versions[version] = self.versions.get(version, 0) + n
+
+    # ------------------------------------------------------------------ counting
+
+    def add_segment(
+        self,
+        key: int,
+        vring: BucketRing | None,
+        *,
+        classify: bool,
+        pred: np.ndarray,
+        truth: np.ndarray | None,
+        proba: np.ndarray | None,
+        drift_from: int,
+        features: np.ndarray | None,
+        pred_hist: np.ndarray | None,
+    ) -> None:
+        """Count rows of one bucket: their predictions, labels and probabilities, drift counts.
+
+        ``pred`` and ``truth`` are class codes (``-1``: missing) or numbers. Quality counts go
+        to the all-versions ring and to the version's ring; drift counts (``features``, the
+        class predictions from row ``drift_from`` on, ``pred_hist``) to the former only.
+        ``proba`` is given when the expected confusion can be counted.
+        """
+        ring = self.ring
+        s = ring.slot(key)
+        if s is None:  # pragma: no cover - keys only move forward
+            return
+        targets = [(ring.arrays, s)]
+        vs = None if vring is None else vring.slot(key)
+        if vring is not None and vs is not None:
+            targets.append((vring.arrays, vs))
+        arrays = ring.arrays
+        n = pred.shape[0]
+        for arrs, t in targets:
+            arrs["n_pred"][t] += n
+        if features is not None:
+            arrays["features"][s] += features
+        if classify:
+            k = arrays["pred"].shape[1]
+            codes = pred.astype(np.int64)
+            t_codes = None if truth is None else truth.astype(np.int64)
+            if n and (codes.min() < 0 or (t_codes is not None and t_codes.min() < 0)):
+                self._add_masked(targets, s, codes, t_codes, proba, drift_from)
+                return
+            if n > drift_from:
+                arrays["pred"][s] += np.bincount(codes[drift_from:], minlength=k)
+            if t_codes is not None:
+                cm = np.bincount(t_codes * k + codes, minlength=k * k).reshape(k, k)
+                for arrs, t in targets:
+                    arrs["conf"][t] += cm
+            if proba is not None and proba.shape[1] <= k:
+                expected = expected_confusion(codes, proba, k)
+                for arrs, t in targets:
+                    arrs["expected"][t] += expected
+                    arrs["n_proba"][t] += n
+        else:
+            finite = np.isfinite(pred)
+            n_bad = n - int(np.count_nonzero(finite))
+            if n_bad:
+                for arrs, t in targets:
+                    arrs["n_nan_pred"][t] += n_bad
+            if truth is not None:
+                ok = finite & np.isfinite(truth)
+                acc = (
+                    regression_stats(truth, pred)
+                    if ok.all()
+                    else regression_stats(truth[ok], pred[ok])
+                )
+                for arrs, t in targets:
+                    arrs["reg"][t] = merge_regression(arrs["reg"][t], acc)
+            if pred_hist is not None:
+                arrays["pred_hist"][s] += pred_hist
+
+    def _add_masked(
+        self,
+        targets: list[tuple[dict[str, np.ndarray], int]],
+        s: int,
+        codes: np.ndarray,
+        t_codes: np.ndarray | None,
+        proba: np.ndarray | None,
+        drift_from: int,
+    ) -> None:
+        """:meth:`add_segment` of class codes where some are ``-1``: a missing prediction
+        (no answer: counted in ``n_nan_pred``, never scored) or a missing label (not scored)."""
+        arrays = self.ring.arrays
+        k = arrays["pred"].shape[1]
+        valid = codes >= 0
+        n_bad = codes.shape[0] - int(np.count_nonzero(valid))
+        if n_bad:
+            for arrs, t in targets:
+                arrs["n_nan_pred"][t] += n_bad
+        if codes.shape[0] > drift_from:
+            tail = codes[drift_from:]
+            arrays["pred"][s] += np.bincount(tail[tail >= 0], minlength=k)
+        if t_codes is not None:
+            both = valid & (t_codes >= 0)
+            cm = np.bincount((t_codes * k + codes)[both], minlength=k * k).reshape(k, k)
+            for arrs, t in targets:
+                arrs["conf"][t] += cm
+        if proba is not None and proba.shape[1] <= k:
+            expected = expected_confusion(codes[valid], proba[valid], k)
+            for arrs, t in targets:
+                arrs["expected"][t] += expected
+                arrs["n_proba"][t] += codes.shape[0] - n_bad
+
+    def add_latencies(self, key: int, latencies: list[float], vring: BucketRing | None) -> None:
+        """Count latencies (seconds) in bucket ``key``, and in the version's ring."""
+        idx = np.searchsorted(LATENCY_EDGES, np.asarray(latencies, dtype=np.float64), "right")
+        for ring in (self.ring,) if vring is None else (self.ring, vring):
+            slot = ring.slot(key)
+            if slot is not None:
+                np.add.at(ring.arrays["latency"][slot], idx, 1)
+
+    def add_error(self, key: int, kind: str, version: str | None) -> None:
+        """Count one failed request of type ``kind`` in bucket ``key``."""
+        slot = self.ring.slot(key)
+        if slot is not None:
+            self.ring.arrays["n_err"][slot] += 1
+        if version is not None:
+            vring = self.version_window(version)[1]
+            vslot = vring.slot(key)
+            if vslot is not None:
+                vring.arrays["n_err"][vslot] += 1
+        self.errors_total += 1
+        if kind in self.error_types or len(self.error_types) < _MAX_ERROR_TYPES:
+            self.error_types[kind] = self.error_types.get(kind, 0) + 1
+        if version is not None:
+            self.count_version(version, 0)
+
+    def add_labels(
+        self,
+        keys: np.ndarray,
+        tags: np.ndarray,
+        truth: np.ndarray,
+        preds: np.ndarray,
+        *,
+        current: int,
+        classify: bool,
+    ) -> tuple[int, int]:
+        """Count labels in their predictions' buckets; return how many matched and were late.
+
+        A label is late when its bucket has left the window that ends at ``current``.
+        """
+        matched = late = 0
+        for key in np.unique(keys).tolist():
+            sel = keys == key
+            slot = self.ring.lookup(key)
+            if slot is None or key <= current - self.buckets:
+                late += int(sel.sum())
+                continue
+            matched += int(sel.sum())
+            _add_labels(self.ring, slot, truth[sel], preds[sel], classify)
+            for tag in np.unique(tags[sel]).tolist():
+                vring = self._rings.get(tag)
+                vslot = None if vring is None else vring.lookup(key)
+                if vring is not None and vslot is not None:
+                    self._sync(vring)
+                    both = sel & (tags == tag)
+                    _add_labels(vring, vslot, truth[both], preds[both], classify)
+        return matched, late
+
+    # ------------------------------------------------------------------ rings
 
     def _new_ring(self) -> BucketRing:
         """An empty ring with the arrays a version's metrics need."""
-        ring = BucketRing(self.buckets)
-        ring.add_array("n_pred", (), np.int64)
-        ring.add_array("n_err", (), np.int64)
-        ring.add_array("n_proba", (), np.int64)
-        ring.add_array("n_nan_pred", (), np.int64)
-        ring.add_array("latency", (LATENCY_EDGES.size + 1,), np.int64)
-        self._sync_arrays(ring)
+        ring = _empty_ring(self.buckets)
+        self._sync(ring)
         return ring
 
-    def _sync_arrays(self, ring: BucketRing) -> None:
+    def _sync(self, ring: BucketRing) -> None:
         """Give a version's ring the quality arrays of the main ring, in the same shapes."""
-        for name in ("conf", "expected", "reg"):
-            main = self._ring.arrays.get(name)
+        for name in _QUALITY:
+            main = self.ring.arrays.get(name)
             if main is None:
                 continue
             mine = ring.arrays.get(name)
@@ -395,106 +406,112 @@ class WindowState:
             elif mine.shape != main.shape:
                 ring.resize(name, main.shape[1:])
 
-    def _version_metrics(self) -> dict[str, dict[str, float]]:
-        """Each tracked version's metrics, when more than one version was seen."""
-        if len(self._versions) < 2 and len(self._version_tags) < 2:
-            return {}
-        out = {}
-        for version, tag in self._version_tags.items():
-            ring = self._version_rings[tag]
-            self._sync_arrays(ring)
-            out[version] = self._metrics(ring)
-        return out
+    # ------------------------------------------------------------------ persistence
 
-    def _metrics(self, ring: BucketRing) -> dict[str, float]:
-        cur = self._current_key()
-        n_pred = int(ring.total("n_pred", cur))
-        n_err = int(ring.total("n_err", cur))
-        out: dict[str, float] = {}
-        n_labelled = 0
-        if self._task == "classification" and "conf" in ring.arrays:
-            cm = ring.total("conf", cur)
-            n_labelled = int(cm.sum())
-            average, pos = self._average_and_pos()
-            out.update(classification_metrics(cm, average=average, pos_index=pos))
-            n_proba = int(ring.total("n_proba", cur))
-            if n_proba:
-                est = classification_metrics(
-                    ring.total("expected", cur), average=average, pos_index=pos
-                )
-                out.update({f"estimated_{m}": est[m] for m in CLASS_METRICS})
-        elif self._task == "regression" and "reg" in ring.arrays:
-            acc = np.zeros(5)
-            for row in ring.arrays["reg"][ring.active(cur)]:
-                acc = merge_regression(acc, row)
-            n_labelled = int(acc[0])
-            out.update(regression_metrics(acc))
-        out["n_predictions"] = n_pred
-        out["n_labelled"] = n_labelled
-        out["nan_prediction_rate"] = (
-            int(ring.total("n_nan_pred", cur)) / n_pred if n_pred else math.nan
+    def to_state(self) -> dict[str, Any]:
+        """Counts and totals: ``ring_*`` and ``ver<tag>_*`` arrays, the rest JSON-friendly."""
+        state: dict[str, Any] = {
+            "seq": self.seq,
+            "last_key": self.last_key,
+            "errors": {"total": self.errors_total, "by_type": dict(self.error_types)},
+            "versions": dict(self.versions),
+            "version_tags": list(self._tags.items()),
+            "next_tag": self._next_tag,
+        }
+        state.update({f"ring_{k}": v for k, v in self.ring.arrays.items()})
+        state["ring_keys"] = self.ring.keys
+        for tag, ring in self._rings.items():
+            state.update({f"ver{tag}_{k}": v for k, v in ring.arrays.items()})
+            state[f"ver{tag}_keys"] = ring.keys
+        return state
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any], empty: Windows) -> Windows:
+        """Rebuild what :meth:`to_state` gave.
+
+        ``empty`` is the windows the monitor's parameters give before anything is logged: the
+        saved arrays must fit it (the same buckets, its arrays and no unknown ones).
+        Inconsistent contents raise ``ValueError``, ``KeyError`` or ``TypeError``.
+        """
+        out = cls(
+            buckets=empty.buckets,
+            rows=empty.window_rows,
+            seconds=None if empty.bucket_size else empty.bucket_s * empty.buckets,
+            max_versions=empty.max_versions,
+            name=empty.name,
         )
-        out["error_rate"] = n_err / (n_pred + n_err) if n_pred + n_err else math.nan
-        out.update(latency_percentiles(ring.total("latency", cur)))
+        saved = {k: v for k, v in state.items() if isinstance(v, np.ndarray)}
+        main = {k[5:]: v for k, v in saved.items() if k.startswith("ring_")}
+        out.ring = _restore_ring(empty.ring, main)
+        by_tag: dict[int, dict[str, np.ndarray]] = {}
+        for k, v in saved.items():
+            if k.startswith("ver"):
+                tag, _, name = k[3:].partition("_")
+                by_tag.setdefault(int(tag), {})[name] = v
+        out.seq = int(state["seq"])
+        out.last_key = int(state["last_key"])
+        out.errors_total = int(state["errors"]["total"])
+        out.error_types = dict(state["errors"]["by_type"])
+        out.versions = dict(state["versions"])
+        for version, tag in state.get("version_tags", []):
+            out._tags[version] = int(tag)
+            out._rings[int(tag)] = _restore_ring(out._new_ring(), by_tag[tag])
+        out._next_tag = int(state.get("next_tag", 0))
+        for ring in out._rings.values():
+            out._sync(ring)
         return out
 
-    def _average_and_pos(self) -> tuple[str, int | None]:
-        k = len(self._class_list)
-        average = self.average or ("binary" if k <= 2 else "macro")
-        if average != "binary":
-            return average, None
-        if k > 2:
-            raise InvalidParameterError(
-                f"average='binary' needs at most two classes, but the monitor has seen {k}: "
-                f"{self._class_list[:10]}. Use average='macro', 'weighted' or 'micro'."
-            )
-        label = self.pos_label
-        if label is None:
-            classes = self._class_list
-            numeric = all(isinstance(c, (int, float)) for c in classes)
-            if 1 in self._class_index or (numeric and len(classes) < 2):
-                label = 1  # scikit-learn's default pos_label
-            else:
-                try:
-                    label = sorted(classes)[-1]
-                except TypeError:
-                    label = classes[-1]
-        return "binary", self._class_code(scalar(label))
 
-    def _drift(self) -> DriftResult:
-        method = self._thresholds.drift or "psi"
-        cur = self._current_key()
-        psi_t, p_t = self._thresholds.psi, self._thresholds.p_value
-        n_min = self.min_drift_samples
-        if self._profile is not None:
-            result = self._profile.compare(
-                self._ring.total("features", cur),
-                method=method,
-                psi_threshold=psi_t,
-                p_threshold=p_t,
-                min_samples=n_min,
-            )
-        else:
-            result = DriftResult([], None, method=method, n_current=0)
-        prediction: FeatureDrift | None = None
-        if self._task == "classification" and self._pred_reference_ready:
-            k = len(self._class_list)
-            current = self._ring.total("pred", cur)[:k]
-            prediction = compare_categories(
-                "prediction",
-                self._ref_pred_counts[:k],
-                current,
-                method=method,
-                psi_threshold=psi_t,
-                p_threshold=p_t,
-                min_samples=n_min,
-            )
-        elif self._pred_profile is not None:
-            counts = self._ring.total("pred_hist", cur).reshape(1, -1)
-            prediction = self._pred_profile.compare(
-                counts, method=method, psi_threshold=psi_t, p_threshold=p_t, min_samples=n_min
-            )["prediction"]
-        result.prediction = prediction
-        if not result.n_current:
-            result.n_current = int(self._ring.total("n_pred", cur))
-        return result
+def _empty_ring(buckets: int) -> BucketRing:
+    ring = BucketRing(buckets)
+    for name, (tail, dtype) in _BASE_ARRAYS.items():
+        ring.add_array(name, tail, dtype)
+    return ring
+
+
+def _add_labels(
+    ring: BucketRing, slot: int, truth: np.ndarray, preds: np.ndarray, classify: bool
+) -> None:
+    arrays = ring.arrays
+    if classify:
+        k = arrays["conf"].shape[1]
+        codes = preds.astype(np.int64)
+        answered = codes >= 0  # a NaN prediction (code -1) is no answer to score
+        flat = (truth.astype(np.int64) * k + codes)[answered]
+        arrays["conf"][slot] += np.bincount(flat, minlength=k * k).reshape(k, k)
+    else:
+        p = preds.astype(np.float64)
+        ok = np.isfinite(p)
+        arrays["reg"][slot] = merge_regression(
+            arrays["reg"][slot], regression_stats(truth[ok], p[ok])
+        )
+
+
+def _restore_ring(fresh: BucketRing, saved: Mapping[str, np.ndarray]) -> BucketRing:
+    """``fresh`` with the saved keys and arrays, checked; arrays added since start at 0."""
+    buckets = fresh.n_buckets
+    saved = dict(saved)
+    keys = saved.pop("keys")
+    if keys.shape != (buckets,):
+        raise ValueError(f"bucket keys of shape {keys.shape}, expected ({buckets},)")
+    absent = set(fresh.arrays) - set(saved) - _ADDED_SINCE
+    unknown = set(saved) - set(fresh.arrays) - set(_LEARNED_NDIM)
+    if absent or unknown:
+        raise ValueError(f"ring arrays missing {sorted(absent)}, unexpected {sorted(unknown)}")
+    arrays = dict(fresh.arrays)
+    for name, value in saved.items():
+        expected = fresh.arrays.get(name)
+        ndim = _LEARNED_NDIM.get(name) if expected is None else expected.ndim
+        if (
+            value.ndim < 1
+            or value.shape[0] != buckets
+            or value.dtype.kind not in "biuf"
+            or (ndim is not None and ndim != value.ndim)
+            or (name == "conf" and value.shape[1] != value.shape[2])
+        ):
+            raise ValueError(f"array {name!r} of shape {value.shape} and dtype {value.dtype}")
+        arrays[name] = np.array(value)
+    ring = BucketRing(buckets)
+    ring.keys = np.asarray(keys, dtype=np.int64)
+    ring.arrays = arrays
+    return ring

@@ -18,6 +18,7 @@ from typing import Any
 
 from modeldeploy._clock import SYSTEM_CLOCK
 from modeldeploy._config import DEFAULT_DRIFT_P_VALUE, DEFAULT_PSI_THRESHOLD
+from modeldeploy._metrics_direction import LOWER_IS_BETTER
 from modeldeploy._validation import check_choice, check_float
 from modeldeploy.exceptions import InvalidParameterError
 from modeldeploy.monitoring.drift import FeatureDrift
@@ -26,7 +27,6 @@ from modeldeploy.typing import Clock
 
 __all__ = [
     "HIGHER_IS_BETTER",
-    "LOWER_IS_BETTER",
     "Alert",
     "AlertBook",
     "AlertCallback",
@@ -36,21 +36,8 @@ __all__ = [
 logger = logging.getLogger("modeldeploy.monitoring")
 
 _AVERAGED = tuple(f"{m}_{a}" for a in ("macro", "weighted", "micro") for m in CLASS_METRICS[1:])
-#: Metrics whose threshold is a maximum.
-LOWER_IS_BETTER = frozenset(
-    {
-        "mae",
-        "mse",
-        "rmse",
-        "error_rate",
-        "nan_prediction_rate",
-        "latency_p50",
-        "latency_p95",
-        "latency_p99",
-    }
-)
 #: Metrics of labelled rows (their alerts wait for ``min_samples`` labelled rows).
-_LABELLED = frozenset({"mae", "mse", "rmse"})
+_LABELLED = frozenset({"mae", "mse", "rmse", "log_loss"})
 #: Metrics whose threshold is a minimum.
 HIGHER_IS_BETTER = frozenset(
     {*CLASS_METRICS, *_AVERAGED, "r2", *(f"estimated_{m}" for m in CLASS_METRICS)}
@@ -314,6 +301,28 @@ class AlertBook:
             at=self.clock.now(),
             details=f.to_dict(),
         )
+
+    def to_state(self) -> dict[str, Any]:
+        """What is breached now and the recent alerts, JSON-friendly (callbacks are not saved)."""
+        return {"breached": sorted(self.breached), "alerts": [a.to_dict() for a in self.recent]}
+
+    @classmethod
+    def from_state(
+        cls,
+        state: Mapping[str, Any],
+        callbacks: Iterable[AlertCallback],
+        name: str | None = None,
+        keep: int = 100,
+        clock: Clock | None = None,
+    ) -> AlertBook:
+        """Rebuild what :meth:`to_state` gave, with these callbacks."""
+        out = cls(callbacks, name, keep, clock)
+        out.breached = set(state["breached"])
+        for a in state["alerts"]:
+            fields = dict(a)
+            fields["at"] = dt.datetime.fromisoformat(fields["at"])
+            out.recent.append(Alert(**fields))
+        return out
 
     def take(self) -> list[Alert]:
         """The alerts waiting to be sent, removed from the queue (call under the lock)."""

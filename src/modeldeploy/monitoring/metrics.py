@@ -15,9 +15,8 @@ so a count-based window of ``window`` rows split in ``buckets`` buckets covers b
 
 from __future__ import annotations
 
-import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -28,12 +27,12 @@ __all__ = [
     "CLASS_METRICS",
     "BucketRing",
     "LATENCY_EDGES",
-    "PendingLabels",
     "classification_metrics",
     "latency_percentiles",
     "merge_regression",
     "regression_metrics",
     "regression_stats",
+    "window_metrics",
 ]
 
 AVERAGES = ("binary", "macro", "weighted", "micro")
@@ -253,215 +252,42 @@ def latency_percentiles(
     return out
 
 
-LABELLED, EXPIRED, EVICTED = 0, 1, 2
-LABEL_COUNTERS = (
-    "labels_total",
-    "predictions_duplicate_id",
-    "predictions_evicted",
-    "predictions_expired",
-    "labels_matched",
-    "labels_early",
-    "labels_late",
-    "labels_duplicate",
-    "labels_unknown",
-    "labels_expired",
-    "labels_evicted",
-    "labels_missing",
-)
+def window_metrics(
+    ring: BucketRing,
+    current: int,
+    task: str | None,
+    average_and_pos: Callable[[], tuple[str, int | None]],
+) -> dict[str, float]:
+    """Every metric of the window of ``ring`` that ends with bucket ``current``.
 
-
-class PendingLabels:
-    """Predictions waiting for their label, and labels waiting for their prediction, by id.
-
-    Each pending id remembers its bucket key, its encoded prediction, when it was logged and
-    the source it came from (an integer tag: the monitor's per-version window, ``-1`` for none).
-    When more than ``max_pending`` wait, the oldest are evicted; those older than ``ttl_s``
-    expire. A bounded memory of recently resolved ids (labelled, expired, evicted) tells a
-    duplicate or a too-late label from an id never seen.
-
-    A label whose id was never seen may have overtaken its prediction (a deployer hands
-    predictions to the monitor from a background thread). :meth:`hold` keeps such *early*
-    labels, at most ``max_pending`` of them for at most ``early_ttl_s`` seconds, and
-    :meth:`pop_early` gives them back when the prediction is logged. A repeated early label
-    for the same id is remembered as a repeat of the first (the first wins, as for labels that
-    come after their prediction). An early label that expires or is pushed out counts as
-    ``labels_unknown``, with its repeats.
-
-    Examples
-    --------
-    >>> p = PendingLabels(max_pending=2, ttl_s=None)
-    >>> p.add(["a", "b", "c"], np.array([0, 0, 0]), np.array([1.0, 0.0, 1.0]), np.zeros(3))
-    >>> [i for i, _, _, _ in p.take(["a", "c", "c", "zz"])]
-    [1]
-    >>> p.counts["labels_evicted"], p.counts["labels_duplicate"], p.counts["labels_unknown"]
-    (1, 1, 1)
-    >>> p.hold(["x", "x", "y"], [1, 0, 0], now=0.0)
-    0
-    >>> p.pop_early(["x", "q"])
-    (['x'], [1], 1)
-    >>> p.expire_early(now=1_000.0)
-    >>> p.counts["labels_unknown"], len(p.early)
-    (2, 0)
+    ``average_and_pos`` gives the average and the positive class's index of a classifier
+    (called only when there are class counts). A metric without data is ``nan``.
     """
-
-    def __init__(self, max_pending: int, ttl_s: float | None, early_ttl_s: float = 60.0) -> None:
-        self.max_pending = max_pending
-        self.ttl_s = ttl_s
-        self.early_ttl_s = early_ttl_s
-        self.pending: dict[Any, tuple[int, float, float, int]] = {}
-        self.resolved: dict[Any, int] = {}
-        # id -> (label, when it arrived, repeated labels for the id since), oldest first
-        self.early: dict[Any, tuple[Any, float, int]] = {}
-        self.counts: dict[str, int] = dict.fromkeys(LABEL_COUNTERS, 0)
-
-    def __len__(self) -> int:
-        return len(self.pending)
-
-    def add(
-        self,
-        ids: list[Any],
-        keys: np.ndarray,
-        codes: np.ndarray,
-        times: np.ndarray,
-        source: int = -1,
-    ) -> None:
-        """Remember predictions by id (a repeated id replaces the older prediction)."""
-        skip = max(0, len(ids) - self.max_pending)
-        if skip:  # only the newest max_pending of a huge batch could ever stay
-            self.counts["predictions_evicted"] += skip
-            self._resolve(ids[skip - min(skip, self.max_pending) : skip], EVICTED)
-        pending = self.pending
-        dup = 0
-        for i, key, code, t in zip(
-            ids[skip:],
-            keys[skip:].tolist(),
-            codes[skip:].tolist(),
-            times[skip:].tolist(),
-            strict=True,
-        ):
-            if i in pending:
-                dup += 1
-                del pending[i]  # re-inserted last, so eviction order stays by age
-            pending[i] = (key, code, t, source)
-        self.counts["predictions_duplicate_id"] += dup
-        overflow = len(pending) - self.max_pending
-        if overflow > 0:
-            old = list(itertools.islice(pending, overflow))
-            for i in old:
-                del pending[i]
-            self.counts["predictions_evicted"] += overflow
-            self._resolve(old, EVICTED)
-
-    def expire(self, now: float) -> None:
-        """Forget predictions older than the time-to-live."""
-        if self.ttl_s is None or not self.pending:
-            return
-        cutoff = now - self.ttl_s
-        old = []
-        for i, (_, _, t, _) in self.pending.items():
-            if t >= cutoff:
-                break
-            old.append(i)
-        for i in old:
-            del self.pending[i]
-        self.counts["predictions_expired"] += len(old)
-        self._resolve(old, EXPIRED)
-
-    def take(
-        self, ids: list[Any], unseen: list[int] | None = None
-    ) -> list[tuple[int, int, float, int]]:
-        """Pop the pending predictions of ``ids``: ``(position, key, code, source)`` of matches.
-
-        Positions of ids never seen go to ``unseen`` when it is given (to be held as early
-        labels); otherwise they count as ``labels_unknown``.
-        """
-        found = []
-        pending, resolved, counts = self.pending, self.resolved, self.counts
-        for pos, i in enumerate(ids):
-            hit = pending.pop(i, None)
-            if hit is not None:
-                found.append((pos, hit[0], hit[1], hit[3]))
-                resolved.pop(i, None)
-                resolved[i] = LABELLED
-                continue
-            reason = resolved.get(i)
-            if reason == LABELLED:
-                counts["labels_duplicate"] += 1
-            elif reason == EXPIRED:
-                counts["labels_expired"] += 1
-            elif reason == EVICTED:
-                counts["labels_evicted"] += 1
-            elif unseen is not None:
-                unseen.append(pos)
-            else:
-                counts["labels_unknown"] += 1
-        self._resolve([], LABELLED)  # trims the memory of resolved ids to its bound
-        return found
-
-    def hold(self, ids: list[Any], labels: list[Any], now: float) -> int:
-        """Keep labels that came before their prediction; return how many of them were dropped.
-
-        Past ``max_pending`` early labels the oldest are dropped, and counted as
-        ``labels_unknown`` (those of earlier calls too; only this call's are returned).
-        """
-        early, counts = self.early, self.counts
-        if self.early_ttl_s <= 0:  # no early buffer: unknown at once
-            counts["labels_unknown"] += len(ids)
-            return len(ids)
-        n_old = len(early)
-        for i, label in zip(ids, labels, strict=True):
-            held = early.get(i)
-            if held is None:
-                early[i] = (label, now, 0)  # new ids go last; a repeat keeps its place
-            else:
-                early[i] = (held[0], held[1], held[2] + 1)
-        overflow = len(early) - self.max_pending
-        if overflow <= 0:
-            return 0
-        for i in list(itertools.islice(early, overflow)):
-            counts["labels_unknown"] += 1 + early.pop(i)[2]
-        return max(0, overflow - n_old)  # the oldest go first: this call's past the older
-
-    def expire_early(self, now: float) -> None:
-        """Count early labels that waited longer than ``early_ttl_s`` as ``labels_unknown``."""
-        early = self.early
-        if not early:
-            return
-        cutoff = now - self.early_ttl_s
-        old = []
-        for i, (_, t, _) in early.items():
-            if t >= cutoff:
-                break
-            old.append(i)
-        for i in old:
-            self.counts["labels_unknown"] += 1 + early.pop(i)[2]
-
-    def pop_early(self, ids: list[Any]) -> tuple[list[Any], list[Any], int]:
-        """The early labels of ``ids``, removed: their ids, their labels, and their repeats."""
-        early = self.early
-        hits: list[Any] = []
-        labels: list[Any] = []
-        repeats = 0
-        if not early:
-            return hits, labels, repeats
-        for i in ids:
-            held = early.pop(i, None)
-            if held is not None:
-                hits.append(i)
-                labels.append(held[0])
-                repeats += held[2]
-        return hits, labels, repeats
-
-    def mark_labelled(self, ids: list[Any]) -> None:
-        """Remember ids whose label came with the prediction (a later label is a duplicate)."""
-        self._resolve(ids[-self.max_pending :], LABELLED)
-
-    def _resolve(self, ids: list[Any], reason: int) -> None:
-        resolved = self.resolved
-        for i in ids:
-            resolved.pop(i, None)
-            resolved[i] = reason
-        overflow = len(resolved) - self.max_pending
-        if overflow > 0:
-            for i in list(itertools.islice(resolved, overflow)):
-                del resolved[i]
+    n_pred = int(ring.total("n_pred", current))
+    n_err = int(ring.total("n_err", current))
+    out: dict[str, float] = {}
+    n_labelled = 0
+    if task == "classification" and "conf" in ring.arrays:
+        cm = ring.total("conf", current)
+        n_labelled = int(cm.sum())
+        average, pos = average_and_pos()
+        out.update(classification_metrics(cm, average=average, pos_index=pos))
+        if int(ring.total("n_proba", current)):
+            est = classification_metrics(
+                ring.total("expected", current), average=average, pos_index=pos
+            )
+            out.update({f"estimated_{m}": est[m] for m in CLASS_METRICS})
+    elif task == "regression" and "reg" in ring.arrays:
+        acc = np.zeros(5)
+        for row in ring.arrays["reg"][ring.active(current)]:
+            acc = merge_regression(acc, row)
+        n_labelled = int(acc[0])
+        out.update(regression_metrics(acc))
+    out["n_predictions"] = n_pred
+    out["n_labelled"] = n_labelled
+    out["nan_prediction_rate"] = (
+        int(ring.total("n_nan_pred", current)) / n_pred if n_pred else math.nan
+    )
+    out["error_rate"] = n_err / (n_pred + n_err) if n_pred + n_err else math.nan
+    out.update(latency_percentiles(ring.total("latency", current)))
+    return out

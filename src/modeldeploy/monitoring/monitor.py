@@ -1,18 +1,22 @@
 """The Monitor: windowed quality metrics, delayed labels, drift, latency, errors and alerts.
 
-The monitor is a facade over its parts: :mod:`~modeldeploy.monitoring._windows` (the bucketed
-counts and reading them), :mod:`~modeldeploy.monitoring._ingest` (folding logged batches in),
-:mod:`~modeldeploy.monitoring.alerts` (thresholds and debouncing) and
-:mod:`~modeldeploy.monitoring._state` (save and load).
+The monitor is a facade over parts it holds, each owning its state: :class:`Windows` (the
+bucketed counts, over every version and per version), :class:`Targets` (the task and the class
+encoding), :class:`PendingLabels` (the label join), :class:`OneRowBuffer` (one-row calls
+waiting to be folded in), :class:`DriftReference` (the drift baselines) and :class:`AlertBook`
+(thresholds and debouncing). The monitor folds logged rows into them under one lock, and saves
+and loads them through their ``to_state`` / ``from_state``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import logging
 import math
 import os
 import threading
+import warnings
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -36,17 +40,24 @@ from modeldeploy._config import (
     DEFAULT_SKETCH_BINS,
 )
 from modeldeploy._validation import check_choice, check_float, check_int
-from modeldeploy.exceptions import InvalidParameterError, SchemaError
-from modeldeploy.monitoring._ingest import BUFFER_ROWS, SCALARS, Ingestion, as_list
-from modeldeploy.monitoring._state import load_monitor, save_monitor
+from modeldeploy.exceptions import DriftWarning, InvalidParameterError, SchemaError
+from modeldeploy.monitoring._coerce import class_kind, coerce_classes, scalar, to_numbers
+from modeldeploy.monitoring._ingest import SCALARS, Batch, OneRowBuffer, as_list
+from modeldeploy.monitoring._labels import PendingLabels, label_array
+from modeldeploy.monitoring._persist import read_state, state_file_errors, write_state
+from modeldeploy.monitoring._reference import DriftReference
+from modeldeploy.monitoring._targets import Targets
+from modeldeploy.monitoring._windows import Windows
 from modeldeploy.monitoring.alerts import Alert, AlertBook, AlertCallback, Thresholds
 from modeldeploy.monitoring.drift import DriftResult
-from modeldeploy.monitoring.metrics import AVERAGES
+from modeldeploy.monitoring.estimation import ProbabilityCalibrator
+from modeldeploy.monitoring.metrics import AVERAGES, BucketRing, window_metrics
 from modeldeploy.monitoring.report import Report
 from modeldeploy.registry.signature import Signature
 from modeldeploy.typing import Clock
 
-__all__ = ["Alert", "Monitor"]  # Alert lives in alerts.py; re-exported here for old imports
+# Alert is listed for examples/monitoring.py, which imports it from here; its home is alerts.py.
+__all__ = ["Alert", "Monitor"]
 
 logger = logging.getLogger("modeldeploy.monitoring")
 
@@ -55,9 +66,11 @@ _OWNER = "Monitor"
 _CALL_COUNTS = tuple(
     f"labels_{k}" for k in ("matched", "late", "duplicate", "unknown", "expired", "evicted")
 )
+#: Predictions at most collected as the baseline of prediction drift.
+_MAX_COLLECTED = 100_000
 
 
-class Monitor(Ingestion):
+class Monitor:
     """Watch a deployed model: windowed metrics, delayed labels, drift, latency, errors, alerts.
 
     Parameters
@@ -198,8 +211,6 @@ class Monitor(Ingestion):
         self.max_versions = check_int(max_versions, "max_versions", _OWNER, min_value=1)
         self.name = name
         self.clock = as_clock(clock, _OWNER)
-        self._latest = -math.inf  # the latest time read (see _epoch)
-        self._clock = self._epoch
         if isinstance(window, dt.timedelta):
             seconds = window.total_seconds()
             if seconds <= 0:
@@ -207,9 +218,10 @@ class Monitor(Ingestion):
                     f"The 'window' parameter of Monitor must be an int >= 1 or a positive "
                     f"timedelta. Got {window!r} instead."
                 )
-            self._bucket_size = 0
-            self._bucket_s = seconds / self.buckets
-            self._window_rows = DEFAULT_MONITOR_WINDOW
+            self._windows = Windows(
+                buckets=self.buckets, seconds=seconds, max_versions=self.max_versions, name=name
+            )
+            collect_rows = DEFAULT_MONITOR_WINDOW
         else:
             rows = check_int(window, "window", _OWNER, min_value=1)
             if rows < self.buckets:
@@ -217,9 +229,10 @@ class Monitor(Ingestion):
                     f"The 'window' parameter of Monitor must be at least 'buckets' "
                     f"({self.buckets}). Got {rows!r} instead."
                 )
-            self._bucket_size = rows // self.buckets
-            self._bucket_s = 0.0
-            self._window_rows = rows
+            self._windows = Windows(
+                buckets=self.buckets, rows=rows, max_versions=self.max_versions, name=name
+            )
+            collect_rows = rows
         self._thresholds = Thresholds.parse(thresholds, _OWNER)
         self.thresholds = self._thresholds.to_dict()
         if on_alert is None:
@@ -230,14 +243,61 @@ class Monitor(Ingestion):
             callbacks = list(on_alert)
 
         self._lock = threading.RLock()
+        self._latest = -math.inf  # the latest time read (see _now)
         self._alerts = AlertBook(callbacks, name, clock=self.clock)
         self._history: deque[dict[str, float]] = deque(maxlen=DEFAULT_MONITOR_HISTORY)
-        self._buffer = []
+        self._buffer = OneRowBuffer(name=name)
         self._since_check = 0
-        self._n_errors_total = 0
-        self._error_types: dict[str, int] = {}
-        self._init_windows()
+        self._labels = PendingLabels(self.max_pending, self.label_ttl_s, self.early_label_ttl_s)
+        self._targets = Targets(
+            None if self.task == "auto" else self.task, self.max_classes, self._fit_classes
+        )
+        self._reference = DriftReference(
+            sketch_bins=self.sketch_bins,
+            psi_bins=self.psi_bins,
+            collect_rows=min(collect_rows, _MAX_COLLECTED),
+            name=name,
+        )
+        self._calibrator: ProbabilityCalibrator | None = None
         self._init_references(reference, reference_predictions, reference_proba, reference_labels)
+
+    def _init_references(
+        self,
+        reference: Any,
+        reference_predictions: Any,
+        reference_proba: Any,
+        reference_labels: Any,
+    ) -> None:
+        """The drift baselines and the calibration of the performance estimate."""
+        if reference is not None:
+            self.signature = self._reference.fit_features(reference, self.signature)
+        elif self.signature is not None:
+            empty = self._reference.use_signature(self.signature)
+            if empty:
+                warnings.warn(
+                    f"The signature has no reference profile for {empty[:8]}; drift of those "
+                    "features compares against nothing and never alerts. Register the model "
+                    "with a sample, or pass reference=X_train.",
+                    DriftWarning,
+                    stacklevel=3,
+                )
+        self._fit_features()
+        if self.classes is not None:
+            self._targets.settle("classification")
+            for c in self.classes:
+                self._targets.code(scalar(c))
+        if reference_predictions is not None:
+            self._set_prediction_reference(np.asarray(reference_predictions).ravel())
+        if reference_proba is not None:
+            if reference_labels is None or self.classes is None:
+                raise InvalidParameterError(
+                    "The 'reference_proba' parameter of Monitor needs 'reference_labels' and "
+                    "'classes' (the column order of the probabilities). Got "
+                    f"reference_labels={'None' if reference_labels is None else '...'}, "
+                    f"classes={self.classes!r} instead."
+                )
+            codes = self._targets.encode(np.asarray(reference_labels).ravel())
+            self._calibrator = ProbabilityCalibrator(np.asarray(reference_proba), codes)
 
     # ------------------------------------------------------------------ construction helpers
 
@@ -317,17 +377,15 @@ class Monitor(Ingestion):
         kind = type(y_pred)
         if kind in SCALARS or (kind is np.ndarray and y_pred.size == 1):
             with self._lock:
-                t = self._clock()
-                buf = self._buffer
-                buf.append((X, y_pred, ids, y_proba, y_true, version, latency_s, t))
-                if len(buf) < BUFFER_ROWS:
+                entry = (X, y_pred, ids, y_proba, y_true, version, latency_s, self._now())
+                if not self._buffer.add(entry):
                     return
                 self._flush()
         else:
             with self._lock:
                 self._flush()
-                t = self._clock()
-                self._ingest(X, y_pred, ids, y_proba, y_true, version, [latency_s], [t], None)
+                t = self._now()
+                self._fold(Batch(X, y_pred, ids, y_proba, y_true, version, [latency_s], [t], None))
         self._dispatch()
 
     def log_labels(self, ids: Any, y_true: Any) -> dict[str, int]:
@@ -364,12 +422,12 @@ class Monitor(Ingestion):
             )
         with self._lock:
             self._flush()
-            now = self._clock()
+            now = self._now()
             labels = self._labels
             labels.expire(now)
             labels.expire_early(now)
             # Converted (or refused with a SchemaError) before anything changes.
-            values, missing = self._prepare_labels(values)
+            values, missing = self._targets.prepare_labels(values)
             n_missing = 0
             if missing is not None:  # no label for these ids yet: their predictions wait on
                 n_missing = int(missing.sum())
@@ -391,30 +449,18 @@ class Monitor(Ingestion):
             out["waiting"] = len(unseen) - dropped
             out["missing"] = n_missing
             self._since_check += len(found)
-            if self._since_check >= self._check_every:
+            if self._since_check >= self._windows.check_every:
                 self._check()
         self._dispatch()
         return out
 
     def log_error(self, error: BaseException, *, version: str | None = None) -> None:
         """Record one failed request (counted in the window's ``error_rate``)."""
+        kind = type(error).__name__
         with self._lock:
             self._flush()
             key = max(self._current_key(), 0)
-            slot = self._ring.slot(key)
-            if slot is not None:
-                self._ring.arrays["n_err"][slot] += 1
-            if version is not None:
-                vring = self._version_window(version)[1]
-                vslot = vring.slot(key)
-                if vslot is not None:
-                    vring.arrays["n_err"][vslot] += 1
-            self._n_errors_total += 1
-            kind = type(error).__name__
-            if kind in self._error_types or len(self._error_types) < 50:
-                self._error_types[kind] = self._error_types.get(kind, 0) + 1
-            if version is not None:
-                self._count_version(version, 0)
+            self._windows.add_error(key, kind, version)
         logger.debug("%s: error logged (%s: %s)", self.name or "monitor", kind, error)
 
     def flush(self) -> None:
@@ -454,13 +500,7 @@ class Monitor(Ingestion):
         """
         with self._lock:
             self._flush()
-            if version is None:
-                out = self._metrics(self._ring)
-            else:
-                tag = self._version_tags.get(version)
-                ring = self._new_ring() if tag is None else self._version_rings[tag]
-                self._sync_arrays(ring)
-                out = self._metrics(ring)
+            out = self._metrics(self._windows.ring_of(version))
         self._dispatch()
         return out
 
@@ -468,7 +508,7 @@ class Monitor(Ingestion):
         """The versions whose rows have a window of their own, least recently seen first."""
         with self._lock:
             self._flush()
-            return list(self._version_tags)
+            return self._windows.tracked()
 
     def drift(self) -> DriftResult:
         """Drift of each feature and of the predictions in the current window."""
@@ -499,7 +539,7 @@ class Monitor(Ingestion):
         """
         with self._lock:
             self._flush()
-            now = self._clock()
+            now = self._now()
             self._labels.expire(now)
             self._labels.expire_early(now)
             return self._label_counts()
@@ -530,31 +570,47 @@ class Monitor(Ingestion):
         """A snapshot of the monitor's state: metrics, drift, labels, errors, history."""
         with self._lock:
             self._flush()
-            now = self._clock()
+            now = self._now()
             self._labels.expire(now)
             self._labels.expire_early(now)
-            metrics = self._metrics(self._ring)
+            windows = self._windows
+            metrics = self._metrics(windows.ring)
             drift = self._drift()
             data = {
                 "name": self.name,
                 "generated_at": self.clock.now().isoformat(),
-                "task": self._task,
-                "window": self._window_description(),
+                "task": self._targets.task,
+                "window": windows.description(),
                 "metrics": metrics,
                 "drift": drift.to_dict(),
                 "thresholds": dict(self.thresholds),
                 "labels": self._label_counts(),
-                "errors": {"total": self._n_errors_total, "by_type": dict(self._error_types)},
-                "versions": dict(self._versions),
+                "errors": {"total": windows.errors_total, "by_type": dict(windows.error_types)},
+                "versions": dict(windows.versions),
                 "version_metrics": self._version_metrics(),
-                "rows_logged": self._seq,
+                "rows_logged": windows.seq,
                 "alerts": [a.to_dict() for a in self._alerts.recent],
                 "history": [dict(p) for p in self._history],
             }
         self._dispatch()
         return Report(data)
 
-    def _epoch(self) -> float:
+    def __repr__(self) -> str:
+        with self._lock:
+            self._flush()
+            rows = self._windows.seq
+        name = f"{self.name!r}, " if self.name else ""
+        return (
+            f"Monitor({name}{self._targets.task or 'task not known yet'}, window="
+            f"{self._windows.description()}, {rows} rows logged)"
+        )
+
+    def _repr_html_(self) -> str:
+        return self.report()._repr_html_()
+
+    # ------------------------------------------------------------------ folding rows in
+
+    def _now(self) -> float:
         """Now on the monitor's clock, in seconds since the epoch (the unit of its windows).
 
         Never earlier than a time read before: when the wall clock steps back (an NTP
@@ -568,20 +624,283 @@ class Monitor(Ingestion):
         self._latest = t
         return t
 
-    def __repr__(self) -> str:
-        with self._lock:
-            self._flush()
-            rows = self._seq
-        name = f"{self.name!r}, " if self.name else ""
-        return (
-            f"Monitor({name}{self._task or 'task not known yet'}, window="
-            f"{self._window_description()}, {rows} rows logged)"
+    def _current_key(self) -> int:
+        windows = self._windows
+        # A count-based window does not read the clock (nor move the monitor's time).
+        return windows.current_key(0.0 if windows.bucket_size else self._now())
+
+    def _flush(self) -> None:
+        self._buffer.drain(self._fold)
+
+    def _fold(self, batch: Batch) -> None:
+        """Fold one batch into the parts; a :class:`SchemaError` leaves them as they were."""
+        X, y_pred, ids, y_proba, y_true, version, latencies, call_times, times = batch
+        pred = np.asarray(y_pred)
+        if pred.ndim == 2 and pred.shape[1] == 1:
+            pred = pred[:, 0]
+        pred = np.atleast_1d(pred)
+        if pred.ndim != 1:
+            raise SchemaError(
+                f"y_pred must hold one prediction per row (1-D); got shape {pred.shape}. "
+                "Monitor one output at a time."
+            )
+        n = pred.shape[0]
+        id_list = None if ids is None else as_list(ids)
+        proba = None if y_proba is None else np.asarray(y_proba, dtype=np.float64)
+        if proba is not None and proba.ndim == 1:
+            proba = np.column_stack([1.0 - proba, proba])
+        truth = None if y_true is None else np.atleast_1d(np.asarray(y_true)).ravel()
+        for what, length in (
+            ("ids", None if id_list is None else len(id_list)),
+            ("y_proba", None if proba is None else proba.shape[0]),
+            ("y_true", None if truth is None else truth.shape[0]),
+        ):
+            if length is not None and length != n:
+                raise SchemaError(
+                    f"log_predictions got {n} predictions but {length} {what}; pass one per row."
+                )
+        reference = self._reference
+        Xv = None
+        if X is not None and reference.profile is not None and self.signature is not None:
+            Xv = self.signature.validate(X)
+            if Xv.shape[0] != n:
+                raise SchemaError(
+                    f"log_predictions got {Xv.shape[0]} rows of X but {n} predictions; pass one "
+                    "prediction per row."
+                )
+        targets = self._targets
+        if targets.task is None:
+            targets.settle(
+                "regression" if pred.dtype.kind in "fc" and proba is None else "classification"
+            )
+        classify = targets.task == "classification"
+        # Labels and predictions are converted (or refused) before anything changes, so a
+        # SchemaError leaves the monitor as it was.
+        truth_missing: np.ndarray | None = None
+        if classify:
+            kind = targets.kind() or class_kind(pred)
+            pred_vals, pred_missing = coerce_classes(pred, kind, "y_pred")
+            if truth is not None:
+                truth_vals, truth_missing = coerce_classes(truth, kind, "y_true")
+            pred_codes = targets.encode_masked(pred_vals, pred_missing)
+            true_codes = None if truth is None else targets.encode_masked(truth_vals, truth_missing)
+            if proba is not None and self._calibrator is not None:
+                proba = self._calibrator.transform(proba)
+            reference_rows = pred_vals if pred_missing is None else pred_vals[~pred_missing]
+        else:
+            pred_codes = to_numbers(pred, "y_pred")
+            true_codes = None if truth is None else to_numbers(truth, "y_true")
+            if true_codes is not None:
+                bad = ~np.isfinite(true_codes)
+                truth_missing = bad if bad.any() else None
+            reference_rows = pred_codes[np.isfinite(pred_codes)]
+        windows = self._windows
+        if targets.task == "regression":
+            windows.ensure_array("reg", (5,), np.float64)
+        if not reference.ready:
+            collected = reference.collect(reference_rows)
+            if collected is not None:
+                self._set_prediction_reference(collected)
+            drift_from = n  # these rows are the reference, not the current window
+        else:
+            drift_from = 0
+        tag, vring = (-1, None) if version is None else windows.version_window(version)
+
+        keys, live_from, last = windows.keys(n, times, call_times[-1])
+        if n:
+            cuts = np.flatnonzero(np.diff(keys[live_from:])) + 1 + live_from
+            bounds = [live_from, *cuts.tolist(), n]
+            for a, b in itertools.pairwise(bounds):
+                self._add_segment(
+                    int(keys[a]), a, b, Xv, pred_codes, true_codes, proba, drift_from, vring
+                )
+        lat = [v for v in latencies if v is not None]
+        if lat:
+            windows.add_latencies(last, lat, vring)
+        labels = self._labels
+        n_missing = 0 if truth_missing is None else int(truth_missing.sum())
+        if truth is not None:
+            labels.counts["labels_total"] += n - n_missing
+            labels.counts["labels_missing"] += n_missing
+        if id_list is not None:
+            labels.expire(call_times[-1])
+            row_times = times if times is not None else np.full(n, call_times[-1])
+            if truth is None:
+                labels.add(
+                    id_list[live_from:],
+                    keys[live_from:],
+                    pred_codes[live_from:],
+                    row_times[live_from:],
+                    tag,
+                )
+                if live_from:
+                    labels.counts["predictions_evicted"] += live_from
+            else:
+                if truth_missing is not None:  # rows whose label is missing wait for one by id
+                    rows = np.flatnonzero(truth_missing)
+                    kept = rows[rows >= live_from]
+                    labels.add(
+                        [id_list[i] for i in kept.tolist()],
+                        keys[kept],
+                        pred_codes[kept],
+                        row_times[kept],
+                        tag,
+                    )
+                    labels.counts["predictions_evicted"] += rows.size - kept.size
+                    flags = truth_missing.tolist()
+                    labelled = [i for i, m in zip(id_list, flags, strict=True) if not m]
+                else:
+                    labelled = id_list
+                labels.mark_labelled(labelled)
+        rolled = windows.advance(n, last, version)
+        self._since_check += n
+        if id_list is not None and labels.early:
+            self._since_check += self._meet_early_labels(id_list, call_times[0])
+        if rolled or self._since_check >= windows.check_every:
+            self._check()
+
+    def _add_segment(
+        self,
+        key: int,
+        a: int,
+        b: int,
+        Xv: np.ndarray | None,
+        pred: np.ndarray,
+        truth: np.ndarray | None,
+        proba: np.ndarray | None,
+        drift_from: int,
+        vring: BucketRing | None,
+    ) -> None:
+        """Count rows ``a:b`` (all in bucket ``key``) in the windows."""
+        classify = self._targets.task == "classification"
+        reference = self._reference
+        features = None if Xv is None else reference.bin_features(Xv[a:b])
+        pred_hist = None
+        if not classify and b > drift_from:
+            pred_hist = reference.bin_predictions(pred[max(a, drift_from) : b])
+        estimate = classify and proba is not None and self.classes is not None
+        self._windows.add_segment(
+            key,
+            vring,
+            classify=classify,
+            pred=pred[a:b],
+            truth=None if truth is None else truth[a:b],
+            proba=proba[a:b] if estimate and proba is not None else None,
+            drift_from=max(0, drift_from - a),
+            features=features,
+            pred_hist=pred_hist,
         )
 
-    def _repr_html_(self) -> str:
-        return self.report()._repr_html_()
+    def _meet_early_labels(self, ids: list[Any], now: float) -> int:
+        """Attach the labels that came before these predictions, as if they came just after.
+
+        Called once the predictions are in their buckets, so each label lands in its
+        prediction's bucket and version window. Returns how many were attached.
+        """
+        labels = self._labels
+        labels.expire_early(now)
+        hits, values, repeats = labels.pop_early(ids)
+        if not hits:
+            return 0
+        labels.counts["labels_duplicate"] += repeats
+        try:
+            prepared, _ = self._targets.prepare_labels(label_array(values))
+        except SchemaError:
+            # A label log_labels would have refused (a string for a regressor, "yes" for int
+            # classes): the predictions are in already, so drop only the labels, and say so.
+            logger.exception(
+                "%s: dropped %d labels that came before their predictions",
+                self.name or "monitor",
+                len(hits),
+            )
+            return 0
+        found = labels.take(hits)  # counts what is not pending (labelled with y_true=, ...)
+        try:
+            self._apply_labels(found, prepared)
+        except Exception:
+            # A class past max_classes: the predictions are in already, so drop only the
+            # labels, and say so.
+            logger.exception(
+                "%s: dropped %d labels that came before their predictions",
+                self.name or "monitor",
+                len(found),
+            )
+            return 0
+        labels.counts["labels_early"] += len(found)
+        return len(found)
+
+    def _apply_labels(self, found: list[tuple[int, int, float, int]], values: np.ndarray) -> None:
+        """Count labels (converted by ``Targets.prepare_labels``) in their predictions' buckets."""
+        if not found:
+            return
+        pos = np.asarray([f[0] for f in found], dtype=np.int64)
+        keys = np.asarray([f[1] for f in found], dtype=np.int64)
+        preds = np.asarray([f[2] for f in found])
+        tags = np.asarray([f[3] for f in found], dtype=np.int64)
+        current = self._current_key()
+        classify = self._targets.task == "classification"
+        truth = self._targets.encode(values[pos]) if classify else values[pos].astype(np.float64)
+        matched, late = self._windows.add_labels(
+            keys, tags, truth, preds, current=current, classify=classify
+        )
+        counts = self._labels.counts
+        counts["labels_matched"] += matched
+        counts["labels_late"] += late
+        counts["labels_total"] += matched + late
+
+    def _fit_classes(self, k: int) -> None:
+        """Make room for ``k`` classes (the class encoding calls this for each new class)."""
+        cap = self._windows.fit_classes(k, self.max_classes)
+        self._reference.fit_classes(cap)
+
+    def _fit_features(self) -> None:
+        width = self._reference.width
+        if width is not None:
+            self._windows.ensure_array("features", width, np.int64)
+
+    def _set_prediction_reference(self, rows: np.ndarray) -> None:
+        targets = self._targets
+        targets.settle("regression" if rows.dtype.kind in "fc" else "classification")
+        if targets.task == "classification":
+            self._reference.set_classes(targets.encode(rows))
+        else:
+            width = self._reference.set_numbers(rows)
+            self._windows.ring.add_array("pred_hist", (width,), np.int64)
+
+    # ------------------------------------------------------------------ reading the parts
+
+    def _metrics(self, ring: BucketRing) -> dict[str, float]:
+        targets = self._targets
+        return window_metrics(
+            ring,
+            self._current_key(),
+            targets.task,
+            lambda: targets.average_and_pos(self.average, self.pos_label),
+        )
+
+    def _version_metrics(self) -> dict[str, dict[str, float]]:
+        """Each tracked version's metrics, when more than one version was seen."""
+        windows = self._windows
+        tracked = windows.tracked()
+        if len(windows.versions) < 2 and len(tracked) < 2:
+            return {}
+        return {v: self._metrics(windows.ring_of(v)) for v in tracked}
+
+    def _drift(self) -> DriftResult:
+        cur = self._current_key()
+        windows = self._windows
+        classify = self._targets.task == "classification"
+        return self._reference.compare(
+            lambda name: windows.total(name, cur),
+            n_classes=len(self._targets) if classify else None,
+            thresholds=self._thresholds,
+            min_samples=self.min_drift_samples,
+        )
 
     # ------------------------------------------------------------------ alerts
+
+    def _label(self) -> str:
+        return f"{self.name}: " if self.name else ""
 
     def _check(self) -> None:
         """Evaluate thresholds; never let a failure here break the logging that triggered it."""
@@ -592,13 +911,14 @@ class Monitor(Ingestion):
             logger.exception("%scould not evaluate the alert thresholds", self._label())
 
     def _evaluate(self) -> None:
-        m = self._metrics(self._ring)
-        point = {"time": self._clock(), "rows": float(self._seq)}
+        windows = self._windows
+        m = self._metrics(windows.ring)
+        point = {"time": self._now(), "rows": float(windows.seq)}
         point.update({k: v for k, v in m.items() if isinstance(v, float) and math.isfinite(v)})
         samples = {
             "labelled": int(m["n_labelled"]),
             "predictions": int(m["n_predictions"]),
-            "estimated": int(self._ring.total("n_proba", self._current_key())),
+            "estimated": int(windows.total("n_proba", self._current_key())),
         }
         self._alerts.check_metrics(m, samples, self._thresholds, self.min_samples)
         if self._thresholds.drift is not None:
@@ -630,7 +950,48 @@ class Monitor(Ingestion):
         The file holds counts and sketches, never raw rows; it is written atomically. Callbacks
         are not saved: pass ``on_alert=`` to :meth:`load`.
         """
-        return save_monitor(self, path)
+        with self._lock:
+            self._flush()
+            state = {
+                "params": self._params(),
+                "signature": None if self.signature is None else self.signature.to_dict(),
+                "calibrator": None if self._calibrator is None else self._calibrator.to_dict(),
+                "history": list(self._history),
+                "latest_time": self._latest if math.isfinite(self._latest) else None,
+                **self._windows.to_state(),
+                **self._targets.to_state(),
+                **self._reference.to_state(),
+                **self._labels.to_state(),
+                **self._alerts.to_state(),
+            }
+        return write_state(path, state)
+
+    def _params(self) -> dict[str, Any]:
+        """The parameters that rebuild this monitor (JSON-friendly; not the callbacks)."""
+        windows = self._windows
+        return {
+            "window": (
+                {"rows": windows.window_rows}
+                if windows.window_rows is not None
+                else {"seconds": windows.bucket_s * self.buckets}
+            ),
+            "buckets": self.buckets,
+            "task": self.task,
+            "classes": self.classes,
+            "pos_label": scalar(self.pos_label),
+            "average": self.average,
+            "thresholds": self.thresholds,
+            "min_samples": self.min_samples,
+            "min_drift_samples": self.min_drift_samples,
+            "max_pending": self.max_pending,
+            "label_ttl_s": self.label_ttl_s,
+            "early_label_ttl_s": self.early_label_ttl_s,
+            "sketch_bins": self.sketch_bins,
+            "psi_bins": self.psi_bins,
+            "max_classes": self.max_classes,
+            "max_versions": self.max_versions,
+            "name": self.name,
+        }
 
     @classmethod
     def load(
@@ -640,5 +1001,67 @@ class Monitor(Ingestion):
         on_alert: AlertCallback | Sequence[AlertCallback] | None = None,
         clock: Clock | Callable[[], float] | None = None,
     ) -> Monitor:
-        """Rebuild a monitor saved with :meth:`save`, with its windows and pending labels."""
-        return load_monitor(cls, path, on_alert=on_alert, clock=clock)
+        """Rebuild a monitor saved with :meth:`save`, with its windows and pending labels.
+
+        Files of every earlier release load. A file that cannot be read as a monitor state
+        (truncated, damaged, another kind of file) raises
+        :class:`~modeldeploy.exceptions.StateFileError` naming it; a missing or unreadable file
+        raises the ``FileNotFoundError`` or ``PermissionError`` the system gave.
+        """
+        clock = as_clock(clock, _OWNER)  # a bad clock is the caller's error, not the file's
+        with state_file_errors(path):
+            return cls._from_state(read_state(path), on_alert=on_alert, clock=clock)
+
+    @classmethod
+    def _from_state(
+        cls,
+        state: Mapping[str, Any],
+        *,
+        on_alert: AlertCallback | Sequence[AlertCallback] | None,
+        clock: Clock,
+    ) -> Monitor:
+        p = dict(state["params"])
+        window = p.pop("window")
+        p["window"] = (
+            window["rows"] if "rows" in window else dt.timedelta(seconds=window["seconds"])
+        )
+        sig = None if state["signature"] is None else Signature.from_dict(state["signature"])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DriftWarning)  # it warned when first built
+            mon = cls(signature=sig, on_alert=on_alert, clock=clock, **p)
+        # The classes first: they grow the empty windows to the shapes the saved ones must have.
+        mon._targets = Targets.from_state(state, mon.max_classes, mon._fit_classes)
+        reference = mon._reference
+        mon._reference = DriftReference.from_state(
+            state,
+            sketch_bins=reference.sketch_bins,
+            psi_bins=reference.psi_bins,
+            collect_rows=reference.collect_rows,
+            name=reference.name,
+        )
+        mon._fit_features()
+        mon._windows = Windows.from_state(state, mon._windows)
+        if state["calibrator"] is not None:
+            mon._calibrator = ProbabilityCalibrator.from_dict(state["calibrator"])
+        mon._labels = PendingLabels.from_state(
+            state, mon.max_pending, mon.label_ttl_s, mon.early_label_ttl_s
+        )
+        mon._alerts = AlertBook.from_state(state, mon._alerts.callbacks, mon.name, clock=mon.clock)
+        mon._history.extend(state["history"])
+        if state.get("latest_time") is not None:  # absent from files saved before it was kept
+            mon._latest = max(mon._latest, float(state["latest_time"]))
+        mon._verify()
+        return mon
+
+    def _verify(self) -> None:
+        """Read everything once, so that parts that do not fit together fail when loaded."""
+        arrays = self._windows.ring.arrays
+        k = len(self._targets)
+        if "conf" in arrays:
+            caps = {arrays[name].shape[1] for name in ("conf", "expected", "pred")}
+            if len(caps) != 1 or caps.pop() < k:
+                raise ValueError(f"class arrays too small for {k} classes")
+        self._metrics(self._windows.ring)
+        for version in self._windows.tracked():
+            self._metrics(self._windows.ring_of(version))
+        self._drift()
