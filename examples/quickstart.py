@@ -24,7 +24,7 @@ from sklearn.preprocessing import StandardScaler
 
 from modeldeploy import ModelRegistry, Monitor, OnlineDeployer, RetrainPolicy
 from modeldeploy.deployers.batch import BatchDeployer
-from modeldeploy.retraining import Canary, Gate, drift_detected, metric_below
+from modeldeploy.retraining import CanaryRollout, Gate, drift_detected, metric_below
 
 
 def train(X: np.ndarray, y: np.ndarray) -> Pipeline:
@@ -97,7 +97,7 @@ def main() -> None:
         trainer=train,
         triggers=[metric_below("f1", 0.9, min_samples=200), drift_detected(share=0.3)],
         gate=Gate(metric="f1", min_improvement=0.02),
-        rollout=Canary(fraction=0.5, min_samples=150),
+        rollout=CanaryRollout(fraction=0.5, min_samples=150),
         cooldown=timedelta(hours=1),
     )
 

@@ -15,7 +15,7 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from modeldeploy import ModelRegistry, Monitor, OnlineDeployer, RetrainPolicy
-from modeldeploy.retraining import Canary, Gate, Replace, metric_below
+from modeldeploy.retraining import CanaryRollout, Gate, Replace, metric_below
 
 
 def world(n: int, *, drifted: bool, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -64,7 +64,7 @@ def good_trainer(X: Any, y: Any) -> Any:
 
 
 def test_drift_is_detected_retrained_canaried_and_promoted(tmp_path: Path) -> None:
-    loop = Loop(tmp_path, Canary(fraction=0.3, min_samples=150), good_trainer)
+    loop = Loop(tmp_path, CanaryRollout(fraction=0.3, min_samples=150), good_trainer)
     loop.stream(600, seed=2)
     assert loop.monitor.metrics()["f1"] < 0.8
     assert loop.step() == "canary_started"

@@ -33,12 +33,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = SRC / "modeldeploy"
 
 #: Known crossings, each to go when the named change lands. (importer, imported "module:name")
-KNOWN: dict[tuple[str, str], str] = {
-    ("modeldeploy.routing.router", "modeldeploy.deployers._stats:_Recorder"): (
-        "HybridRouter counts traffic per path with the deployers' latency recorder; goes once "
-        "deployers export a public stats recorder"
-    ),
-}
+KNOWN: dict[tuple[str, str], str] = {}
 
 
 def _module_name(path: Path) -> str:

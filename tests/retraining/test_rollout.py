@@ -14,7 +14,6 @@ from modeldeploy import ModelRegistry
 from modeldeploy._metrics_direction import LOWER_IS_BETTER, gain
 from modeldeploy.exceptions import InvalidParameterError
 from modeldeploy.retraining import (
-    Canary,
     CanaryRollout,
     Gate,
     Replace,
@@ -54,8 +53,7 @@ class _Monitor:
         return {"labels_total": 0}
 
 
-def test_the_old_canary_name_is_the_canary_rollout() -> None:
-    assert Canary is CanaryRollout
+def test_rollouts_are_rollout_objects() -> None:
     assert issubclass(CanaryRollout, Rollout) and issubclass(Replace, Rollout)
     with pytest.raises(InvalidParameterError, match="'fraction' parameter of CanaryRollout"):
         CanaryRollout(fraction=0)
@@ -108,3 +106,13 @@ def test_one_metric_direction_table_serves_gates_and_rollouts() -> None:
     assert gain("rmse", 2.0, 1.5) == 0.5 and gain("f1", 0.8, 0.7) == pytest.approx(-0.1)
     result = Gate(metric="log_loss").judge({"log_loss": 0.5}, {"log_loss": 0.4})
     assert result.passed and math.isclose(result.improvement, 0.1)
+
+
+def test_the_former_canary_name_still_works_and_warns() -> None:
+    import modeldeploy.retraining as retraining
+
+    with pytest.warns(DeprecationWarning, match="renamed CanaryRollout"):
+        former = retraining.Canary
+    assert former is retraining.CanaryRollout
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        _ = retraining.Nope

@@ -5,7 +5,7 @@ Custom deployers subclass :class:`Deployer`; a plain function deploys with ``Fun
 
 from __future__ import annotations
 
-from modeldeploy.deployers._stats import DeployerStats, VersionStats
+from modeldeploy.deployers._stats import DeployerStats, LatencyRecorder, VersionStats
 from modeldeploy.deployers.base import Deployer, FunctionDeployer
 from modeldeploy.deployers.batch import BatchDeployer, BatchResult, SkippedChunk
 from modeldeploy.deployers.online import DeploymentEvent, MicroBatcher, OnlineDeployer
@@ -20,6 +20,7 @@ __all__ = [
     "FastPath",
     "FastPathReport",
     "FunctionDeployer",
+    "LatencyRecorder",
     "MicroBatcher",
     "OnlineDeployer",
     "SkippedChunk",

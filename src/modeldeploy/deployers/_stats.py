@@ -29,8 +29,9 @@ _COUNTERS = (
 )
 
 
-class _Recorder:
-    """Counters and a ring of the most recent latencies of one model version.
+class LatencyRecorder:
+    """Counters and a ring of the most recent latencies of one model version (or one path of a
+    router): what :class:`VersionStats` snapshots.
 
     Memory is fixed: ``window`` float64 latencies plus a few integers, whatever the traffic.
     """

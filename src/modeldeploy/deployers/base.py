@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 from typing_extensions import Self
 
-from modeldeploy.deployers._stats import DeployerStats, _Recorder
+from modeldeploy.deployers._stats import DeployerStats, LatencyRecorder
 from modeldeploy.exceptions import DeploymentError, InvalidParameterError, SchemaError
 from modeldeploy.registry.signature import Signature
 
@@ -131,7 +131,7 @@ class Deployer(Closeable, abc.ABC):
         self.signature = signature
         self.name = name if name is not None else type(self).__name__
         self._infer_lock = threading.Lock()
-        self._recorder = _Recorder(self.name, "primary")
+        self._recorder = LatencyRecorder(self.name, "primary")
 
     # ------------------------------------------------------------------ to override
 

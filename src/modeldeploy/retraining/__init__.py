@@ -5,6 +5,9 @@ Triggers decide, a Gate judges the challenger against the champion, a rollout pr
 
 from __future__ import annotations
 
+import warnings
+from typing import Any
+
 from modeldeploy.retraining._outcomes import Decision, Outcome
 from modeldeploy.retraining.gates import Gate, GateResult, score
 from modeldeploy.retraining.policy import RetrainPolicy
@@ -21,12 +24,22 @@ from modeldeploy.retraining.triggers import (
     new_labels,
 )
 
-#: The former name of :class:`CanaryRollout` (``modeldeploy.deployers`` has a ``Canary`` of its
-#: own, the traffic split). Kept working; new code should use ``CanaryRollout``.
-Canary = CanaryRollout
+
+def __getattr__(name: str) -> Any:
+    # The former name of CanaryRollout (modeldeploy.deployers has a Canary of its own, the
+    # traffic split): still works, with a DeprecationWarning.
+    if name == "Canary":
+        warnings.warn(
+            "modeldeploy.retraining.Canary was renamed CanaryRollout (the deployers' Canary is "
+            "the traffic split); import CanaryRollout instead.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return CanaryRollout
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
-    "Canary",
     "CanaryRollout",
     "Decision",
     "Gate",

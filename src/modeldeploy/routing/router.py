@@ -32,7 +32,7 @@ from modeldeploy._validation import (
 
 # The one import of a deployers private: the per-path counters and latency ring. To go once
 # deployers export a public stats recorder.
-from modeldeploy.deployers._stats import _Recorder
+from modeldeploy.deployers import LatencyRecorder
 from modeldeploy.exceptions import (
     DeploymentError,
     InvalidParameterError,
@@ -194,7 +194,10 @@ class HybridRouter:
         self._timer: threading.Thread | None = None
         self._timer_idle = False
         self._rejected = 0
-        self._recorders = {"online": _Recorder("online", ""), "batch": _Recorder("batch", "")}
+        self._recorders = {
+            "online": LatencyRecorder("online", ""),
+            "batch": LatencyRecorder("batch", ""),
+        }
 
     # ------------------------------------------------------------------ requests
 

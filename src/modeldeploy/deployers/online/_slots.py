@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from modeldeploy.deployers._stats import _Recorder
+from modeldeploy.deployers._stats import LatencyRecorder
 from modeldeploy.deployers.online._batcher import Batching, MicroBatcher, _answers
 from modeldeploy.deployers.online.traffic import Breaker, Canary, Shadow, is_model_version
 from modeldeploy.exceptions import DeploymentError, InvalidParameterError, ModelDeployError
@@ -43,7 +43,7 @@ class _Slot:
         model: Any,
         label: str,
         signature: Signature | None,
-        recorder: _Recorder,
+        recorder: LatencyRecorder,
         breaker: Breaker,
         version: Any = None,
         fast: Any = None,
@@ -161,7 +161,7 @@ class SlotFactory:
         self.clock = clock
         self.on_breaker = on_breaker
         self._lock = threading.Lock()
-        self._recorders: dict[str, _Recorder] = {}
+        self._recorders: dict[str, LatencyRecorder] = {}
         self._slots: dict[str, _Slot] = {}
         self._bare = 0
         #: Warm-ups given up on a daemon thread because they took too long.
@@ -224,7 +224,7 @@ class SlotFactory:
             else:
                 logger.info("%s: %s", label, fast.report)
         with self._lock:
-            recorder = self._recorders.get(label) or _Recorder(label, role)
+            recorder = self._recorders.get(label) or LatencyRecorder(label, role)
         breaker = Breaker(
             self.breaker_threshold,
             self.breaker_cooldown_s,
@@ -249,7 +249,7 @@ class SlotFactory:
                 del self._slots[next(iter(self._slots))]
         return slot
 
-    def recorders(self) -> list[_Recorder]:
+    def recorders(self) -> list[LatencyRecorder]:
         """The stats of the kept versions, oldest first."""
         with self._lock:
             return list(self._recorders.values())

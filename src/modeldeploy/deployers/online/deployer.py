@@ -26,7 +26,7 @@ from modeldeploy._config import (
     DEFAULT_WARMUP_TIMEOUT_S,
 )
 from modeldeploy._validation import check_choice, check_float, check_int
-from modeldeploy.deployers._stats import DeployerStats, _Recorder
+from modeldeploy.deployers._stats import DeployerStats, LatencyRecorder
 from modeldeploy.deployers.base import Deployer
 from modeldeploy.deployers.online._batcher import (
     BatcherClosedError,
@@ -256,7 +256,7 @@ class OnlineDeployer(Deployer):
         )
         self.fallback = None if fallback is None else Fallback(fallback)
         self._fallback_recorder = (
-            None if self.fallback is None else _Recorder(self.fallback.label, "fallback")
+            None if self.fallback is None else LatencyRecorder(self.fallback.label, "fallback")
         )
         self._feed = None if monitor is None else MonitorFeed(monitor)
         try:

@@ -21,7 +21,7 @@ import numpy as np
 
 from modeldeploy._clock import SYSTEM_CLOCK
 from modeldeploy._config import DEFAULT_BACKGROUND_QUEUE_SIZE
-from modeldeploy.deployers._stats import _Recorder
+from modeldeploy.deployers._stats import LatencyRecorder
 from modeldeploy.exceptions import DeploymentError, InvalidParameterError
 from modeldeploy.registry.signature import Signature
 from modeldeploy.typing import Clock
@@ -272,8 +272,9 @@ class Shadow:
     Examples
     --------
     >>> import numpy as np
-    >>> from modeldeploy.deployers._stats import _Recorder
-    >>> shadow = Shadow(lambda method, X: X[:, 0] > 0, _Recorder("candidate", "shadow"), sample=1.0)
+    >>> from modeldeploy.deployers import LatencyRecorder
+    >>> recorder = LatencyRecorder("candidate", "shadow")
+    >>> shadow = Shadow(lambda method, X: X[:, 0] > 0, recorder, sample=1.0)
     >>> shadow.offer("predict", np.array([[1.0], [-1.0]]), np.array([True, True]))
     >>> shadow.close()
     >>> stats = shadow.recorder.snapshot()
@@ -284,7 +285,7 @@ class Shadow:
     def __init__(
         self,
         run: Callable[[str, np.ndarray], Any],
-        recorder: _Recorder,
+        recorder: LatencyRecorder,
         *,
         sample: float,
         maxsize: int = DEFAULT_BACKGROUND_QUEUE_SIZE,
