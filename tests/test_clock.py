@@ -57,7 +57,9 @@ def test_fake_clock_refuses_naive_times_and_backward_advances() -> None:
 def test_a_waiting_thread_wakes_when_the_fake_time_reaches_its_deadline() -> None:
     clock = FakeClock()
     results: list[bool] = []
-    waiter = threading.Thread(target=lambda: results.append(clock.wait(threading.Event(), 60)))
+    waiter = threading.Thread(
+        target=lambda: results.append(clock.wait(threading.Event(), 60)), daemon=True
+    )
     waiter.start()
     clock.advance(59)
     waiter.join(0.2)
@@ -89,7 +91,7 @@ def test_fake_wait_returns_at_once_when_the_event_is_set_or_the_condition_notifi
 
 def test_fake_sleep_returns_once_another_thread_advanced_the_clock() -> None:
     clock = FakeClock()
-    sleeper = threading.Thread(target=clock.sleep, args=(10,))
+    sleeper = threading.Thread(target=clock.sleep, args=(10,), daemon=True)
     sleeper.start()
     sleeper.join(0.1)
     assert sleeper.is_alive()
