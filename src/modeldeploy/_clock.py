@@ -7,7 +7,7 @@ Every class that reads time takes ``clock=``: an object with ``now()`` (an aware
 
 What stays on the real clock on purpose: measured latencies, the micro-batcher's
 ``max_wait_ms``, model-call timeouts (they bound a real thread), compile and warm-up timings,
-and file ages in ``ModelRegistry.gc`` (file systems stamp files with the wall clock).
+and file ages in ``ModelRegistry.gc`` (measured on the artifact store's own clock).
 """
 
 from __future__ import annotations

@@ -473,3 +473,13 @@ def test_server_urls_are_shown_without_credentials(backend: Backend) -> None:
 def test_a_server_registry_without_shared_artifacts_is_refused(pg_url: str) -> None:
     with pytest.raises(InvalidParameterError, match=r"artifacts='s3://bucket/prefix'"):
         ModelRegistry(pg_url)
+
+
+def test_gc_measures_file_ages_on_the_stores_clock_not_the_hosts(tmp_path: Path) -> None:
+    from modeldeploy.registry.stores import LocalArtifactStore
+
+    store = LocalArtifactStore(tmp_path / "artifacts")
+    probe = store.scratch_dir() / "probe"
+    probe.write_bytes(b"x")
+    assert abs(store.now() - probe.stat().st_mtime) < 60  # the file system's own clock
+    assert list(store.scratch_dir().iterdir()) == [probe]  # the clock probe left nothing

@@ -6,6 +6,7 @@ import hashlib
 import os
 import re
 import shutil
+import tempfile
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -65,12 +66,22 @@ class ArtifactStore(ABC):
         return None
 
     def modified(self, key: str) -> float | None:
-        """When the artifact was last written (seconds since the epoch), or None if unknown.
+        """When the artifact was last written (seconds since the epoch, on :meth:`now`'s
+        clock), or None if unknown.
 
         ``ModelRegistry.gc`` spares unreferenced artifacts written recently, which may belong to
         a registration still running in another process.
         """
         return None
+
+    def now(self) -> float:
+        """The current time on the clock the store stamps its writes with (epoch seconds).
+
+        File ages are measured against it, not against this host's clock: a file server or an
+        object store whose clock differs from the host's would otherwise make fresh artifacts
+        look old (and ``gc`` would remove a registration in progress) or old ones look new.
+        """
+        return time.time()
 
     def cleanup(self, older_than_s: float) -> int:
         """Remove leftovers of interrupted writes older than ``older_than_s``; return a count."""
@@ -159,12 +170,24 @@ class LocalArtifactStore(ArtifactStore):
             if path.is_file() and rel.parts[0] not in ("tmp", "trash"):
                 yield rel.as_posix()
 
+    def now(self) -> float:
+        # The file system's own clock: the modification time of a file written just now.
+        fd, name = tempfile.mkstemp(prefix="clock-", dir=self._tmp)
+        try:
+            return os.fstat(fd).st_mtime
+        finally:
+            os.close(fd)
+            os.unlink(name)
+
     def cleanup(self, older_than_s: float) -> int:
-        cutoff = time.time() - older_than_s
+        cutoff = self.now() - older_than_s
         removed = 0
         for folder in (self._tmp, self._trash):
             for path in folder.iterdir():
-                if path.stat().st_mtime >= cutoff:
+                try:
+                    if path.stat().st_mtime >= cutoff:
+                        continue
+                except FileNotFoundError:  # removed meanwhile (another gc, a clock probe)
                     continue
                 if path.is_dir():
                     shutil.rmtree(path, ignore_errors=True)

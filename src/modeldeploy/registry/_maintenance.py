@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import shutil
 import tempfile
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -115,8 +114,9 @@ def _collect_garbage(
                 "backup; if every version really was deleted, run gc(force=True)."
             )
     orphans = 0
-    # File ages stay on the real clock: the file system stamps files with the wall clock.
-    cutoff = time.time() - older_than_s
+    # File ages are measured on the store's own clock (a file server's or an object store's),
+    # not on this host's or the registry's: a skew between them must not make fresh files old.
+    cutoff = registry.artifacts.now() - older_than_s
     for key in list(registry.artifacts.keys()):
         if key in used:
             continue
