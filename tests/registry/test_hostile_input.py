@@ -117,3 +117,12 @@ def test_skops_registration_refuses_untrusted_types_before_any_version(
     assert "test_hostile_input.Unusual" in str(info.value)
     assert reg.models() == []
     assert list((tmp_path / "artifacts").rglob("sha256/*/*")) == []
+
+
+@pytest.mark.parametrize("schema", ["models\n", "models;drop", "Models", "1models", ""])
+def test_a_postgres_schema_name_must_be_a_plain_identifier(schema: str) -> None:
+    from modeldeploy.registry._locations import check_schema
+
+    with pytest.raises(InvalidParameterError, match="'schema' parameter"):
+        check_schema(schema, "ModelRegistry")
+    assert check_schema("models_2", "ModelRegistry") == "models_2"

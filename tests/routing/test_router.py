@@ -584,3 +584,9 @@ def test_any_batch_queue_works_and_the_router_flushes_it_on_its_own_size_thresho
         np.testing.assert_array_equal(second.result(timeout=10), TREE.predict(X[4:8]))
         assert router.stats().settings["flush_rows"] == 6
     dep.close()
+
+
+def test_a_version_label_with_a_trailing_newline_is_not_a_registry_version() -> None:
+    from modeldeploy.routing.router import _REF
+
+    assert _REF.fullmatch("churn:3") and not _REF.fullmatch("churn:3\n")

@@ -17,7 +17,7 @@ from modeldeploy._files import fsync_dir
 
 __all__ = ["ArtifactStore", "LocalArtifactStore"]
 
-_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
 
 
 def _sha256_of(path: Path) -> str:
@@ -31,7 +31,7 @@ def _sha256_of(path: Path) -> str:
 def _expected_sha256(key: str, source: Path) -> str:
     """The sha256 the content under ``key`` must have: its name for content-addressed keys."""
     last = key.rsplit("/", 1)[-1]
-    return last if _SHA256_RE.match(last) else _sha256_of(source)
+    return last if _SHA256_RE.fullmatch(last) else _sha256_of(source)
 
 
 class ArtifactStore(ABC):

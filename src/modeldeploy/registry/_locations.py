@@ -10,7 +10,7 @@ __all__ = ["is_postgres_url", "is_s3_url", "redact", "split_schema"]
 
 _POSTGRES_SCHEMES = ("postgresql", "postgres")
 _SECRET_PARAMS = {"password", "passfile", "sslpassword", "sslkey"}
-_SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,40}$")
+_SCHEMA_RE = re.compile(r"[a-z_][a-z0-9_]{0,40}")
 
 
 def _scheme(location: str | os.PathLike[str]) -> str:
@@ -74,7 +74,7 @@ def check_schema(schema: str, owner: str) -> str:
     """A PostgreSQL schema name we can put in SQL text safely (validated, never user SQL)."""
     from modeldeploy.exceptions import InvalidParameterError
 
-    if not isinstance(schema, str) or not _SCHEMA_RE.match(schema):
+    if not isinstance(schema, str) or not _SCHEMA_RE.fullmatch(schema):
         raise InvalidParameterError(
             f"The 'schema' parameter of {owner} must be a lowercase SQL identifier (letters, "
             f"digits and '_', at most 41 characters, not starting with a digit). Got {schema!r} "

@@ -55,7 +55,7 @@ __all__ = ["HybridRouter"]
 logger = logging.getLogger("modeldeploy.routing")
 
 _OWNER = "HybridRouter"
-_REF = re.compile(r"^.+:\d+$")  # "churn:3": a registry version's label
+_REF = re.compile(r".+:\d+")  # "churn:3": a registry version's label
 
 
 class HybridRouter:
@@ -420,7 +420,7 @@ class HybridRouter:
     def _check_versions(self) -> None:
         versions = self._versions()
         online, batch = versions["online"], versions["batch"]
-        online_ref = online if online is not None and _REF.match(online) else None
+        online_ref = online if online is not None and _REF.fullmatch(online) else None
         if online_ref is not None and batch is not None and online_ref != batch:
             if not self.allow_version_mismatch:
                 raise InvalidParameterError(
