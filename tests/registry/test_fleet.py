@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 
 PRELUDE = textwrap.dedent(
     """
-    import multiprocessing, sys, time
+    import multiprocessing, os, sys, time
     import numpy as np
     from sklearn.linear_model import LogisticRegression
     from modeldeploy import ModelRegistry
@@ -34,6 +34,12 @@ PRELUDE = textwrap.dedent(
     pg, s3 = sys.argv[1], sys.argv[2]
     reg = ModelRegistry(pg, artifacts=s3)
     X = np.random.default_rng(0).normal(size=(100, 3))
+
+
+    def say(value):
+        # One write(2) per line: forked workers share the pipe, and a pipe write of under
+        # PIPE_BUF bytes is atomic, so their lines never interleave.
+        os.write(1, f"{value}\\n".encode())
 
 
     def fork(work, workers):
@@ -60,7 +66,7 @@ REGISTER = PRELUDE + textwrap.dedent(
         X = rng.normal(size=(100, 3)); y = (X[:, 0] > 0).astype(int)
         for i in range(int(sys.argv[4])):
             model = LogisticRegression(C=1 + seed + i / 100).fit(X, y)
-            print(reg.register("shared", model, tags={"worker": seed, "i": i}).version, flush=True)
+            say(reg.register("shared", model, tags={"worker": seed, "i": i}).version)
 
     fork(work, int(sys.argv[3]))
     """
@@ -80,7 +86,7 @@ STORM = PRELUDE + textwrap.dedent(
                 done += 1
             except (OperationRefusedError, AliasNotFoundError):  # nothing to roll back to
                 pass
-        print(done, flush=True)
+        say(done)
 
     fork(work, int(sys.argv[3]))
     """
