@@ -382,7 +382,7 @@ def test_cache_is_bounded(backend: Backend, data: tuple[np.ndarray, np.ndarray])
     reg.load("m", 2)
     reg.load("m", 3)
     assert reg.load("m", 1) is not first  # evicted, loaded again
-    assert len(reg._cache) == 2
+    assert len(reg._models) == 2
 
 
 def test_many_threads_share_one_registry(registry: ModelRegistry, model: object) -> None:

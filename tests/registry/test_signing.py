@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import sqlite3
@@ -256,3 +257,15 @@ def test_the_sqlite_alias_query_agrees_with_the_interface_default(
         "rolled_back",
         "signed",
     ]
+
+
+def test_a_model_version_that_differs_from_its_signed_record_loads_nothing(
+    tmp_path: Path, two_models: tuple[LogisticRegression, LogisticRegression]
+) -> None:
+    _signed(tmp_path, two_models)
+    registry = ModelRegistry(tmp_path, signing_key=KEY)
+    other = registry.get("m", 2)
+    forged = dataclasses.replace(registry.get("m", 1), sha256=other.sha256)
+    with pytest.raises(AuthenticityError, match=r"m:1 says sha256 .* signed record says"):
+        forged.load()
+    assert registry.get("m", 1).load() is not None

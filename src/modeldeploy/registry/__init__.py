@@ -11,7 +11,8 @@ from modeldeploy.registry.formats import (
     SkopsSerializer,
     register_format,
 )
-from modeldeploy.registry.registry import History, ModelRegistry
+from modeldeploy.registry.history import History
+from modeldeploy.registry.registry import ModelRegistry
 from modeldeploy.registry.signature import Feature, Signature
 from modeldeploy.registry.stores import (
     ArtifactStore,

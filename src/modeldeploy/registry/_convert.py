@@ -3,15 +3,30 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
 from modeldeploy.exceptions import SchemaError
 
-if TYPE_CHECKING:
-    from modeldeploy.registry.signature import Feature
+
+class Feature(Protocol):
+    """What the conversions read of a feature (``signature.Feature`` has these fields)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def dtype(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def allow_nan(self) -> bool: ...
+    @property
+    def allow_inf(self) -> bool: ...
+    @property
+    def profile(self) -> Mapping[str, Any]: ...
+
 
 _NUMERIC_KINDS = frozenset("biuf")
 #: Dtype names of integer (and bool) features: cast back to them, rounded to them.

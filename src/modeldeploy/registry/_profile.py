@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -13,20 +13,25 @@ from modeldeploy.exceptions import InvalidParameterError, SchemaError
 from modeldeploy.registry._convert import (
     _NUMERIC_KINDS,
     INTEGER_DTYPES,
+    Feature,
     _frame_column,
     _is_dataframe,
     _is_missing,
 )
 
-if TYPE_CHECKING:
-    from modeldeploy.registry.signature import Feature, InputType
+InputType = Literal["ndarray", "dataframe", "records"]
+FeatureKind = Literal["numeric", "categorical"]
 
 
-def _feature_class() -> type[Feature]:
-    # signature.py imports this module at its top, so Feature is looked up when first needed.
-    from modeldeploy.registry.signature import Feature
+class InferredFeature(NamedTuple):
+    """One feature as inferred from a sample: the fields of ``signature.Feature``, in order."""
 
-    return Feature
+    name: str
+    dtype: str
+    kind: FeatureKind
+    allow_nan: bool
+    allow_inf: bool
+    profile: dict[str, Any]
 
 
 def _median(profile: Mapping[str, Any]) -> float:
@@ -152,7 +157,7 @@ def _infer_feature(
     keep: npt.NDArray[np.intp] | None,
     bins: int,
     top: int,
-) -> Feature:
+) -> InferredFeature:
     _refuse_unusable_numbers(name, col)
     if col.dtype.kind in _NUMERIC_KINDS:
         values = col.astype(np.float64)
@@ -180,7 +185,7 @@ def _infer_feature(
         "values": {str(uniq[k]): int(counts[k]) for k in order},
         "other": int(counts.sum() - counts[order].sum()),
     }
-    return _feature_class()(
+    return InferredFeature(
         name, dtype, "categorical", bool(nan_ok or missing.any()), False, profile
     )
 
@@ -192,7 +197,7 @@ def _numeric_feature(
     nan_ok: bool,
     keep: npt.NDArray[np.intp] | None,
     bins: int,
-) -> Feature:
+) -> InferredFeature:
     nan = np.isnan(values)
     inf = np.isinf(values)
     sub = values if keep is None else values[keep]
@@ -219,7 +224,7 @@ def _numeric_feature(
             edges=[float(e) for e in edges],
             counts=[int(c) for c in counts],
         )
-    return _feature_class()(
+    return InferredFeature(
         name, dtype, "numeric", bool(nan_ok or nan.any()), bool(inf.any()), profile
     )
 
@@ -231,7 +236,7 @@ def _infer_features(
     bins: int,
     top_categories: int,
     max_rows: int,
-) -> tuple[list[Feature], InputType, int]:
+) -> tuple[list[InferredFeature], InputType, int]:
     """The features of ``Signature.infer(sample, ...)``, with the input type and row count."""
     columns, col_names, dtypes, input_type, n_rows = _columns_of(sample, names)
     if n_rows == 0:

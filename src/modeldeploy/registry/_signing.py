@@ -217,6 +217,25 @@ class Signer:
                 version=version,
             )
 
+    def require_loadable(
+        self, metadata: MetadataStore, name: str, version: int, sha256: str, format: str
+    ) -> None:
+        """Raise :class:`AuthenticityError` unless the stored record of ``name:version`` is
+        signed and still says ``sha256`` and ``format`` (what a ``ModelVersion`` says)."""
+        if (name, version, sha256, format) in self.authentic:
+            return
+        rec = metadata.get_version(name, version)
+        self.require_version(rec)
+        if (rec["sha256"], rec["format"]) != (sha256, format):
+            raise AuthenticityError(
+                f"This ModelVersion of {name}:{version} says sha256 {sha256[:12]}... and format "
+                f"{format!r}, but the signed record says {rec['sha256'][:12]}... and "
+                f"{rec['format']!r}. Nothing was loaded. Get the record again with "
+                f"registry.get({name!r}, {version}).",
+                name=name,
+                version=version,
+            )
+
     def require_alias(
         self, metadata: MetadataStore, name: str, alias: str, rec: Mapping[str, Any]
     ) -> None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import html
+import json
 import logging
 import os
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,47 +18,26 @@ from modeldeploy._config import (
     DEFAULT_FORMAT,
     DEFAULT_REGISTRY_ROOT,
 )
-from modeldeploy.exceptions import AuthenticityError, InvalidParameterError
-from modeldeploy.registry._helpers import (
-    _OWNER,
-    _artifact_key,
-    _deserialize,
-    _event,
-    _model_version,
-    _read_artifact,
-    _registry_html,
-    _warn_environment,
-)
-from modeldeploy.registry._helpers import _environment as _environment
-from modeldeploy.registry._helpers import _hash_file as _hash_file
-from modeldeploy.registry._helpers import _parse_signature as _parse_signature
-from modeldeploy.registry._locations import is_postgres_url, is_s3_url, redact
-from modeldeploy.registry._maintenance import (
-    _collect_garbage,
-    _read_attachment,
-    _store_attachment,
-    _verify_artifacts,
-)
-from modeldeploy.registry._registration import _check_signature, _parent_version, _store_version
+from modeldeploy.exceptions import InvalidParameterError, SchemaError
+from modeldeploy.registry._artifacts import ArtifactStore
+from modeldeploy.registry._backends import Backends
+from modeldeploy.registry._cache import ModelCache
+from modeldeploy.registry._environment import environment_of, warn_environment
+from modeldeploy.registry._metadata import MetadataStore, Record
+from modeldeploy.registry._records import to_event, to_model_version
 from modeldeploy.registry._signing import Signer
+from modeldeploy.registry._vault import ArtifactVault, deserialize
 from modeldeploy.registry.formats import Serializer, get_format, register_format
 from modeldeploy.registry.history import History
 from modeldeploy.registry.signature import Signature
-from modeldeploy.registry.stores import (
-    ArtifactStore,
-    LocalArtifactStore,
-    MetadataStore,
-    PostgresMetadataStore,
-    Record,
-    S3ArtifactStore,
-    SQLiteMetadataStore,
-)
 from modeldeploy.registry.version import Event, ModelVersion, to_json_friendly, to_metrics, to_tags
 from modeldeploy.typing import Clock
 
-__all__ = ["History", "ModelRegistry"]
+__all__ = ["ModelRegistry"]
 
 logger = logging.getLogger("modeldeploy.registry")
+
+_OWNER = "ModelRegistry"
 
 
 class ModelRegistry:
@@ -143,83 +122,41 @@ class ModelRegistry:
         clock: Clock | None = None,
         signing_key: bytes | str | Sequence[bytes | str] | None = None,
     ) -> None:
-        location = os.fspath(root)
-        self.root: Path | str = Path(location)
-        if is_postgres_url(location):
-            self.root = redact(location)
-            if metadata is None:
-                metadata = PostgresMetadataStore(location)
-        if artifacts is None and isinstance(metadata, PostgresMetadataStore):
-            raise InvalidParameterError(
-                f"A registry whose metadata is on a server ({metadata.url}) needs an artifact "
-                "store every host can reach too. Got no 'artifacts' instead: pass "
-                "artifacts='s3://bucket/prefix' (or an ArtifactStore); a local folder would not "
-                "be shared by the other hosts."
-            )
+        self._backends = Backends.from_config(root, metadata, artifacts, _OWNER)
         self.clock = as_clock(clock, _OWNER)
-        self.cache_size = val.check_int(cache_size, "cache_size", _OWNER, min_value=0)
+        self._models = ModelCache(val.check_int(cache_size, "cache_size", _OWNER, min_value=0))
         # The key itself is kept only inside the signer, so no repr or attribute shows it.
         self._signer = Signer.from_config(signing_key, _OWNER)
         self.on_event = on_event
-        self._metadata = metadata
-        self._artifacts_folder: Path | None = None
-        if isinstance(artifacts, ArtifactStore) or artifacts is None:
-            self._artifacts = artifacts
-        elif isinstance(artifacts, str | os.PathLike):
-            if is_s3_url(artifacts):
-                self._artifacts = S3ArtifactStore(os.fspath(artifacts))
-            else:
-                self._artifacts = None
-                self._artifacts_folder = Path(artifacts)
-        else:
-            raise InvalidParameterError(
-                f"The 'artifacts' parameter of {_OWNER} must be an 's3://' URL, a folder, an "
-                f"ArtifactStore or None. Got {type(artifacts).__name__!r} instead."
-            )
-        self._init_lock = threading.Lock()
-        self._cache: OrderedDict[str, Any] = OrderedDict()
-        self._cache_lock = threading.Lock()
+        self._vault = ArtifactVault(self._backends, self._stamp)
         for serializer in formats:
             register_format(serializer)
 
     # ------------------------------------------------------------------ stores (lazy)
 
     @property
+    def root(self) -> Path | str:
+        """The registry folder, or the server URL without its password."""
+        return self._backends.root
+
+    @property
     def metadata(self) -> MetadataStore:
         """The metadata store (opened on first use)."""
-        if self._metadata is None:
-            with self._init_lock:
-                if self._metadata is None:
-                    assert isinstance(self.root, Path)  # a server URL gets its store in __init__
-                    self._metadata = SQLiteMetadataStore(self.root / "registry.db")
-        return self._metadata
+        return self._backends.metadata
 
     @property
     def artifacts(self) -> ArtifactStore:
         """The artifact store (created on first use)."""
-        if self._artifacts is None:
-            with self._init_lock:
-                if self._artifacts is None:
-                    folder = self._artifacts_folder
-                    if folder is None:
-                        assert isinstance(self.root, Path)
-                        folder = self.root / "artifacts"
-                    self._artifacts = LocalArtifactStore(folder)
-        return self._artifacts
+        return self._backends.artifacts
 
-    def _artifacts_location(self) -> str | None:
-        """Where artifacts live, for display, when not the default folder under ``root``."""
-        if self._artifacts_folder is not None:
-            return str(self._artifacts_folder)
-        if self._artifacts is None:
-            return None
-        if isinstance(self._artifacts, S3ArtifactStore):
-            return self._artifacts.url
-        if isinstance(self._artifacts, LocalArtifactStore):
-            if isinstance(self.root, Path) and self._artifacts.root == self.root / "artifacts":
-                return None
-            return str(self._artifacts.root)
-        return repr(self._artifacts)
+    @property
+    def cache_size(self) -> int:
+        """How many loaded models this registry keeps in memory."""
+        return self._models.size
+
+    @cache_size.setter
+    def cache_size(self, size: int) -> None:
+        self._models.size = val.check_int(size, "cache_size", _OWNER, min_value=0)
 
     @property
     def notifies(self) -> bool:
@@ -239,10 +176,8 @@ class ModelRegistry:
 
     def close(self) -> None:
         """Close this thread's database connections and empty the model cache."""
-        if self._metadata is not None:
-            self._metadata.close()
-        with self._cache_lock:
-            self._cache.clear()
+        self._backends.close()
+        self._models.clear()
 
     def __enter__(self) -> ModelRegistry:
         return self
@@ -304,28 +239,40 @@ class ModelRegistry:
         """
         val.check_name(name, "name", _OWNER)
         signature = _check_signature(model, sample, signature)
-        parent_version = _parent_version(self, name, parent)
+        parent_version = self._parent_version(name, parent)
         serializer = get_format(format)
-        description = str(description)
-        event = _store_version(
-            self,
-            name,
-            model,
-            serializer,
-            format,
-            signature=signature,
-            metrics=metrics,
-            params=params,
-            tags=tags,
-            description=description,
-            parent=parent_version,
-        )
+        # Checked before anything is written, so a bad value leaves no artifact behind.
+        fields: Record = {
+            "signature": json.dumps(signature.to_dict()) if signature is not None else None,
+            "metrics": to_metrics(metrics, f"{_OWNER}.register"),
+            "params": to_json_friendly(params),
+            "tags": to_tags(tags, f"{_OWNER}.register"),
+            "description": str(description),
+            "parent": parent_version,
+            "environment": environment_of(model),
+        }
+        event = self._vault.store_version(name, model, serializer, format, fields)
         self._emit(event)
         if self._signer is not None:
             self._emit(
                 self._signer.sign_version(self.metadata, name, int(event["version"]), self._stamp())
             )
         return self.get(name, int(event["version"]))
+
+    def _parent_version(self, name: str, parent: int | ModelVersion | None) -> int | None:
+        """The number of a registration's ``parent`` version, checked to exist."""
+        if parent is None:
+            return None
+        if isinstance(parent, ModelVersion):
+            if parent.name != name:
+                raise InvalidParameterError(
+                    f"The 'parent' of a version of {name!r} must be a version of the same model."
+                    f" Got {parent.ref} instead."
+                )
+            return parent.version
+        number = val.check_version(parent, "parent", _OWNER)
+        self.metadata.get_version(name, number)  # raises when unknown
+        return number
 
     # ------------------------------------------------------------------ reading
 
@@ -358,7 +305,7 @@ class ModelRegistry:
     def _version(self, rec: Record, aliases: Mapping[str, int]) -> ModelVersion:
         if self._signer is not None:
             self._signer.note_version(rec)  # so version.load() need not read the record again
-        return _model_version(rec, aliases, self)
+        return to_model_version(rec, aliases, self)
 
     def load(self, name: str, version: int | None = None, *, alias: str | None = None) -> Any:
         """The model object of a version (by number, alias, or the latest).
@@ -395,39 +342,17 @@ class ModelRegistry:
         checked: bool = False,
     ) -> Any:
         if self._signer is not None and not checked:
-            self._require_signed(name, version, sha256, format)
-        with self._cache_lock:
-            if sha256 in self._cache:
-                self._cache.move_to_end(sha256)
-                return self._cache[sha256]
-        data = _read_artifact(self.artifacts, name, version, sha256)
+            self._signer.require_loadable(self.metadata, name, version, sha256, format)
+        model = self._models.get(sha256)
+        if model is not None:
+            return model
+        data = self._vault.read_artifact(name, version, sha256)
         if environment is None:
             environment = self.metadata.get_version(name, version)["environment"]
-        _warn_environment(name, version, environment)
-        model = _deserialize(data, name, version, format, environment)
-        if self.cache_size:
-            with self._cache_lock:
-                self._cache[sha256] = model
-                while len(self._cache) > self.cache_size:
-                    self._cache.popitem(last=False)
+        warn_environment(name, version, environment)
+        model = deserialize(data, name, version, format, environment)
+        self._models.put(sha256, model)
         return model
-
-    def _require_signed(self, name: str, version: int, sha256: str, format: str) -> None:
-        """With a key: the stored record is signed and still says what ``ModelVersion`` says."""
-        assert self._signer is not None
-        if (name, version, sha256, format) in self._signer.authentic:
-            return
-        rec = self.metadata.get_version(name, version)
-        self._signer.require_version(rec)
-        if (rec["sha256"], rec["format"]) != (sha256, format):
-            raise AuthenticityError(
-                f"This ModelVersion of {name}:{version} says sha256 {sha256[:12]}... and format "
-                f"{format!r}, but the signed record says {rec['sha256'][:12]}... and "
-                f"{rec['format']!r}. Nothing was loaded. Get the record again with "
-                f"registry.get({name!r}, {version}).",
-                name=name,
-                version=version,
-            )
 
     def models(self) -> list[str]:
         """Names of the registered models, sorted."""
@@ -447,7 +372,7 @@ class ModelRegistry:
 
     def history(self, name: str) -> History:
         """Every event of a model, oldest first: registrations, alias moves, deletes, custom."""
-        return History(_event(r) for r in self.metadata.events(name))
+        return History(to_event(r) for r in self.metadata.events(name))
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name in self.models()
@@ -522,7 +447,7 @@ class ModelRegistry:
                 name,
                 number,
                 reason=reason,
-                on_unreferenced=lambda sha: self.artifacts.remove(_artifact_key(sha)),
+                on_unreferenced=self._vault.remove_artifact,
                 at=self._stamp(),
             )
         )
@@ -591,7 +516,7 @@ class ModelRegistry:
         """
         val.check_name(key, "key", f"{_OWNER}.attach")
         number = val.check_version(version, "version", f"{_OWNER}.attach")
-        return _store_attachment(self, name, number, key, data)
+        return self._vault.attach(name, number, key, data)
 
     def attachment(self, name: str, version: int, key: str) -> bytes | None:
         """The bytes attached to a version under ``key`` (sha256-verified), or None.
@@ -602,7 +527,7 @@ class ModelRegistry:
             When the stored bytes are missing or differ from what was attached.
         """
         number = val.check_version(version, "version", f"{_OWNER}.attachment")
-        return _read_attachment(self, name, number, key)
+        return self._vault.attachment(name, number, key)
 
     # ------------------------------------------------------------------ maintenance
 
@@ -613,7 +538,7 @@ class ModelRegistry:
         (``"missing"`` or ``"sha256 mismatch"``). An empty list means every artifact is intact.
         """
         names = [name] if name is not None else self.models()
-        problems = _verify_artifacts(self, names)
+        problems = self._vault.verify(names)
         if self._signer is not None:
             for model_name in names:
                 problems.extend(self._signer.problems(self.metadata, model_name))
@@ -694,7 +619,7 @@ class ModelRegistry:
             ``force``).
         """
         older_than_s = val.check_float(older_than_s, "older_than_s", f"{_OWNER}.gc", min_value=0)
-        return _collect_garbage(self, older_than_s, force=bool(force))
+        return self._vault.collect_garbage(older_than_s, force=bool(force))
 
     # ------------------------------------------------------------------ events
 
@@ -704,7 +629,7 @@ class ModelRegistry:
 
     def _emit(self, record: Record) -> Event:
         """Log an event the metadata store recorded and hand it to ``on_event``."""
-        event = _event(record)
+        event = to_event(record)
         logger.info(
             "%s %s%s%s%s",
             event.kind,
@@ -730,7 +655,7 @@ class ModelRegistry:
 
     def __repr__(self) -> str:
         where = repr(str(self.root))
-        artifacts = self._artifacts_location()
+        artifacts = self._backends.artifacts_location()
         if artifacts is not None:
             where += f", artifacts={artifacts!r}"
         try:
@@ -740,4 +665,52 @@ class ModelRegistry:
         return f"ModelRegistry({where}, {len(models)} models)"
 
     def _repr_html_(self) -> str:
-        return _registry_html(str(self.root), self.metadata)
+        """The notebook table of a registry: one row per model."""
+        metadata = self.metadata
+        head = "".join(
+            f"<th>{h}</th>" for h in ("model", "versions", "latest", "aliases", "created (UTC)")
+        )
+        rows = []
+        for m in metadata.list_models():
+            aliases = ", ".join(f"{a}→v{v}" for a, v in metadata.aliases(m["name"]).items())
+            cells = (
+                m["name"],
+                m["versions"],
+                m["latest"] or "-",
+                aliases or "-",
+                m["created_at"][:19].replace("T", " "),
+            )
+            rows.append(
+                "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>"
+            )
+        return (
+            f"<table><caption>ModelRegistry at {html.escape(str(self.root))}</caption>"
+            f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        )
+
+
+def _check_signature(model: Any, sample: Any, signature: Signature | None) -> Signature | None:
+    """The signature to register: ``signature``, inferred from ``sample``, or None; checked."""
+    if not callable(getattr(model, "predict", None)):
+        raise InvalidParameterError(
+            f"The 'model' parameter of {_OWNER}.register must have a predict(X) method. "
+            f"Got {type(model).__name__!r} instead."
+        )
+    if sample is not None and signature is not None:
+        raise InvalidParameterError(
+            f"Pass either 'sample' or 'signature' to {_OWNER}.register, not both."
+        )
+    if sample is not None:
+        signature = Signature.infer(sample)
+    if signature is not None and not isinstance(signature, Signature):
+        raise InvalidParameterError(
+            f"The 'signature' parameter of {_OWNER}.register must be a Signature or None. "
+            f"Got {type(signature).__name__!r} instead."
+        )
+    expected = getattr(model, "n_features_in_", None)
+    if signature is not None and isinstance(expected, int) and expected != signature.n_features:
+        raise SchemaError(
+            f"The model expects {expected} features but the sample has "
+            f"{signature.n_features}. Pass the rows the model was trained on as 'sample'."
+        )
+    return signature

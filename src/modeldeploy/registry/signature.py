@@ -44,19 +44,15 @@ from modeldeploy.registry._convert import (
     _numeric_column,
     _to_frame,
 )
-from modeldeploy.registry._convert import _is_missing as _is_missing
-from modeldeploy.registry._convert import _missing_error as _missing_error
-from modeldeploy.registry._convert import _to_float as _to_float
-from modeldeploy.registry._profile import _all_numbers as _all_numbers
-from modeldeploy.registry._profile import _columns_of as _columns_of
-from modeldeploy.registry._profile import _example_columns, _infer_features, _median
-from modeldeploy.registry._profile import _infer_feature as _infer_feature
-from modeldeploy.registry._profile import _numeric_feature as _numeric_feature
+from modeldeploy.registry._profile import (
+    FeatureKind,
+    InputType,
+    _example_columns,
+    _infer_features,
+    _median,
+)
 
 __all__ = ["Feature", "Signature"]
-
-InputType = Literal["ndarray", "dataframe", "records"]
-FeatureKind = Literal["numeric", "categorical"]
 
 _SCHEMA_VERSION = 1
 
@@ -299,10 +295,10 @@ class Signature:
         InvalidParameterError
             When the sample is not 2-D, is empty, or its names do not fit.
         """
-        features, input_type, n_rows = _infer_features(
+        inferred, input_type, n_rows = _infer_features(
             sample, names, allow_nan, bins, top_categories, max_rows
         )
-        return cls(features, input_type=input_type, n_rows=n_rows)
+        return cls([Feature(*f) for f in inferred], input_type=input_type, n_rows=n_rows)
 
     # ------------------------------------------------------------------ validation
 

@@ -11,11 +11,8 @@ from __future__ import annotations
 
 from modeldeploy.registry._artifacts import ArtifactStore, LocalArtifactStore
 from modeldeploy.registry._metadata import MetadataStore
-from modeldeploy.registry._metadata import Record as Record
 from modeldeploy.registry._postgres import PostgresMetadataStore
 from modeldeploy.registry._s3 import S3ArtifactStore
-from modeldeploy.registry._sqlite import _JSON_FIELDS as _JSON_FIELDS
-from modeldeploy.registry._sqlite import _SCHEMA as _SCHEMA
 from modeldeploy.registry._sqlite import SQLiteMetadataStore
 
 __all__ = [

@@ -7,16 +7,35 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from modeldeploy.exceptions import InvalidParameterError
 from modeldeploy.registry._signing import SEAL_TAG
 from modeldeploy.registry.signature import Signature
 
-if TYPE_CHECKING:
-    from modeldeploy.registry.registry import ModelRegistry
-
 __all__ = ["Event", "ModelVersion"]
+
+
+class VersionSource(Protocol):
+    """What a :class:`ModelVersion` asks of the registry it was read from
+    (:class:`~modeldeploy.ModelRegistry` is one)."""
+
+    def _load_artifact(self, name: str, version: int, sha256: str, format: str) -> Any: ...
+
+    def attach(self, name: str, version: int, key: str, data: bytes) -> str: ...
+
+    def attachment(self, name: str, version: int, key: str) -> bytes | None: ...
+
+    def record_event(
+        self,
+        name: str,
+        kind: str,
+        *,
+        version: int | None = None,
+        alias: str | None = None,
+        reason: str = "",
+        details: Mapping[str, Any] | None = None,
+    ) -> Event: ...
 
 
 @dataclass(frozen=True)
@@ -60,7 +79,7 @@ class ModelVersion:
     parent: int | None = None
     environment: Mapping[str, str] = field(default_factory=dict)
     aliases: tuple[str, ...] = ()
-    _registry: ModelRegistry | None = field(default=None, repr=False, compare=False)
+    _registry: VersionSource | None = field(default=None, repr=False, compare=False)
 
     @property
     def ref(self) -> str:
@@ -68,11 +87,11 @@ class ModelVersion:
         return f"{self.name}:{self.version}"
 
     @property
-    def registry(self) -> ModelRegistry | None:
+    def registry(self) -> VersionSource | None:
         """The registry this record was read from (None for a detached record)."""
         return self._registry
 
-    def _bound(self, action: str) -> ModelRegistry:
+    def _bound(self, action: str) -> VersionSource:
         if self._registry is None:
             raise RuntimeError(
                 f"{self.ref} is a detached record (not read from a registry); {action} through "
