@@ -473,3 +473,25 @@ def test_server_urls_are_shown_without_credentials(backend: Backend) -> None:
 def test_a_server_registry_without_shared_artifacts_is_refused(pg_url: str) -> None:
     with pytest.raises(InvalidParameterError, match=r"artifacts='s3://bucket/prefix'"):
         ModelRegistry(pg_url)
+
+
+def test_alias_events_read_from_the_latest_move_as_the_interface_says(
+    registry: ModelRegistry, model: LogisticRegression
+) -> None:
+    from modeldeploy.registry.stores import MetadataStore
+
+    for _ in range(3):
+        registry.register("m", model)
+    registry.promote("m", 1)
+    registry.promote("m", 2)
+    registry.record_event("m", "note", alias="production")
+    registry.promote("m", 3)
+    registry.rollback("m")
+    registry.record_event("m", "note", alias="production", reason="after the rollback")
+    registry.record_event("m", "note", alias="staging")  # never moved: every event naming it
+    for alias in ("production", "staging", "absent"):
+        fast = registry.metadata.alias_events("m", alias)
+        assert fast == MetadataStore.alias_events(registry.metadata, "m", alias)
+    latest = registry.metadata.alias_events("m", "production")
+    assert [(e["kind"], e["version"]) for e in latest] == [("rolled_back", 2), ("note", None)]
+    assert latest[1]["reason"] == "after the rollback"
