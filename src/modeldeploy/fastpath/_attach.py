@@ -8,6 +8,7 @@ command line), and replicas find the attachment instead of compiling.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -26,11 +27,13 @@ __all__ = ["attach_fast_path", "fast_path_key"]
 logger = logging.getLogger("modeldeploy.fastpath")
 
 
+@functools.lru_cache(maxsize=1)
 def fast_path_key() -> str:
     """Attachment key of a compiled fast path: it depends on the libraries that run it.
 
     A replica with other versions of numpy, scikit-learn, onnx, onnxruntime or modeldeploy looks
-    under another key, finds nothing, and compiles for itself.
+    under another key, finds nothing, and compiles for itself. Computed once per process (the
+    modules imported do not change when packages are upgraded on disk).
     """
     versions = {}
     for package in ("numpy", "scikit-learn", "onnx", "onnxruntime", "modeldeploy"):
