@@ -135,7 +135,7 @@ def promote_to_followers(
     def promote(version: int) -> float:
         t0 = time.monotonic()
         reg.promote(name, version)
-        seen = {}
+        seen: dict[int, float] = {}
         while len(seen) < len(procs):
             pid, ref, at = served.get(timeout=60)
             if ref == f"{name}:{version}":
