@@ -21,7 +21,7 @@ from modeldeploy.deployers._stats import LatencyRecorder
 from modeldeploy.deployers.online._batcher import Batching, MicroBatcher, _answers
 from modeldeploy.deployers.online.traffic import Breaker, Canary, Shadow, is_model_version
 from modeldeploy.exceptions import DeploymentError, InvalidParameterError, ModelDeployError
-from modeldeploy.fastpath._attach import fast_path_key as _fast_path_key
+from modeldeploy.fastpath import fast_path_key as _fast_path_key
 from modeldeploy.registry.signature import Signature
 from modeldeploy.registry.version import ModelVersion
 from modeldeploy.typing import Clock
