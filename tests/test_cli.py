@@ -346,3 +346,30 @@ def test_sign_signs_what_verify_reports_unsigned(
     assert after.returncode == 0, after.stdout
     no_key = run("sign", root=tmp_path / "reg")
     assert no_key.returncode == 1 and "needs a signing key" in no_key.stderr
+
+
+def test_fastpath_attaches_the_compiled_fast_path_for_replicas(tmp_path: Path) -> None:
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from modeldeploy.fastpath import fast_path_key
+
+    path = tmp_path / "reg"
+    X = np.random.default_rng(0).normal(size=(100, 3))
+    reg = ModelRegistry(path)
+    reg.register("churn", LogisticRegression().fit(X, X[:, 0] > 0), sample=X)
+    reg.register("knn", KNeighborsClassifier().fit(X, X[:, 0] > 0), sample=X)
+    reg.promote("churn", 1)
+    out = run("fastpath", "churn@production", root=path)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("churn:1: fast path attached, served by numpy-linear")
+    out = run("fastpath", "knn:1", "--json", root=path)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert (data["version"], data["served_by"], data["accepted"]) == ("knn:1", "native", False)
+    out = run("fastpath", "knn", "--require", root=path)
+    assert out.returncode == 1
+    assert out.stderr.startswith("modeldeploy: error: A verified fast path was required")
+    assert reg.get("churn", 1).attachment(fast_path_key()) is not None
+    assert [e.kind for e in reg.history("churn")][-1] == "fast_path"
+    assert [e.kind for e in reg.history("knn")] == ["registered", "fast_path"]
+    reg.close()

@@ -292,6 +292,22 @@ def cmd_sign(reg: ModelRegistry, args: argparse.Namespace, out: TextIO) -> int:
     return EXIT_OK
 
 
+def cmd_fastpath(reg: ModelRegistry, args: argparse.Namespace, out: TextIO) -> int:
+    from modeldeploy.fastpath import attach_fast_path
+
+    name, number, alias = args.ref
+    version = reg.get(name, number, alias=alias)
+    report = attach_fast_path(version, mode="require" if args.require else "auto")
+    if args.json:
+        _emit_json({"version": version.ref, **report.to_dict()}, out)
+    else:
+        out.write(
+            f"{version.ref}: fast path attached, served by {report.served_by} "
+            f"({report.reason}; compiled in {report.compile_s:.2f} s)\n"
+        )
+    return EXIT_OK
+
+
 def cmd_score(reg: ModelRegistry, args: argparse.Namespace, out: TextIO) -> int:
     from modeldeploy.deployers.batch import BatchDeployer
 
@@ -412,6 +428,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ref", metavar="NAME[:VERSION]", nargs="?")
     p.add_argument(
         "--force", action="store_true", help="also re-sign records whose signature is wrong"
+    )
+    p = add(
+        "fastpath",
+        cmd_fastpath,
+        "compile and verify a version's fast path and store it next to the version, so that "
+        "replicas load it instead of compiling",
+    )
+    p.add_argument("ref", metavar="NAME[:VERSION|@ALIAS]", type=_ref)
+    p.add_argument(
+        "--require",
+        action="store_true",
+        help="exit 1 (and store nothing) when no verified fast path can serve",
     )
     p = add("score", cmd_score, "score a .npy, .csv or .parquet file with a version, in batches")
     p.add_argument("ref", metavar="NAME[:VERSION|@ALIAS]", type=_ref)

@@ -271,3 +271,25 @@ def test_refused_rollbacks_change_nothing(fleet: ModelRegistry, X: np.ndarray) -
     with pytest.raises(OperationRefusedError):
         fleet.rollback("m")
     assert [e.kind for e in fleet.history("m")] == ["registered", "promoted"]
+
+
+def test_an_older_layout_gets_the_alias_index_on_first_use(pg_url: str, pg_dsn: str) -> None:
+    import psycopg
+
+    store = PostgresMetadataStore(pg_url)
+    store.list_models()
+    schema = store.schema
+    store.close()
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(f'DROP INDEX "{schema}".events_alias')
+        conn.execute(f'UPDATE "{schema}".schema_version SET version = 1')
+    again = PostgresMetadataStore(pg_url)
+    assert again.list_models() == []
+    again.close()
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        version = conn.execute(f'SELECT version FROM "{schema}".schema_version').fetchone()
+        index = conn.execute(
+            "SELECT 1 FROM pg_indexes WHERE schemaname = %s AND indexname = 'events_alias'",
+            (schema,),
+        ).fetchone()
+    assert version == (2,) and index is not None

@@ -483,3 +483,25 @@ def test_gc_measures_file_ages_on_the_stores_clock_not_the_hosts(tmp_path: Path)
     probe.write_bytes(b"x")
     assert abs(store.now() - probe.stat().st_mtime) < 60  # the file system's own clock
     assert list(store.scratch_dir().iterdir()) == [probe]  # the clock probe left nothing
+
+
+def test_alias_events_read_from_the_latest_move_as_the_interface_says(
+    registry: ModelRegistry, model: LogisticRegression
+) -> None:
+    from modeldeploy.registry.stores import MetadataStore
+
+    for _ in range(3):
+        registry.register("m", model)
+    registry.promote("m", 1)
+    registry.promote("m", 2)
+    registry.record_event("m", "note", alias="production")
+    registry.promote("m", 3)
+    registry.rollback("m")
+    registry.record_event("m", "note", alias="production", reason="after the rollback")
+    registry.record_event("m", "note", alias="staging")  # never moved: every event naming it
+    for alias in ("production", "staging", "absent"):
+        fast = registry.metadata.alias_events("m", alias)
+        assert fast == MetadataStore.alias_events(registry.metadata, "m", alias)
+    latest = registry.metadata.alias_events("m", "production")
+    assert [(e["kind"], e["version"]) for e in latest] == [("rolled_back", 2), ("note", None)]
+    assert latest[1]["reason"] == "after the rollback"

@@ -13,6 +13,7 @@ from sklearn.linear_model import LogisticRegression
 
 from modeldeploy import ModelRegistry, ModelVersion, Monitor
 from modeldeploy.exceptions import InvalidParameterError
+from modeldeploy.fastpath import fast_path_key
 from modeldeploy.retraining import (
     CanaryRollout,
     Gate,
@@ -133,7 +134,9 @@ def test_drift_is_caught_retrained_gated_and_promoted(setup: Any) -> None:
     assert "retrained by RetrainPolicy" in v2.description
     assert deployer.calls == [("swap", "churn:2")]
     kinds = [e.kind for e in reg.history("churn")]
-    assert kinds[-4:] == ["retrain_decided", "registered", "retrained", "promoted"]
+    assert kinds[-5:] == ["retrain_decided", "registered", "retrained", "fast_path", "promoted"]
+    # the challenger's fast path was attached, so replicas load it instead of compiling
+    assert v2.attachment(fast_path_key()) is not None
     # the new version really is better on post-drift data
     X_test, y_test = world(2000, drifted=True, seed=9)
     assert (v2.load().predict(X_test) == y_test).mean() > (
@@ -317,3 +320,22 @@ def test_a_bare_callable_clock_still_works_and_bad_clocks_are_refused(setup: Any
         make_policy(reg, clock=datetime.now)
     with pytest.raises(InvalidParameterError, match="'clock' parameter of RetrainPolicy"):
         make_policy(reg, clock="now")
+
+
+def test_a_fast_path_that_cannot_be_attached_does_not_fail_the_retrain(
+    setup: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import modeldeploy.retraining.policy as policy_module
+
+    def broken(version: ModelVersion, **kwargs: Any) -> Any:
+        raise RuntimeError("compiler exploded")
+
+    monkeypatch.setattr(policy_module, "attach_fast_path", broken)
+    reg, v1, mon = setup
+    serve(mon, v1, *world(1500, drifted=True, seed=2), start=0)
+    with caplog.at_level("WARNING", logger="modeldeploy.retraining"):
+        outcome = make_policy(reg).run(mon, recent())
+    assert outcome.status == "promoted", outcome
+    assert reg.get("churn", alias="production").version == 2
+    assert "could not attach the fast path of churn:2" in caplog.text
+    assert "fast_path" not in [e.kind for e in reg.history("churn")]

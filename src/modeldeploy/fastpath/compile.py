@@ -23,6 +23,7 @@ raises :class:`~modeldeploy.exceptions.DeploymentError` instead).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import html
 import json
@@ -156,8 +157,16 @@ class FastPathReport:
 
 def library_versions(kind: str) -> dict[str, str]:
     """Versions of numpy, scikit-learn and (for ONNX paths) onnx and onnxruntime."""
+    return dict(_library_versions(kind == "onnx"))
+
+
+@functools.lru_cache(maxsize=2)
+def _library_versions(onnx: bool) -> tuple[tuple[str, str], ...]:
+    # Reading package metadata costs about half a millisecond a package: once per process,
+    # since the modules already imported do not change when packages are upgraded on disk.
     from importlib.metadata import PackageNotFoundError, version
 
+    kind = "onnx" if onnx else "native"
     names = ["numpy", "scikit-learn"] + (["onnx", "onnxruntime"] if kind == "onnx" else [])
     found = {}
     for name in names:
@@ -165,7 +174,7 @@ def library_versions(kind: str) -> dict[str, str]:
             found[name] = version(name)
         except PackageNotFoundError:
             found[name] = "not installed"
-    return found
+    return tuple(found.items())
 
 
 class FastPath:
@@ -279,6 +288,7 @@ class FastPath:
         reference: Any = None,
         verify: bool = True,
         atol: float = DEFAULT_FAST_PATH_ATOL,
+        measure: bool | None = None,
     ) -> FastPath:
         """Rebuild a fast path for ``model`` from :meth:`to_bytes` output.
 
@@ -293,6 +303,10 @@ class FastPath:
         verify
             Run the parity check again (the default). ``False`` trusts the artifact, for a
             replica that loads what a verified compile stored next to a sha256-checked version.
+        measure
+            Time single-row predictions of both paths for the report. Default: only when
+            verifying; a replica trusting a stored artifact does not spend a few hundred
+            milliseconds of its swap timing the model's own ``predict``.
 
         Raises
         ------
@@ -316,8 +330,9 @@ class FastPath:
             return _refuse(model, signature, mode, "onnx", _missing(exc), started)
         except NotCompilableError as exc:
             return _refuse(model, signature, mode, "native", f"not compiled: {exc}", started)
+        measure = verify if measure is None else measure
         return _finish(
-            model, program, "onnx", signature, mode, reference, atol, verify, started, True
+            model, program, "onnx", signature, mode, reference, atol, verify, started, measure
         )
 
     def __reduce__(self) -> tuple[Any, ...]:

@@ -22,7 +22,7 @@ from modeldeploy.exceptions import (
     VersionNotFoundError,
 )
 from modeldeploy.registry._locations import check_schema, redact, split_schema
-from modeldeploy.registry._metadata import MetadataStore, Record
+from modeldeploy.registry._metadata import _MOVES, MetadataStore, Record
 
 if TYPE_CHECKING:
     import psycopg
@@ -32,8 +32,10 @@ __all__ = ["PostgresMetadataStore"]
 logger = logging.getLogger("modeldeploy.registry")
 
 _OWNER = "PostgresMetadataStore"
-#: The layout this code writes; a later release migrates from the number it finds.
-SCHEMA_VERSION = 1
+#: The layout this code writes; a later release migrates from the number it finds. Version 2
+#: added the ``events_alias`` index (every statement of :func:`_tables` is idempotent, so an
+#: older layout is brought up to date by running them again).
+SCHEMA_VERSION = 2
 _JSON_FIELDS = ("metrics", "params", "tags", "environment")
 _T = TypeVar("_T")
 
@@ -59,6 +61,7 @@ def _tables(s: str) -> list[str]:
         " time TEXT NOT NULL, kind TEXT NOT NULL, version BIGINT, alias TEXT, previous BIGINT, "
         "reason TEXT NOT NULL, details TEXT NOT NULL)",
         f'CREATE INDEX IF NOT EXISTS events_name ON "{s}".events (name, id)',
+        f'CREATE INDEX IF NOT EXISTS events_alias ON "{s}".events (name, alias, id)',
         f'CREATE TABLE IF NOT EXISTS "{s}".attachments (name TEXT NOT NULL, version BIGINT NOT '
         "NULL, key TEXT NOT NULL, sha256 TEXT NOT NULL, size BIGINT NOT NULL, created_at TEXT "
         "NOT NULL, PRIMARY KEY (name, version, key))",
@@ -291,6 +294,17 @@ class PostgresMetadataStore(MetadataStore):
 
     def _create_schema(self, conn: psycopg.Connection[Any]) -> None:
         s = self.schema
+        # Usually the tables are there and up to date: one plain read says so, without the
+        # transaction, the advisory lock and the DDL (about 10 ms of a new process's first call).
+        pg = _import_psycopg()
+        try:
+            row = conn.execute(
+                f'SELECT MAX(version) AS version FROM "{s}".schema_version'
+            ).fetchone()
+        except (pg.errors.UndefinedTable, pg.errors.InvalidSchemaName):
+            row = None  # a new registry: create it below (autocommit, so nothing to roll back)
+        if row is not None and row["version"] == SCHEMA_VERSION:
+            return
         with self._transaction(conn, _Commit()):
             # Many processes starting at once would race on CREATE ... IF NOT EXISTS (it is not
             # atomic against itself); the advisory lock makes them take turns.
@@ -714,6 +728,30 @@ class PostgresMetadataStore(MetadataStore):
             ).fetchall()
             if not rows:
                 self._require_model(conn, name)
+            out = []
+            for r in rows:
+                rec = dict(r)
+                rec["id"] = int(rec["id"])
+                rec["details"] = json.loads(rec["details"])
+                out.append(rec)
+            return out
+
+        return self._read(op)
+
+    def alias_events(self, name: str, alias: str) -> list[Record]:
+        # One query along the (name, alias, id) index: the latest move (found by walking the
+        # index backwards, usually one step) and the events after it; usually two rows (the
+        # move and its signature), however long the history.
+        s = self.schema
+        moves = ", ".join(f"'{kind}'" for kind in _MOVES)
+
+        def op(conn: psycopg.Connection[Any]) -> list[Record]:
+            rows = conn.execute(
+                f'SELECT * FROM "{s}".events WHERE name = %s AND alias = %s AND id >= '
+                f'COALESCE((SELECT id FROM "{s}".events WHERE name = %s AND alias = %s AND '
+                f"kind IN ({moves}) ORDER BY id DESC LIMIT 1), 0) ORDER BY id",
+                (name, alias, name, alias),
+            ).fetchall()
             out = []
             for r in rows:
                 rec = dict(r)

@@ -27,6 +27,45 @@ _OWNER = "S3ArtifactStore"
 _TRASH = "trash/"
 #: Corrupt objects replaced in a row before giving up (each replacement is conditional).
 _MAX_REPLACE = 3
+#: Clients kept for the process, most recent last (see :func:`_shared_client`).
+_MAX_CLIENTS = 16
+
+_clients: dict[str, Any] = {}
+_clients_lock = threading.Lock()
+
+
+def _shared_client(url: str, allow_http: bool, max_retries: int, retry_timeout_s: float) -> Any:
+    """One client per bucket URL, settings and environment, shared by the process's stores.
+
+    Making a client costs several milliseconds (it loads the certificate bundle and resolves
+    credentials), and every new ``ModelRegistry`` object would pay it on its first load. The
+    key includes a digest of the ``AWS_*`` variables, so changed credentials or endpoints get a
+    new client, and the process id, since a client cannot cross a fork.
+    """
+    aws = sorted((k, v) for k, v in os.environ.items() if k.startswith("AWS_"))
+    key = hashlib.sha256(
+        repr((url, allow_http, max_retries, retry_timeout_s, os.getpid(), aws)).encode()
+    ).hexdigest()
+    with _clients_lock:
+        client = _clients.pop(key, None)
+        if client is None:
+            client = _import_obstore().store.from_url(
+                url,
+                client_options={"allow_http": allow_http},
+                retry_config={
+                    "max_retries": max_retries,
+                    "retry_timeout": timedelta(seconds=retry_timeout_s),
+                    "backoff": {
+                        "init_backoff": timedelta(milliseconds=100),
+                        "max_backoff": timedelta(seconds=2),
+                        "base": 2.0,
+                    },
+                },
+            )
+        _clients[key] = client
+        while len(_clients) > _MAX_CLIENTS:
+            del _clients[next(iter(_clients))]
+    return client
 
 
 def _import_obstore() -> Any:
@@ -100,19 +139,11 @@ class S3ArtifactStore(ArtifactStore):
         if self._client is None or self._pid != os.getpid():
             with self._lock:
                 if self._client is None or self._pid != os.getpid():
-                    obstore = _import_obstore()
-                    self._client = obstore.store.from_url(
+                    self._client = _shared_client(
                         self.url,
-                        client_options={"allow_http": self._endpoint().startswith("http://")},
-                        retry_config={
-                            "max_retries": self.max_retries,
-                            "retry_timeout": timedelta(seconds=self.retry_timeout_s),
-                            "backoff": {
-                                "init_backoff": timedelta(milliseconds=100),
-                                "max_backoff": timedelta(seconds=2),
-                                "base": 2.0,
-                            },
-                        },
+                        self._endpoint().startswith("http://"),
+                        self.max_retries,
+                        self.retry_timeout_s,
                     )
                     self._pid = os.getpid()
         assert self._client is not None

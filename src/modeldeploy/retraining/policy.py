@@ -16,6 +16,7 @@ from modeldeploy.exceptions import (
     ModelDeployError,
     VersionNotFoundError,
 )
+from modeldeploy.fastpath import attach_fast_path
 from modeldeploy.registry import ModelRegistry, ModelVersion
 from modeldeploy.retraining._outcomes import Decision, Outcome
 from modeldeploy.retraining.gates import Gate, GateResult, score
@@ -445,10 +446,25 @@ class RetrainPolicy:
             parent=champion_version,
         )
         self._record("retrained", (description,), version=version.version, details=details)
+        self._attach_fast_path(version)
         self._pending = _Pending(
             version.version, decision, result, labels_seen, champion_version.version
         )
         return self._roll_out(monitor, version, champion_version, deployer)
+
+    def _attach_fast_path(self, version: ModelVersion) -> None:
+        """Compile and store the challenger's fast path, so that replicas following the alias
+        load it when it is promoted instead of compiling it during their swap. Best effort: the
+        replicas compile for themselves when this fails."""
+        try:
+            attach_fast_path(version)
+        except Exception:
+            logger.warning(
+                "%s: could not attach the fast path of %s; replicas will compile it",
+                self.name,
+                version.ref,
+                exc_info=True,
+            )
 
     def _failed(self, status: str, what: str, exc: Exception, decision: Decision) -> Outcome:
         reasons = (f"{what}: {type(exc).__name__}: {exc}",)

@@ -21,6 +21,7 @@ from modeldeploy.deployers._stats import LatencyRecorder
 from modeldeploy.deployers.online._batcher import Batching, MicroBatcher, _answers
 from modeldeploy.deployers.online.traffic import Breaker, Canary, Shadow, is_model_version
 from modeldeploy.exceptions import DeploymentError, InvalidParameterError, ModelDeployError
+from modeldeploy.fastpath import fast_path_key as _fast_path_key
 from modeldeploy.registry.signature import Signature
 from modeldeploy.registry.version import ModelVersion
 from modeldeploy.typing import Clock
@@ -358,20 +359,3 @@ def _fast_path_for(
         except ModelDeployError as exc:  # a read-only registry still serves
             logger.warning("%s: could not store the fast path (%s)", label, exc)
     return fast
-
-
-def _fast_path_key() -> str:
-    """Attachment key of a compiled fast path: it depends on the libraries that run it."""
-    import hashlib
-    import json
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as dist_version
-
-    versions = {}
-    for package in ("numpy", "scikit-learn", "onnx", "onnxruntime", "modeldeploy"):
-        try:
-            versions[package] = dist_version(package)
-        except PackageNotFoundError:
-            versions[package] = "none"
-    digest = hashlib.sha256(json.dumps(versions, sort_keys=True).encode()).hexdigest()
-    return f"fast_path-{digest[:16]}"
