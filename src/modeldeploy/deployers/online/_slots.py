@@ -93,7 +93,9 @@ class _Slot:
     def make_batchers(self, batching: Batching) -> None:
         methods = ("predict", "predict_proba") if self.has_proba else ("predict",)
         for method in methods:
-            self.batchers[method] = batching.make(self.model_fn(method), name=self.label)
+            self.batchers[method] = batching.make(
+                self.model_fn(method), name=self.label, recorder=self.recorder
+            )
 
     def close(self) -> None:
         """Fail the requests queued for this model at once (see ``MicroBatcher.close``)."""

@@ -753,18 +753,19 @@ class OnlineDeployer(Deployer):
         try:
             if breaker.open_until is not None and not breaker.allow():
                 raise CircuitOpenError
-            out = batcher.submit(arr)
+            # The batcher records the answered request's latency and rows in slot.recorder.
+            out = batcher.submit(arr, t0)
         except Exception as exc:
             return self._failed(slot, method, arr, ids, exc, t0)
         if breaker.failures:
             breaker.success()
-        latency = perf_counter() - t0
-        slot.recorder.record(latency, arr.shape[0])
         shadow = route.shadow
         if shadow is not None:
             shadow.offer(method, arr, out)
         worker = self._feed
-        if worker is not None and not worker.offer((method, arr, out, ids, slot, latency)):
+        if worker is not None and not worker.offer(
+            (method, arr, out, ids, slot, perf_counter() - t0)
+        ):
             slot.recorder.count("dropped")
         return out  # type: ignore[no-any-return]
 
