@@ -44,6 +44,7 @@ __all__ = [
 logger = logging.getLogger("modeldeploy.deployers.batching")
 
 _allocate_lock = threading.Lock
+_ndarray = np.ndarray  # a module global: one lookup fewer per request on the lone lane
 _HISTORY = 8
 
 
@@ -317,7 +318,7 @@ class MicroBatcher:
             answered = False
             try:
                 out = self.fn(X) if self._timeout_s is None else self._call(X, perf_counter())
-                if not (type(out) is np.ndarray and out.ndim and out.shape[0] == n):
+                if not (type(out) is _ndarray and out.ndim and out.shape[0] == n):
                     out = _answers(out, n, self.name)
                 answered = True
             finally:

@@ -729,7 +729,7 @@ class OnlineDeployer(Deployer):
             route = self._route
         try:
             arr = sig.validate(X)
-            if arr.shape[0] == 0:
+            if not arr.shape[0]:
                 raise SchemaError(
                     "Expected at least one row; got an empty request. Skip the call when there "
                     "is nothing to predict."
