@@ -118,12 +118,12 @@ def test_a_custom_deployer_can_be_the_canary() -> None:
 
 def test_a_custom_deployer_can_be_the_shadow() -> None:
     with OnlineDeployer(Scorer(W1), name="v1") as dep:
-        dep.set_shadow(Scorer(W1))
+        dep.set_shadow(Scorer(W1, name="candidate"))
         for k in range(20):
             dep.predict(X[k])
         assert dep.flush()
         shadow = dep.stats().versions[1]
-    assert shadow.role == "shadow"
+    assert shadow.role == "shadow" and shadow.label == "candidate-1"  # known by its own name
     assert shadow.compared == 20 and shadow.agreement == 1.0
 
 

@@ -206,7 +206,9 @@ class SlotFactory:
             if name is None:
                 with self._lock:
                     self._bare += 1
-                    name = f"{type(spec).__name__}-{self._bare}"
+                    # A served Deployer is known by its own name; a model by its class.
+                    known = spec.name if isinstance(spec, Deployer) else type(spec).__name__
+                    name = f"{known}-{self._bare}"
             label = name
             if signature is None and isinstance(spec, Deployer):
                 # A deployer served by another checks the same schema it was built with.
