@@ -189,12 +189,11 @@ def main() -> None:
         diffs = [float(np.percentile(d, 50) - np.percentile(b, 50)) * 1e6 for b, d in runs]
         added.append((name, diffs, dep_mismatches))
         pooled = [np.concatenate([run[k] for run in runs]) * 1e6 for k in (0, 1)]
-        for k, (path, many, mm, pd) in enumerate(
-            (
-                ("validate + fast", boundary, mismatches, proba_diff),
-                ("deployer", dep.predict, dep_mismatches, dep_proba_diff),
-            )
-        ):
+        timed: list[tuple[str, Callable[[Any], Any], int, float]] = [
+            ("validate + fast", boundary, mismatches, proba_diff),
+            ("deployer", dep.predict, dep_mismatches, dep_proba_diff),
+        ]
+        for k, (path, many, mm, pd) in enumerate(timed):
             t1 = pooled[k]
             p50 = float(np.percentile(t1, 50))
             t64 = latencies(many, batches, budget / 2) * 1e6
