@@ -20,6 +20,10 @@ MODEL = LogisticRegression(max_iter=300).fit(X, y)
 BUILT_INS: dict[str, Callable[[], Deployer]] = {
     "OnlineDeployer": lambda: OnlineDeployer(MODEL, signature=SIG),
     "FunctionDeployer": lambda: FunctionDeployer(MODEL.predict, signature=SIG),
+    # The extension model: an OnlineDeployer in front of any Deployer passes the same checks.
+    "OnlineDeployer(FunctionDeployer)": lambda: OnlineDeployer(
+        FunctionDeployer(MODEL.predict, signature=SIG)
+    ),
 }
 
 

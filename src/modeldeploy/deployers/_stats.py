@@ -52,11 +52,29 @@ class LatencyRecorder:
 
     def record(self, latency_s: float, rows: int) -> None:
         """One request answered by this version."""
-        with self._lock:
+        # acquire/release rather than ``with``: half the cost, and this runs once per request.
+        lock = self._lock
+        lock.acquire()
+        try:
             i = self._i
             self._buf[i % self.window] = latency_s
             self._i = i + 1
             self._rows += rows
+        finally:
+            lock.release()
+
+    def record_held(self, latency_s: float, rows: int) -> None:
+        """:meth:`record` for a caller that holds :attr:`lock` already."""
+        i = self._i
+        self._buf[i % self.window] = latency_s
+        self._i = i + 1
+        self._rows += rows
+
+    @property
+    def lock(self) -> threading.Lock:
+        """The lock guarding the counters; a micro-batcher shares it (see ``MicroBatcher``) so
+        that the lone caller's model call and its record take the lock once between them."""
+        return self._lock
 
     @property
     def answered(self) -> int:

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 from typing_extensions import Self
 
+from modeldeploy._validation import check_callable, check_instance
 from modeldeploy.deployers._stats import DeployerStats, LatencyRecorder
 from modeldeploy.exceptions import DeploymentError, InvalidParameterError, SchemaError
 from modeldeploy.registry.signature import Signature
@@ -122,11 +123,11 @@ class Deployer(Closeable, abc.ABC):
     check_params: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(self, *, signature: Signature | None = None, name: str | None = None) -> None:
-        if signature is not None and not isinstance(signature, Signature):
-            raise InvalidParameterError(
-                f"The 'signature' parameter of {type(self).__name__} must be a Signature or "
-                f"None. Got {signature!r} instead."
-            )
+        if signature is not None:
+            check_instance(
+                signature, Signature, "signature", type(self).__name__,
+                expected="a Signature or None",
+            )  # fmt: skip
         super().__init__()
         self.signature = signature
         self.name = name if name is not None else type(self).__name__
@@ -144,6 +145,21 @@ class Deployer(Closeable, abc.ABC):
         raise DeploymentError(
             f"{self.name} gives no probabilities: its predict_proba_batch is not implemented. "
             "Call predict instead, or override predict_proba_batch."
+        )
+
+    @property
+    def supports_proba(self) -> bool:
+        """Whether :meth:`predict_proba` answers.
+
+        True when the class overrides :meth:`predict_proba_batch` (or :meth:`predict_proba`);
+        override this property when that depends on the instance (``FunctionDeployer`` without
+        ``proba_fn`` gives False). An :class:`~modeldeploy.deployers.online.OnlineDeployer`
+        serving this deployer reads it: it warms up and offers ``predict_proba`` only when True.
+        """
+        cls = type(self)
+        return (
+            cls.predict_proba_batch is not Deployer.predict_proba_batch
+            or cls.predict_proba is not Deployer.predict_proba
         )
 
     # ------------------------------------------------------------------ public API
@@ -290,15 +306,9 @@ class FunctionDeployer(Deployer):
         signature: Signature | None = None,
         name: str | None = None,
     ) -> None:
-        if not callable(fn):
-            raise InvalidParameterError(
-                f"The 'fn' parameter of FunctionDeployer must be callable. Got {fn!r} instead."
-            )
-        if proba_fn is not None and not callable(proba_fn):
-            raise InvalidParameterError(
-                "The 'proba_fn' parameter of FunctionDeployer must be callable or None. "
-                f"Got {proba_fn!r} instead."
-            )
+        check_callable(fn, "fn", "FunctionDeployer")
+        if proba_fn is not None:
+            check_callable(proba_fn, "proba_fn", "FunctionDeployer", expected="a callable or None")
         self.fn = fn
         self.proba_fn = proba_fn
         super().__init__(signature=signature, name=name or getattr(fn, "__name__", None))
@@ -309,6 +319,11 @@ class FunctionDeployer(Deployer):
     def predict_batch(self, X: np.ndarray) -> Any:
         """Call ``fn`` on the batch."""
         return self.fn(X)
+
+    @property
+    def supports_proba(self) -> bool:
+        """Whether a ``proba_fn`` was given."""
+        return self.proba_fn is not None
 
     def predict_proba_batch(self, X: np.ndarray) -> Any:
         """Call ``proba_fn`` on the batch."""

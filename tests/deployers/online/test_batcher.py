@@ -377,3 +377,35 @@ def test_timed_out_calls_are_counted_as_abandoned() -> None:
     assert pool.abandoned == 1
     release.set()
     pool.close()
+
+
+def test_a_recorder_counts_each_answered_request_once_lone_or_queued() -> None:
+    from modeldeploy.deployers._stats import LatencyRecorder
+
+    recorder = LatencyRecorder("demo", "primary")
+
+    def slow_first_column(batch: np.ndarray) -> np.ndarray:
+        time.sleep(0.002)
+        return batch[:, 0]
+
+    batcher = MicroBatcher(slow_first_column, max_batch_size=64, max_wait_ms=1, recorder=recorder)
+    for k in range(5):  # lone callers: the caller's own thread runs the model
+        assert batcher.submit(np.array([[float(k), 0.0]]), time.perf_counter()).tolist() == [k]
+    answers = run_concurrently(12, lambda k: batcher.submit(np.array([[float(k), 1.0]] * 2)))
+    assert [a.tolist() for a in answers] == [[float(k)] * 2 for k in range(12)]
+    snap = recorder.snapshot()
+    assert (snap.requests, snap.rows) == (17, 5 + 24)
+    assert snap.latency_samples == 17 and snap.latency_ms["p50"] > 0
+    assert batcher.batches < 17  # the concurrent callers shared calls
+
+
+def test_a_failed_lone_call_is_not_recorded_and_frees_the_batcher() -> None:
+    from modeldeploy.deployers._stats import LatencyRecorder
+
+    recorder = LatencyRecorder("demo", "primary")
+    batcher = MicroBatcher(lambda batch: batch[:1, 0], recorder=recorder)
+    with pytest.raises(DeploymentError, match="1 answers"):
+        batcher.submit(np.zeros((3, 2)))
+    assert recorder.snapshot().requests == 0 and not batcher._busy
+    assert batcher.submit(np.zeros((1, 2))).tolist() == [0.0]
+    assert recorder.snapshot().requests == 1

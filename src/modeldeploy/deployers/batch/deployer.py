@@ -37,7 +37,7 @@ from modeldeploy._config import (
     DEFAULT_BATCH_FLUSH_ROWS,
     DEFAULT_BATCH_MONITOR_ROWS,
 )
-from modeldeploy._validation import check_choice, check_float, check_int
+from modeldeploy._validation import check_choice, check_float, check_instance, check_int
 from modeldeploy.deployers.base import Closeable
 from modeldeploy.deployers.batch._outputs import check_output, open_output
 from modeldeploy.deployers.batch._pools import _OWNER, _MonitorFeed, _Pool, _Scorer
@@ -164,17 +164,17 @@ class BatchDeployer(Closeable):
         self.client = client
         self.method = check_choice(method, "method", _OWNER, _METHODS)
         self.on_error = check_choice(on_error, "on_error", _OWNER, ("raise", "skip"))
-        if monitor is not None and not isinstance(monitor, MonitorSink):
-            raise InvalidParameterError(
-                f"The 'monitor' parameter of {_OWNER} must have log_predictions() and "
-                f"log_error() (a modeldeploy Monitor). Got {type(monitor).__name__} instead."
-            )
+        if monitor is not None:
+            check_instance(
+                monitor, MonitorSink, "monitor", _OWNER,
+                expected="an object with log_predictions() and log_error() (a modeldeploy "
+                "Monitor) or None",
+            )  # fmt: skip
         self.monitor = monitor
         self.progress = bool(progress)
-        if signature is not None and not isinstance(signature, Signature):
-            raise InvalidParameterError(
-                f"The 'signature' parameter of {_OWNER} must be a Signature or None. Got "
-                f"{type(signature).__name__} instead."
+        if signature is not None:
+            check_instance(
+                signature, Signature, "signature", _OWNER, expected="a Signature or None"
             )
         self.signature = signature
         self.monitor_rows = check_int(monitor_rows, "monitor_rows", _OWNER, min_value=0)

@@ -30,6 +30,7 @@ import numpy as np
 
 from modeldeploy._config import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_WAIT_MS
 from modeldeploy._validation import check_float, check_int
+from modeldeploy.deployers._stats import LatencyRecorder
 from modeldeploy.exceptions import DeploymentError
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
 logger = logging.getLogger("modeldeploy.deployers.batching")
 
 _allocate_lock = threading.Lock
+_ndarray = np.ndarray  # a module global: one lookup fewer per request on the lone lane
 _HISTORY = 8
 
 
@@ -261,11 +263,15 @@ class MicroBatcher:
         timeout_ms: float | None = None,
         pool: CallPool | None = None,
         name: str = "The model",
+        recorder: LatencyRecorder | None = None,
     ) -> None:
         self.fn = fn
         self.name = name
+        self.recorder = recorder
         self._closed = False
-        self._lock = threading.Lock()
+        # With a recorder, its lock is the batcher's: the lone caller records its latency in
+        # the critical section that ends its call, instead of taking a second lock.
+        self._lock = threading.Lock() if recorder is None else recorder.lock
         self._queue: deque[_Request] = deque()
         self._queued_rows = 0
         self._busy = False
@@ -291,36 +297,53 @@ class MicroBatcher:
             self.max_wait_ms = check_float(max_wait_ms, "max_wait_ms", "MicroBatcher", min_value=0)
             self._max_wait_s = self.max_wait_ms / 1e3
 
-    def submit(self, X: Any) -> Any:
-        """Answer the rows of ``X``, sharing the model call with concurrent callers."""
+    def submit(self, X: Any, t0: float | None = None) -> Any:
+        """Answer the rows of ``X``, sharing the model call with concurrent callers.
+
+        With a ``recorder``, an answered request's latency from ``t0`` (a ``perf_counter()``
+        time; default: now) is recorded in it, along with its rows.
+        """
+        n = X.shape[0]
+        recorder = self.recorder
+        if t0 is None and recorder is not None:
+            t0 = perf_counter()
         lock = self._lock
         lock.acquire()
-        if self._closed:
-            lock.release()
-            raise self._closed_error()
-        if (
-            not self._busy
-            and not self._queue
-            and (self._want <= 1 or X.shape[0] >= self.max_batch_size)
-        ):
-            # Nothing running, nothing queued, nobody expected: run at once.
+        # The lone caller's lane: nothing running (so nothing queued: a queued request always
+        # has a leader), nobody expected, open. It runs in the caller's thread, at once; with
+        # timeout_ms the call still goes to the pool, which bounds it.
+        if not self._busy and (self._want <= 1 or n >= self.max_batch_size) and not self._closed:
             self._busy = True
             lock.release()
+            answered = False
             try:
                 out = self.fn(X) if self._timeout_s is None else self._call(X, perf_counter())
-                if type(out) is np.ndarray and out.ndim and out.shape[0] == X.shape[0]:
-                    return out
-                return _answers(out, X.shape[0], self.name)
+                if not (type(out) is _ndarray and out.ndim and out.shape[0] == n):
+                    out = _answers(out, n, self.name)
+                answered = True
             finally:
                 lock.acquire()
                 self.batches += 1
-                self.rows += X.shape[0]
+                self.rows += n
+                if answered and recorder is not None:
+                    recorder.record_held(perf_counter() - t0, n)  # type: ignore[operator]
                 if self._queue:
                     self._hand_over()
                 else:
                     self._busy = False
                 lock.release()
-        req = _Request(X, X.shape[0], perf_counter())
+            return out
+        if self._closed:
+            lock.release()
+            raise self._closed_error()
+        out = self._queue_up(X, n, lock)
+        if recorder is not None:
+            recorder.record(perf_counter() - t0, n)  # type: ignore[operator]
+        return out
+
+    def _queue_up(self, X: Any, n: int, lock: threading.Lock) -> Any:
+        """Queue ``X`` (called holding the lock, which it releases) and wait for its answer."""
+        req = _Request(X, n, perf_counter())
         self._queue.append(req)
         self._queued_rows += req.n
         if not self._busy:
@@ -554,11 +577,14 @@ class Batching:
         #: Runs the model calls when ``timeout_ms`` is given, so that a caller can stop waiting.
         self.pool = CallPool() if self.timeout_ms is not None else None
 
-    def make(self, fn: Callable[[Any], Any], *, name: str) -> MicroBatcher:
-        """A batcher of ``fn`` with the current settings."""
+    def make(
+        self, fn: Callable[[Any], Any], *, name: str, recorder: LatencyRecorder | None = None
+    ) -> MicroBatcher:
+        """A batcher of ``fn`` with the current settings (recording in ``recorder``)."""
         return MicroBatcher(
             fn,
             name=name,
+            recorder=recorder,
             max_batch_size=self.max_batch_size,
             max_wait_ms=self.max_wait_ms,
             timeout_ms=self.timeout_ms,

@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from modeldeploy._validation import check_instance
 from modeldeploy.deployers._stats import LatencyRecorder
+from modeldeploy.deployers.base import Deployer
 from modeldeploy.deployers.online._batcher import Batching, MicroBatcher, _answers
 from modeldeploy.deployers.online.traffic import Breaker, Canary, Shadow, is_model_version
 from modeldeploy.exceptions import DeploymentError, InvalidParameterError, ModelDeployError
@@ -57,10 +59,14 @@ class _Slot:
         # A verified FastPath answers for the model when given; it takes validated arrays.
         self.fast = fast
         self.runner = model if fast is None else fast
-        if fast is None:
-            self.has_proba = callable(getattr(model, "predict_proba", None))
-        else:
+        if isinstance(model, Deployer):
+            # Every Deployer has a predict_proba method (and so has a fast path serving it
+            # natively); the deployer says whether that method answers.
+            self.has_proba = bool(model.supports_proba)
+        elif fast is not None:
             self.has_proba = bool(fast.has_predict_proba)
+        else:
+            self.has_proba = callable(getattr(model, "predict_proba", None))
         self.batchers: dict[str, MicroBatcher] = {}
         self._to_input: Callable[[np.ndarray], Any] | None = None
         self.set_signature(signature)
@@ -88,7 +94,9 @@ class _Slot:
     def make_batchers(self, batching: Batching) -> None:
         methods = ("predict", "predict_proba") if self.has_proba else ("predict",)
         for method in methods:
-            self.batchers[method] = batching.make(self.model_fn(method), name=self.label)
+            self.batchers[method] = batching.make(
+                self.model_fn(method), name=self.label, recorder=self.recorder
+            )
 
     def close(self) -> None:
         """Fail the requests queued for this model at once (see ``MicroBatcher.close``)."""
@@ -199,17 +207,21 @@ class SlotFactory:
             if name is None:
                 with self._lock:
                     self._bare += 1
-                    name = f"{type(spec).__name__}-{self._bare}"
+                    # A served Deployer is known by its own name; a model by its class.
+                    known = spec.name if isinstance(spec, Deployer) else type(spec).__name__
+                    name = f"{known}-{self._bare}"
             label = name
+            if signature is None and isinstance(spec, Deployer):
+                # A deployer served by another checks the same schema it was built with.
+                signature = spec.signature
         else:
             raise InvalidParameterError(
                 f"The model given to {_OWNER} must be a ModelVersion or an object with "
                 f"predict(X). Got {spec!r} instead."
             )
-        if signature is not None and not isinstance(signature, Signature):
-            raise InvalidParameterError(
-                f"The 'signature' parameter of {_OWNER} must be a Signature or None. Got "
-                f"{signature!r} instead."
+        if signature is not None:
+            check_instance(
+                signature, Signature, "signature", _OWNER, expected="a Signature or None"
             )
         if signature is None:
             signature = default_signature

@@ -25,7 +25,13 @@ from modeldeploy._config import (
     DEFAULT_POLL_S,
     DEFAULT_WARMUP_TIMEOUT_S,
 )
-from modeldeploy._validation import check_choice, check_float, check_int
+from modeldeploy._validation import (
+    check_callable,
+    check_choice,
+    check_float,
+    check_instance,
+    check_int,
+)
 from modeldeploy.deployers._stats import DeployerStats, LatencyRecorder
 from modeldeploy.deployers.base import Deployer
 from modeldeploy.deployers.online._batcher import (
@@ -209,11 +215,12 @@ class OnlineDeployer(Deployer):
         self.breaker_cooldown_s = check_float(
             breaker_cooldown_s, "breaker_cooldown_s", _OWNER, min_value=0
         )
-        if monitor is not None and not isinstance(monitor, MonitorSink):
-            raise InvalidParameterError(
-                f"The 'monitor' parameter of {_OWNER} must have log_predictions and log_error "
-                f"methods (a MonitorSink) or be None. Got {monitor!r} instead."
-            )
+        if monitor is not None:
+            check_instance(
+                monitor, MonitorSink, "monitor", _OWNER,
+                expected="an object with log_predictions and log_error methods (a MonitorSink) "
+                "or None",
+            )  # fmt: skip
         self.monitor = monitor
         self.warm = bool(warm)
         self.warmup_timeout_s = (
@@ -229,11 +236,8 @@ class OnlineDeployer(Deployer):
             warmup_bound_s = self.timeout_ms / 1e3
         else:
             warmup_bound_s = DEFAULT_WARMUP_TIMEOUT_S
-        if on_event is not None and not callable(on_event):
-            raise InvalidParameterError(
-                f"The 'on_event' parameter of {_OWNER} must be callable or None. Got "
-                f"{on_event!r} instead."
-            )
+        if on_event is not None:
+            check_callable(on_event, "on_event", _OWNER, expected="a callable or None")
         self.on_event = on_event
         check_choice(fast_path, "fast_path", _OWNER, ("off", "auto", "require"))
         self.fast_path = fast_path
@@ -268,6 +272,11 @@ class OnlineDeployer(Deployer):
             raise
         self.signature = primary.signature
         self._route = _Route(primary, primary.signature)
+
+    @property
+    def supports_proba(self) -> bool:
+        """Whether the primary answers ``predict_proba``."""
+        return self._route.primary.has_proba
 
     @property
     def max_batch_size(self) -> int:
@@ -720,7 +729,7 @@ class OnlineDeployer(Deployer):
             route = self._route
         try:
             arr = sig.validate(X)
-            if arr.shape[0] == 0:
+            if not arr.shape[0]:
                 raise SchemaError(
                     "Expected at least one row; got an empty request. Skip the call when there "
                     "is nothing to predict."
@@ -744,18 +753,19 @@ class OnlineDeployer(Deployer):
         try:
             if breaker.open_until is not None and not breaker.allow():
                 raise CircuitOpenError
-            out = batcher.submit(arr)
+            # The batcher records the answered request's latency and rows in slot.recorder.
+            out = batcher.submit(arr, t0)
         except Exception as exc:
             return self._failed(slot, method, arr, ids, exc, t0)
         if breaker.failures:
             breaker.success()
-        latency = perf_counter() - t0
-        slot.recorder.record(latency, arr.shape[0])
         shadow = route.shadow
         if shadow is not None:
             shadow.offer(method, arr, out)
         worker = self._feed
-        if worker is not None and not worker.offer((method, arr, out, ids, slot, latency)):
+        if worker is not None and not worker.offer(
+            (method, arr, out, ids, slot, perf_counter() - t0)
+        ):
             slot.recorder.count("dropped")
         return out  # type: ignore[no-any-return]
 
