@@ -8,7 +8,7 @@ import pytest
 
 
 @pytest.fixture(autouse=True)
-def _own_artifact_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def host_cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "host-artifact-cache"
     monkeypatch.setenv("MODELDEPLOY_ARTIFACT_CACHE", str(folder))
     return folder
