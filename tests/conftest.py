@@ -21,6 +21,14 @@ from sklearn.linear_model import LogisticRegression
 from modeldeploy import ModelRegistry
 
 
+@pytest.fixture(autouse=True)
+def host_cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test gets a host artifact cache of its own (never the user's ~/.cache)."""
+    folder = tmp_path / "host-artifact-cache"
+    monkeypatch.setenv("MODELDEPLOY_ARTIFACT_CACHE", str(folder))
+    return folder
+
+
 @pytest.fixture
 def data() -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)

@@ -8,6 +8,8 @@ DEFAULT_REGISTRY_ROOT = "model-registry"
 DEFAULT_FORMAT = "joblib"
 #: How many loaded models the in-process cache of a registry keeps.
 DEFAULT_CACHE_SIZE = 16
+#: Most bytes of artifacts a host's artifact cache (of a remote artifact store) keeps: 2 GiB.
+DEFAULT_ARTIFACT_CACHE_LIMIT_BYTES = 2 * 1024**3
 #: SQLite busy timeout: how long a writer waits for another process's lock, in seconds.
 DEFAULT_BUSY_TIMEOUT_S = 30.0
 #: Number of quantile bins in a numeric feature's reference profile.

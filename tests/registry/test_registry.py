@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from modeldeploy import (
     VersionNotFoundError,
 )
 from modeldeploy.exceptions import InvalidParameterError, OperationRefusedError
+from modeldeploy.registry.stores import HostArtifactCache
 
 BACKENDS = ["sqlite+local", "sqlite+s3", "postgres+local", "postgres+s3"]
 
@@ -64,21 +66,28 @@ class Backend:
             return bytes(obstore.get(self._s3(), self._key(sha256)).bytes())
         return self._local(sha256).read_bytes()
 
+    def _host_copy(self, sha256: str) -> Path:
+        """This host's cached copy (tests/registry/conftest.py names the folder)."""
+        return HostArtifactCache(os.environ["MODELDEPLOY_ARTIFACT_CACHE"]).path(sha256)
+
     def write(self, sha256: str, data: bytes) -> None:
-        """Overwrite an artifact in place (bit rot, tampering)."""
+        """Overwrite an artifact in place (bit rot, tampering), and this host's copy of it."""
         if self.kind.endswith("s3"):
             import obstore
 
             obstore.put(self._s3(), self._key(sha256), data)
+            if self._host_copy(sha256).exists():
+                self._host_copy(sha256).write_bytes(data)
         else:
             self._local(sha256).write_bytes(data)
 
     def remove(self, sha256: str) -> None:
-        """Delete an artifact outright (no trash)."""
+        """Delete an artifact outright (no trash), and this host's copy of it."""
         if self.kind.endswith("s3"):
             import obstore
 
             obstore.delete(self._s3(), self._key(sha256))
+            self._host_copy(sha256).unlink(missing_ok=True)
         else:
             self._local(sha256).unlink()
 

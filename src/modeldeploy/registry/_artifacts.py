@@ -12,6 +12,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from modeldeploy._files import fsync_dir
 
@@ -52,6 +53,14 @@ class ArtifactStore(ABC):
     @abstractmethod
     def read(self, key: str) -> bytes:
         """The artifact's bytes; ``FileNotFoundError`` when missing."""
+
+    def download(self, key: str, dest: BinaryIO) -> None:
+        """Write the artifact's bytes to ``dest``; ``FileNotFoundError`` when missing.
+
+        A remote store overrides it to stream into the host's artifact cache without holding
+        the whole artifact in memory twice.
+        """
+        dest.write(self.read(key))
 
     @abstractmethod
     def remove(self, key: str) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from modeldeploy.exceptions import InvalidParameterError
 from modeldeploy.registry._artifacts import ArtifactStore, LocalArtifactStore
+from modeldeploy.registry._host_cache import HostArtifactCache
 from modeldeploy.registry._locations import is_postgres_url, is_s3_url, redact
 from modeldeploy.registry._metadata import MetadataStore
 from modeldeploy.registry._postgres import PostgresMetadataStore
@@ -28,6 +29,8 @@ class Backends:
         A ready artifact store, or None for a folder: ``folder``, else ``root/artifacts``.
     folder
         Where the default artifact store goes when it is not under ``root``.
+    cache
+        The host's copy of a remote artifact store's artifacts, or None.
     """
 
     def __init__(
@@ -37,8 +40,10 @@ class Backends:
         metadata: MetadataStore | None = None,
         artifacts: ArtifactStore | None = None,
         folder: Path | None = None,
+        cache: HostArtifactCache | None = None,
     ) -> None:
         self.root = root
+        self.cache = cache
         self._metadata = metadata
         self._artifacts = artifacts
         self._folder = folder
@@ -51,8 +56,10 @@ class Backends:
         metadata: MetadataStore | None,
         artifacts: ArtifactStore | str | os.PathLike[str] | None,
         owner: str,
+        artifact_cache: object = None,
     ) -> Backends:
-        """The stores of ``ModelRegistry(root, metadata=..., artifacts=...)``, checked.
+        """The stores of ``ModelRegistry(root, metadata=..., artifacts=..., artifact_cache=...)``,
+        checked; the host cache is on by default for an S3 store only.
 
         Raises
         ------
@@ -72,14 +79,15 @@ class Backends:
                 "artifacts='s3://bucket/prefix' (or an ArtifactStore); a local folder would not "
                 "be shared by the other hosts."
             )
+        if isinstance(artifacts, str | os.PathLike) and is_s3_url(artifacts):
+            artifacts = S3ArtifactStore(os.fspath(artifacts))
         if isinstance(artifacts, ArtifactStore) or artifacts is None:
-            return cls(shown, metadata=metadata, artifacts=artifacts)
+            remote = isinstance(artifacts, S3ArtifactStore)
+            cache = HostArtifactCache.from_config(artifact_cache, remote, owner)
+            return cls(shown, metadata=metadata, artifacts=artifacts, cache=cache)
         if isinstance(artifacts, str | os.PathLike):
-            if is_s3_url(artifacts):
-                return cls(
-                    shown, metadata=metadata, artifacts=S3ArtifactStore(os.fspath(artifacts))
-                )
-            return cls(shown, metadata=metadata, folder=Path(artifacts))
+            cache = HostArtifactCache.from_config(artifact_cache, False, owner)
+            return cls(shown, metadata=metadata, folder=Path(artifacts), cache=cache)
         raise InvalidParameterError(
             f"The 'artifacts' parameter of {owner} must be an 's3://' URL, a folder, an "
             f"ArtifactStore or None. Got {type(artifacts).__name__!r} instead."

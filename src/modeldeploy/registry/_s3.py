@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from modeldeploy.exceptions import MissingDependencyError, RegistryError, StoreUnavailableError
 from modeldeploy.registry._artifacts import ArtifactStore, _expected_sha256
@@ -29,6 +29,8 @@ _TRASH = "trash/"
 _MAX_REPLACE = 3
 #: Clients kept for the process, most recent last (see :func:`_shared_client`).
 _MAX_CLIENTS = 16
+#: Chunks of a streamed GET (:meth:`S3ArtifactStore.download`).
+_CHUNK = 1 << 20
 
 _clients: dict[str, Any] = {}
 _clients_lock = threading.Lock()
@@ -239,6 +241,20 @@ class S3ArtifactStore(ArtifactStore):
         with contextlib.suppress(obstore.exceptions.AlreadyExistsError):
             self._call(f"restore {key}", obstore.put, key, data, mode="create", use_multipart=False)
         return data
+
+    def download(self, key: str, dest: BinaryIO) -> None:
+        obstore = _import_obstore()
+        try:
+            got = self._call(f"read {key}", obstore.get, key)
+        except FileNotFoundError:
+            dest.write(self.read(key))  # from the trash, restored on the way
+            return
+        # Chunks go straight from the client's buffers to the file: no bytes copy of the whole.
+        try:
+            for chunk in got.stream(min_chunk_size=_CHUNK):
+                dest.write(chunk)
+        except obstore.exceptions.BaseError as exc:
+            raise self._failure(exc, f"read {key}") from exc
 
     def remove(self, key: str) -> None:
         obstore = _import_obstore()

@@ -23,6 +23,7 @@ from modeldeploy.registry._artifacts import ArtifactStore
 from modeldeploy.registry._backends import Backends
 from modeldeploy.registry._cache import ModelCache
 from modeldeploy.registry._environment import environment_of, warn_environment
+from modeldeploy.registry._host_cache import HostArtifactCache
 from modeldeploy.registry._metadata import MetadataStore, Record
 from modeldeploy.registry._records import to_event, to_model_version
 from modeldeploy.registry._signing import Signer
@@ -68,6 +69,15 @@ class ModelRegistry:
         endpoint from the usual ``AWS_*`` variables), a folder, or an
         :class:`~modeldeploy.registry.stores.ArtifactStore`. Default: ``root/artifacts`` for a
         folder registry; required for a server one.
+    artifact_cache
+        A folder of this host where artifacts of a remote store are kept after their first
+        fetch, so that later processes of the host load them at local-file speed (sha256
+        verified on every load; a corrupt copy is dropped and fetched again). Default (None):
+        on for an ``s3://`` store, at ``$MODELDEPLOY_ARTIFACT_CACHE`` if set (``off`` turns it
+        off), else ``${XDG_CACHE_HOME:-~/.cache}/modeldeploy/artifacts``; off for a folder
+        store. ``False`` turns it off; ``True`` turns it on for any store; a
+        :class:`~modeldeploy.registry.stores.HostArtifactCache` sets the size limit (default
+        2 GiB, least recently used first out).
     cache_size
         How many loaded models to keep in memory (keyed by sha256, least recently used first out).
     formats
@@ -116,13 +126,14 @@ class ModelRegistry:
         *,
         metadata: MetadataStore | None = None,
         artifacts: ArtifactStore | str | os.PathLike[str] | None = None,
+        artifact_cache: HostArtifactCache | str | os.PathLike[str] | bool | None = None,
         cache_size: int = DEFAULT_CACHE_SIZE,
         formats: Iterable[Serializer] = (),
         on_event: Callable[[Event], None] | None = None,
         clock: Clock | None = None,
         signing_key: bytes | str | Sequence[bytes | str] | None = None,
     ) -> None:
-        self._backends = Backends.from_config(root, metadata, artifacts, _OWNER)
+        self._backends = Backends.from_config(root, metadata, artifacts, _OWNER, artifact_cache)
         self.clock = as_clock(clock, _OWNER)
         self._models = ModelCache(val.check_int(cache_size, "cache_size", _OWNER, min_value=0))
         # The key itself is kept only inside the signer, so no repr or attribute shows it.
@@ -148,6 +159,11 @@ class ModelRegistry:
     def artifacts(self) -> ArtifactStore:
         """The artifact store (created on first use)."""
         return self._backends.artifacts
+
+    @property
+    def artifact_cache(self) -> HostArtifactCache | None:
+        """This host's copy of the artifact store's artifacts, or None when off."""
+        return self._backends.cache
 
     @property
     def cache_size(self) -> int:

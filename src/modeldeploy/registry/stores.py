@@ -5,11 +5,13 @@ the serialized model files, addressed by their sha256. The embedded defaults are
 :class:`SQLiteMetadataStore` (one SQLite file in WAL mode) and :class:`LocalArtifactStore` (a
 folder). A fleet of hosts shares :class:`PostgresMetadataStore` (extra ``[postgres]``) and
 :class:`S3ArtifactStore` (extra ``[s3]``); any metadata store works with any artifact store.
+:class:`HostArtifactCache` keeps a remote store's artifacts on each host after their first fetch.
 """
 
 from __future__ import annotations
 
 from modeldeploy.registry._artifacts import ArtifactStore, LocalArtifactStore
+from modeldeploy.registry._host_cache import HostArtifactCache
 from modeldeploy.registry._metadata import MetadataStore
 from modeldeploy.registry._postgres import PostgresMetadataStore
 from modeldeploy.registry._s3 import S3ArtifactStore
@@ -17,6 +19,7 @@ from modeldeploy.registry._sqlite import SQLiteMetadataStore
 
 __all__ = [
     "ArtifactStore",
+    "HostArtifactCache",
     "LocalArtifactStore",
     "MetadataStore",
     "PostgresMetadataStore",
