@@ -7,7 +7,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-__all__ = ["MetadataStore", "Record"]
+from modeldeploy.exceptions import OperationRefusedError
+
+__all__ = ["AliasStack", "MetadataStore", "Record", "event_record"]
 
 Record = dict[str, Any]
 
@@ -154,3 +156,85 @@ class MetadataStore(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections."""
+
+
+def event_record(
+    name: str,
+    kind: str,
+    *,
+    at: str,
+    version: int | None = None,
+    alias: str | None = None,
+    previous: int | None = None,
+    reason: str = "",
+    details: Record | None = None,
+) -> Record:
+    """An event as every metadata store records and returns it (the store adds its ``id``)."""
+    return {
+        "name": name,
+        "time": at,
+        "kind": kind,
+        "version": version,
+        "alias": alias,
+        "previous": previous,
+        "reason": reason,
+        "details": details or {},
+    }
+
+
+class AliasStack:
+    """The versions an alias pointed at, oldest first: what promote and rollback change.
+
+    The same rule on every metadata store: a promotion pushes the new version (unless the alias
+    already points at it); a rollback pops the current one and any deleted since, and lands on
+    the version below. At most ``keep`` entries are stored.
+
+    Examples
+    --------
+    >>> stack = AliasStack("churn", "production", [1, 2, 3])
+    >>> stack.promote(4), stack.roll_back(existing={1, 2, 4}), stack.versions
+    (4, 2, [1, 2])
+    """
+
+    def __init__(self, name: str, alias: str, versions: list[int], keep: int = 1000) -> None:
+        self.name = name
+        self.alias = alias
+        self.versions = list(versions)
+        self.keep = keep
+
+    @property
+    def current(self) -> int | None:
+        """The version the alias points at, or None for a new alias."""
+        return self.versions[-1] if self.versions else None
+
+    def promote(self, version: int) -> int:
+        """Point the alias at ``version``; return it."""
+        if self.current != version:
+            self.versions.append(version)
+        return version
+
+    def roll_back(self, existing: set[int]) -> int:
+        """Go back to the latest earlier version that still exists; return it.
+
+        Raises
+        ------
+        OperationRefusedError
+            When no earlier version exists.
+        """
+        previous = self.current
+        stack = self.versions[:-1]
+        while stack and stack[-1] not in existing:
+            stack.pop()
+        if not stack:
+            raise OperationRefusedError(
+                f"Cannot roll back alias {self.alias!r} of model {self.name!r}: it has pointed "
+                f"at no other existing version before version {previous}. Promote the version "
+                f"you want instead: registry.promote({self.name!r}, VERSION, "
+                f"alias={self.alias!r})."
+            )
+        self.versions = stack
+        return stack[-1]
+
+    def stored(self) -> list[int]:
+        """The entries to store (the most recent ``keep``)."""
+        return self.versions[-self.keep :]

@@ -22,7 +22,13 @@ from modeldeploy.exceptions import (
     VersionNotFoundError,
 )
 from modeldeploy.registry._locations import check_schema, redact, split_schema
-from modeldeploy.registry._metadata import _MOVES, MetadataStore, Record
+from modeldeploy.registry._metadata import (
+    _MOVES,
+    AliasStack,
+    MetadataStore,
+    Record,
+    event_record,
+)
 
 if TYPE_CHECKING:
     import psycopg
@@ -390,16 +396,16 @@ class PostgresMetadataStore(MetadataStore):
         reason: str = "",
         details: Record | None = None,
     ) -> Record:
-        rec: Record = {
-            "name": name,
-            "time": at,
-            "kind": kind,
-            "version": version,
-            "alias": alias,
-            "previous": previous,
-            "reason": reason,
-            "details": details or {},
-        }
+        rec = event_record(
+            name,
+            kind,
+            at=at,
+            version=version,
+            alias=alias,
+            previous=previous,
+            reason=reason,
+            details=details,
+        )
         row = conn.execute(
             f'INSERT INTO "{self.schema}".events (name, time, kind, version, alias, previous, '
             "reason, details) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
@@ -558,14 +564,12 @@ class PostgresMetadataStore(MetadataStore):
                 (name, alias),
             ).fetchone()
             previous = int(row["version"]) if row is not None else None
-            stack: list[int] = json.loads(row["stack"]) if row is not None else []
+            stack = AliasStack(name, alias, json.loads(row["stack"]) if row is not None else [])
             if kind == "promoted":
                 if version is None:
                     raise ValueError("promoting needs a version")
                 self._version_row(conn, name, version)
-                if previous != version:
-                    stack.append(version)
-                new: int | None = version
+                new: int | None = stack.promote(version)
             elif kind == "rolled_back":
                 if row is None:
                     raise AliasNotFoundError(name, alias, self._aliases(conn, name))
@@ -575,17 +579,7 @@ class PostgresMetadataStore(MetadataStore):
                         f'SELECT version FROM "{s}".versions WHERE name = %s', (name,)
                     )
                 }
-                stack.pop()
-                while stack and stack[-1] not in existing:
-                    stack.pop()
-                if not stack:
-                    raise OperationRefusedError(
-                        f"Cannot roll back alias {alias!r} of model {name!r}: it has pointed at "
-                        f"no other existing version before version {previous}. Promote the "
-                        f"version you want instead: registry.promote({name!r}, VERSION, "
-                        f"alias={alias!r})."
-                    )
-                new = stack[-1]
+                new = stack.roll_back(existing)
             else:  # alias_deleted
                 if row is None:
                     raise AliasNotFoundError(name, alias, self._aliases(conn, name))
@@ -600,7 +594,7 @@ class PostgresMetadataStore(MetadataStore):
                 f'INSERT INTO "{s}".aliases (name, alias, version, stack) VALUES (%s, %s, %s, %s)'
                 " ON CONFLICT (name, alias) DO UPDATE SET version = excluded.version, "
                 "stack = excluded.stack",
-                (name, alias, new, json.dumps(stack[-1000:])),
+                (name, alias, new, json.dumps(stack.stored())),
             )
             self._notify(conn, name)
             return self._event(

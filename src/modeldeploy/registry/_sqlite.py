@@ -21,7 +21,13 @@ from modeldeploy.exceptions import (
     StoreUnavailableError,
     VersionNotFoundError,
 )
-from modeldeploy.registry._metadata import _MOVES, MetadataStore, Record
+from modeldeploy.registry._metadata import (
+    _MOVES,
+    AliasStack,
+    MetadataStore,
+    Record,
+    event_record,
+)
 
 __all__ = ["SQLiteMetadataStore"]
 
@@ -272,16 +278,16 @@ class SQLiteMetadataStore(MetadataStore):
         reason: str = "",
         details: Record | None = None,
     ) -> Record:
-        rec: Record = {
-            "name": name,
-            "time": at,
-            "kind": kind,
-            "version": version,
-            "alias": alias,
-            "previous": previous,
-            "reason": reason,
-            "details": details or {},
-        }
+        rec = event_record(
+            name,
+            kind,
+            at=at,
+            version=version,
+            alias=alias,
+            previous=previous,
+            reason=reason,
+            details=details,
+        )
         cur = conn.execute(
             "INSERT INTO events (name, time, kind, version, alias, previous, reason, details) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -413,14 +419,12 @@ class SQLiteMetadataStore(MetadataStore):
                 "SELECT version, stack FROM aliases WHERE name = ? AND alias = ?", (name, alias)
             ).fetchone()
             previous = int(row[0]) if row is not None else None
-            stack: list[int] = json.loads(row[1]) if row is not None else []
+            stack = AliasStack(name, alias, json.loads(row[1]) if row is not None else [])
             if kind == "promoted":
                 if version is None:
                     raise ValueError("promoting needs a version")
                 self._version_row(conn, name, version)
-                if previous != version:
-                    stack.append(version)
-                new: int | None = version
+                new: int | None = stack.promote(version)
             elif kind == "rolled_back":
                 if row is None:
                     raise AliasNotFoundError(name, alias, self.aliases(name))
@@ -428,17 +432,7 @@ class SQLiteMetadataStore(MetadataStore):
                     int(r[0])
                     for r in conn.execute("SELECT version FROM versions WHERE name = ?", (name,))
                 }
-                stack.pop()
-                while stack and stack[-1] not in existing:
-                    stack.pop()
-                if not stack:
-                    raise OperationRefusedError(
-                        f"Cannot roll back alias {alias!r} of model {name!r}: it has pointed at "
-                        f"no other existing version before version {previous}. Promote the "
-                        f"version you want instead: registry.promote({name!r}, VERSION, "
-                        f"alias={alias!r})."
-                    )
-                new = stack[-1]
+                new = stack.roll_back(existing)
             else:  # alias_deleted
                 if row is None:
                     raise AliasNotFoundError(name, alias, self.aliases(name))
@@ -450,7 +444,7 @@ class SQLiteMetadataStore(MetadataStore):
                 "INSERT INTO aliases (name, alias, version, stack) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (name, alias) DO UPDATE SET version = excluded.version, "
                 "stack = excluded.stack",
-                (name, alias, new, json.dumps(stack[-1000:])),
+                (name, alias, new, json.dumps(stack.stored())),
             )
             return self._event(
                 conn, name, kind, at=at, version=new, alias=alias, previous=previous, reason=reason
