@@ -115,3 +115,19 @@ def test_gc_on_an_unreadable_database_deletes_nothing(tmp_path: Path, model: obj
     with pytest.raises(CorruptStoreError):
         ModelRegistry(tmp_path).gc(older_than_s=0, force=True)
     assert len(_artifacts(tmp_path)) == 1
+
+
+def test_an_s3_refusal_for_clock_skew_says_to_synchronise_the_clock() -> None:
+    obstore = pytest.importorskip("obstore")
+    from modeldeploy.exceptions import RegistryError
+    from modeldeploy.registry.stores import S3ArtifactStore
+
+    # What SeaweedFS and AWS answer to a request signed more than ~15 minutes off their clock
+    # (seen for real with the wall clock moved by scripts/any-date.sh).
+    refused = obstore.exceptions.PermissionDeniedError(
+        "Server returned non-2xx status code: 403 Forbidden: <Error><Code>RequestTimeTooSkewed"
+        "</Code></Error>"
+    )
+    error = S3ArtifactStore("s3://bucket/prefix")._failure(refused, "store a key")
+    assert isinstance(error, RegistryError)
+    assert "clock" in str(error) and "NTP" in str(error) and "AWS_ACCESS_KEY_ID" not in str(error)

@@ -156,6 +156,14 @@ class S3ArtifactStore(ArtifactStore):
         obstore = _import_obstore()
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         errors = obstore.exceptions
+        if "RequestTimeTooSkewed" in str(exc):
+            # S3 signatures carry the request time; servers refuse one more than ~15 min off.
+            return RegistryError(
+                f"The object store {self._server()} refused to {action}: this host's clock "
+                f"({time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC) differs from the "
+                "server's by more than S3 allows (about 15 minutes). Synchronise the clock "
+                "(NTP) and try again."
+            )
         if isinstance(exc, errors.PermissionDeniedError | errors.UnauthenticatedError):
             return RegistryError(
                 f"The object store {self._server()} refused to {action}: {first}. Check "
