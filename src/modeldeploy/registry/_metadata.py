@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -9,7 +10,15 @@ from typing import Any, ClassVar
 
 from modeldeploy.exceptions import OperationRefusedError
 
-__all__ = ["AliasStack", "MetadataStore", "Record", "event_record"]
+__all__ = [
+    "AliasStack",
+    "MetadataStore",
+    "Record",
+    "alias_in_use_error",
+    "event_from_row",
+    "event_record",
+    "version_from_row",
+]
 
 Record = dict[str, Any]
 
@@ -238,3 +247,34 @@ class AliasStack:
     def stored(self) -> list[int]:
         """The entries to store (the most recent ``keep``)."""
         return self.versions[-self.keep :]
+
+
+#: Version fields every metadata store keeps as JSON text.
+JSON_FIELDS = ("metrics", "params", "tags", "environment")
+
+
+def version_from_row(row: Any) -> Record:
+    """A version record from a database row (a mapping), its JSON fields decoded."""
+    rec = dict(row)
+    for key in JSON_FIELDS:
+        rec[key] = json.loads(rec[key])
+    return rec
+
+
+def event_from_row(row: Any) -> Record:
+    """An event record from a database row (a mapping), its details decoded."""
+    rec = dict(row)
+    rec["id"] = int(rec["id"])
+    rec["details"] = json.loads(rec["details"])
+    return rec
+
+
+def alias_in_use_error(name: str, version: int, using: list[str]) -> OperationRefusedError:
+    """Why a version an alias points at cannot be deleted, and what to do."""
+    return OperationRefusedError(
+        f"Version {version} of model {name!r} is in use by alias"
+        f"{'es' if len(using) > 1 else ''} {', '.join(map(repr, using))}; deleting it would "
+        f"leave the alias dangling. Move the alias first (registry.promote({name!r}, "
+        f"OTHER_VERSION, alias={using[0]!r})) or delete it (registry.delete_alias({name!r}, "
+        f"{using[0]!r}))."
+    )

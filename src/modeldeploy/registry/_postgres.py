@@ -16,7 +16,6 @@ from modeldeploy.exceptions import (
     AliasNotFoundError,
     MissingDependencyError,
     ModelNotFoundError,
-    OperationRefusedError,
     RegistryError,
     StoreUnavailableError,
     VersionNotFoundError,
@@ -27,7 +26,10 @@ from modeldeploy.registry._metadata import (
     AliasStack,
     MetadataStore,
     Record,
+    alias_in_use_error,
+    event_from_row,
     event_record,
+    version_from_row,
 )
 
 if TYPE_CHECKING:
@@ -42,7 +44,6 @@ _OWNER = "PostgresMetadataStore"
 #: added the ``events_alias`` index (every statement of :func:`_tables` is idempotent, so an
 #: older layout is brought up to date by running them again).
 SCHEMA_VERSION = 2
-_JSON_FIELDS = ("metrics", "params", "tags", "environment")
 _T = TypeVar("_T")
 
 # Connections a forked child inherited from its parent. They are kept referenced and never
@@ -337,10 +338,7 @@ class PostgresMetadataStore(MetadataStore):
 
     @staticmethod
     def _record(row: dict[str, Any]) -> Record:
-        rec = dict(row)
-        for key in _JSON_FIELDS:
-            rec[key] = json.loads(rec[key])
-        return rec
+        return version_from_row(row)
 
     def _known_models(self, conn: psycopg.Connection[Any]) -> list[str]:
         return [r["name"] for r in conn.execute(f'SELECT name FROM "{self.schema}".models')]
@@ -629,13 +627,7 @@ class PostgresMetadataStore(MetadataStore):
                 )
             ]
             if using:
-                raise OperationRefusedError(
-                    f"Version {version} of model {name!r} is in use by alias"
-                    f"{'es' if len(using) > 1 else ''} {', '.join(map(repr, using))}; deleting it "
-                    f"would leave the alias dangling. Move the alias first "
-                    f"(registry.promote({name!r}, OTHER_VERSION, alias={using[0]!r})) or delete "
-                    f"it (registry.delete_alias({name!r}, {using[0]!r}))."
-                )
+                raise alias_in_use_error(name, version, using)
             conn.execute(
                 f'DELETE FROM "{s}".versions WHERE name = %s AND version = %s', (name, version)
             )
@@ -722,13 +714,7 @@ class PostgresMetadataStore(MetadataStore):
             ).fetchall()
             if not rows:
                 self._require_model(conn, name)
-            out = []
-            for r in rows:
-                rec = dict(r)
-                rec["id"] = int(rec["id"])
-                rec["details"] = json.loads(rec["details"])
-                out.append(rec)
-            return out
+            return [event_from_row(r) for r in rows]
 
         return self._read(op)
 
@@ -746,13 +732,7 @@ class PostgresMetadataStore(MetadataStore):
                 f"kind IN ({moves}) ORDER BY id DESC LIMIT 1), 0) ORDER BY id",
                 (name, alias, name, alias),
             ).fetchall()
-            out = []
-            for r in rows:
-                rec = dict(r)
-                rec["id"] = int(rec["id"])
-                rec["details"] = json.loads(rec["details"])
-                out.append(rec)
-            return out
+            return [event_from_row(r) for r in rows]
 
         return self._read(op)
 

@@ -17,7 +17,6 @@ from modeldeploy.exceptions import (
     AliasNotFoundError,
     CorruptStoreError,
     ModelNotFoundError,
-    OperationRefusedError,
     StoreUnavailableError,
     VersionNotFoundError,
 )
@@ -26,7 +25,10 @@ from modeldeploy.registry._metadata import (
     AliasStack,
     MetadataStore,
     Record,
+    alias_in_use_error,
+    event_from_row,
     event_record,
+    version_from_row,
 )
 
 __all__ = ["SQLiteMetadataStore"]
@@ -85,7 +87,6 @@ CREATE TABLE IF NOT EXISTS attachments (
 );
 """
 
-_JSON_FIELDS = ("metrics", "params", "tags", "environment")
 
 # SQLite's messages for a file that is not (or no longer) a readable database.
 _CORRUPT = ("not a database", "malformed", "corrupt", "encrypted")
@@ -243,10 +244,7 @@ class SQLiteMetadataStore(MetadataStore):
 
     @staticmethod
     def _record(row: sqlite3.Row) -> Record:
-        rec = dict(row)
-        for key in _JSON_FIELDS:
-            rec[key] = json.loads(rec[key])
-        return rec
+        return version_from_row(row)
 
     def _require_model(self, conn: sqlite3.Connection, name: str) -> None:
         if conn.execute("SELECT 1 FROM models WHERE name = ?", (name,)).fetchone() is None:
@@ -468,13 +466,7 @@ class SQLiteMetadataStore(MetadataStore):
                 )
             ]
             if using:
-                raise OperationRefusedError(
-                    f"Version {version} of model {name!r} is in use by alias"
-                    f"{'es' if len(using) > 1 else ''} {', '.join(map(repr, using))}; deleting it "
-                    f"would leave the alias dangling. Move the alias first "
-                    f"(registry.promote({name!r}, OTHER_VERSION, alias={using[0]!r})) or delete "
-                    f"it (registry.delete_alias({name!r}, {using[0]!r}))."
-                )
+                raise alias_in_use_error(name, version, using)
             conn.execute("DELETE FROM versions WHERE name = ? AND version = ?", (name, version))
             attached = [
                 r[0]
@@ -549,12 +541,7 @@ class SQLiteMetadataStore(MetadataStore):
         rows = conn.execute("SELECT * FROM events WHERE name = ? ORDER BY id", (name,)).fetchall()
         if not rows:
             self._require_model(conn, name)
-        out = []
-        for r in rows:
-            rec = dict(r)
-            rec["details"] = json.loads(rec["details"])
-            out.append(rec)
-        return out
+        return [event_from_row(r) for r in rows]
 
     def alias_events(self, name: str, alias: str) -> list[Record]:
         # Newest first along the (name, alias, id) index, stopping at the latest move: usually
@@ -564,8 +551,7 @@ class SQLiteMetadataStore(MetadataStore):
         )
         out = []
         for r in cursor:
-            rec = dict(r)
-            rec["details"] = json.loads(rec["details"])
+            rec = event_from_row(r)
             out.append(rec)
             if rec["kind"] in _MOVES:
                 break
