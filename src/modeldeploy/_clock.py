@@ -22,7 +22,7 @@ from typing import Any
 from modeldeploy.exceptions import InvalidParameterError
 from modeldeploy.typing import Clock, Waitable
 
-__all__ = ["SYSTEM_CLOCK", "SystemClock", "as_clock", "to_epoch", "to_iso"]
+__all__ = ["SYSTEM_CLOCK", "SystemClock", "as_clock", "to_iso"]
 
 
 class SystemClock:
@@ -124,8 +124,3 @@ def as_clock(clock: object, owner: str) -> Clock:
 def to_iso(moment: datetime) -> str:
     """An aware time as the ISO 8601 UTC string the registry stores (microseconds)."""
     return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
-
-
-def to_epoch(clock: Clock) -> float:
-    """The clock's wall time as epoch seconds (the unit of the Monitor's windows)."""
-    return clock.now().timestamp()
