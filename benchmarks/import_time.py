@@ -1,4 +1,4 @@
-"""How long ``import modeldeploy`` takes, next to ``import numpy`` (the floor: modeldeploy needs it).
+"""How long ``import modeldeploy`` takes, next to ``import numpy`` (the floor: it needs numpy).
 
 Runs ``python -X importtime -c "import modeldeploy"`` (and the same for numpy) in fresh
 processes, reads the cumulative microseconds the interpreter reports for the top-level package,

@@ -225,8 +225,9 @@ def cmd_promote(reg: ModelRegistry, args: argparse.Namespace, out: TextIO) -> in
     if args.version is not None:
         if number is not None or alias is not None:
             raise CommandError(
-                f"Expected NAME VERSION, NAME:VERSION or NAME@ALIAS; got {_ref_text(args.ref)!r} and "
-                f"the version {args.version} too. Give the version once."
+                f"Expected NAME VERSION, NAME:VERSION or NAME@ALIAS; got "
+                f"{_ref_text(args.ref)!r} and the version {args.version} too. Give the version "
+                "once."
             )
         number = args.version
     elif number is None and alias is None:
@@ -262,9 +263,7 @@ def cmd_rollback(reg: ModelRegistry, args: argparse.Namespace, out: TextIO) -> i
     before = reg.metadata.aliases(name).get(alias)
     v = reg.rollback(name, alias=alias, reason=args.reason)
     if args.json:
-        _emit_json(
-            {"name": v.name, "alias": alias, "version": v.version, "previous": before}, out
-        )
+        _emit_json({"name": v.name, "alias": alias, "version": v.version, "previous": before}, out)
     else:
         out.write(f"{v.name}@{alias} -> v{v.version} (rolled back from v{before})\n")
     return EXIT_OK

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-
 from modeldeploy.exceptions import InvalidParameterError, MissingDependencyError, SerializationError
 
 __all__ = [
