@@ -55,7 +55,7 @@ _REPORT_CSS = (
     "h3{font-size:1.3em;margin:.5em 0}"
     "table{border:none;border-collapse:collapse;border-spacing:0;font-size:12px;"
     "margin:1em 0;table-layout:fixed}"
-    "caption{caption-side:top;text-align:left;font-weight:bold;padding:.4em 0}"
+    "caption{caption-side:top;text-align:left;font-weight:bold;padding:.4em 0;white-space:nowrap}"
     "thead{border-bottom:1px solid black;vertical-align:bottom}"
     "td,th{text-align:right;vertical-align:middle;padding:.5em;line-height:normal;"
     "white-space:normal;max-width:none;border:none}"
