@@ -83,7 +83,6 @@ class FeatureDrift:
             "n_current": self.n_current,
             "drifted": self.drifted,
             "method": self.method,
-            "decided_by": self.decided_by,
         }
 
 
@@ -169,9 +168,9 @@ def drift_table_head() -> str:
 
 
 def drift_table_row(d: Mapping[str, Any]) -> str:
-    """One ``<tr>`` of a drift table from a :meth:`FeatureDrift.to_dict` (the deciding statistic
-    in bold; dicts saved before ``decided_by`` existed derive it from ``method``)."""
-    decided = d.get("decided_by") or ("psi" if d.get("method") == "psi" else d.get("test"))
+    """One ``<tr>`` of a drift table from a :meth:`FeatureDrift.to_dict`, the deciding statistic
+    (:attr:`FeatureDrift.decided_by`, read from ``method`` and ``test``) in bold."""
+    decided = "psi" if d.get("method") == "psi" else d.get("test")
     bold = _DECIDING_CELL.get(str(decided), "")
     cells = []
     for key, spec in (("feature", ""), ("test", ""), ("statistic", ".4g"), ("p_value", ".3g"),
