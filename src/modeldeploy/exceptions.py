@@ -1,8 +1,7 @@
 """Errors and warnings raised by modeldeploy.
 
-Every error is a [`ModelDeployError`][modeldeploy.exceptions.ModelDeployError], and each also
-inherits the builtin exception a caller would naturally catch (``KeyError`` for a failed lookup,
-``ValueError`` for bad data)::
+Every error is a :class:`ModelDeployError`, and each also inherits the builtin exception a caller
+would naturally catch (``KeyError`` for a failed lookup, ``ValueError`` for bad data)::
 
     ModelDeployError
     ├── InvalidParameterError (ValueError, TypeError)  a bad argument to one of our functions
@@ -22,8 +21,7 @@ inherits the builtin exception a caller would naturally catch (``KeyError`` for 
     └── DeploymentError (RuntimeError)                 a deployed model failed to answer
         └── PredictionTimeoutError (TimeoutError)      ... or did not answer in time
 
-Warnings are [`ModelDeployWarning`][modeldeploy.exceptions.ModelDeployWarning] subclasses, so they
-can be filtered as a family::
+Warnings are :class:`ModelDeployWarning` subclasses, so they can be filtered as a family::
 
     ModelDeployWarning (UserWarning)
     ├── EnvironmentMismatchWarning   a model saved with other library versions than loaded with
@@ -96,7 +94,7 @@ class MissingDependencyError(ModelDeployError, ImportError):
 
 
 class RegistryError(ModelDeployError):
-    """Base class of the errors raised by [`ModelRegistry`][modeldeploy.ModelRegistry]."""
+    """Base class of the errors raised by :class:`~modeldeploy.ModelRegistry`."""
 
 
 class ModelNotFoundError(RegistryError, KeyError):
@@ -222,7 +220,7 @@ class StoreUnavailableError(RegistryError, ConnectionError):
 
 
 class SchemaError(ModelDeployError, ValueError):
-    """Input data does not match the model's [`Signature`][modeldeploy.Signature].
+    """Input data does not match the model's :class:`~modeldeploy.Signature`.
 
     Attributes
     ----------
@@ -239,7 +237,7 @@ class SchemaError(ModelDeployError, ValueError):
 
 
 class StateFileError(ModelDeployError, ValueError):
-    """A saved state file (e.g. [`Monitor.save`][modeldeploy.Monitor.save]) cannot be read.
+    """A saved state file (e.g. :meth:`Monitor.save <modeldeploy.Monitor.save>`) cannot be read.
 
     It is truncated, damaged, or not a file of this kind; nothing is loaded from it.
 

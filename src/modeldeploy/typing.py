@@ -60,7 +60,7 @@ Model: TypeAlias = SupportsPredict
 
 @runtime_checkable
 class MonitorSink(Protocol):
-    """What a deployer hands its scored batches to (``monitor=``); [`Monitor`][modeldeploy.Monitor]
+    """What a deployer hands its scored batches to (``monitor=``); :class:`~modeldeploy.Monitor`
     is one.
 
     Deployers call these off the hot path; an exception raised here never fails a prediction.
@@ -98,7 +98,7 @@ class Clock(Protocol):
     ``now()`` stamps what is stored or shown (registry events, alerts, outcomes, windows);
     ``monotonic()`` measures intervals (cooldowns, breaker pauses, flush timers, polling);
     ``wait(waitable, timeout)`` is how background loops wait, so they move when a
-    [`FakeClock`][modeldeploy.testing.FakeClock] is advanced. The default is the system clock.
+    :class:`~modeldeploy.testing.FakeClock` is advanced. The default is the system clock.
     """
 
     def now(self) -> datetime:
@@ -121,15 +121,13 @@ class Clock(Protocol):
 
 @runtime_checkable
 class OnlinePath(Protocol):
-    """What [`HybridRouter`][modeldeploy.HybridRouter] asks of its online path;
-    [`OnlineDeployer`][modeldeploy.OnlineDeployer] and every [`Deployer`][modeldeploy.Deployer] are
-    one.
+    """What :class:`~modeldeploy.HybridRouter` asks of its online path;
+    :class:`~modeldeploy.OnlineDeployer` and every :class:`~modeldeploy.Deployer` are one.
 
     The router also passes ``key=`` when a request has one (which
-    [`OnlineDeployer`][modeldeploy.OnlineDeployer] takes), calls ``predict_proba`` instead of
-    ``predict`` when its batch path scores probabilities, validates with
-    [`SupportsValidate`][modeldeploy.typing.SupportsValidate] when the path has it, and reads a
-    ``version`` attribute (``"name:version"``) when there is one.
+    :class:`~modeldeploy.OnlineDeployer` takes), calls ``predict_proba`` instead of ``predict``
+    when its batch path scores probabilities, validates with :class:`SupportsValidate` when
+    the path has it, and reads a ``version`` attribute (``"name:version"``) when there is one.
     """
 
     def predict(self, X: Any, /, *, ids: Any = None) -> Any:
@@ -144,19 +142,17 @@ class SupportsValidate(Protocol):
     """A path that checks input against its signature before it is routed."""
 
     def validate(self, X: Any, /) -> Any:
-        """Return the validated rows, or raise
-        [`SchemaError`][modeldeploy.exceptions.SchemaError]."""
+        """Return the validated rows, or raise :class:`~modeldeploy.exceptions.SchemaError`."""
 
 
 @runtime_checkable
 class BatchQueue(Protocol):
-    """The queue [`HybridRouter`][modeldeploy.HybridRouter] feeds its batch requests to;
-    [`BatchDeployer`][modeldeploy.BatchDeployer] is one.
+    """The queue :class:`~modeldeploy.HybridRouter` feeds its batch requests to;
+    :class:`~modeldeploy.BatchDeployer` is one.
 
-    The router never changes the queue's own settings: it calls
-    [`flush`][modeldeploy.typing.BatchQueue.flush] itself, on its own size and time thresholds. It
-    reads ``method`` (``"predict"`` or ``"predict_proba"``) and ``version`` attributes when there
-    are.
+    The router never changes the queue's own settings: it calls :meth:`flush` itself, on its
+    own size and time thresholds. It reads ``method`` (``"predict"`` or ``"predict_proba"``) and
+    ``version`` attributes when there are.
     """
 
     def submit(self, X: Any, /, *, ids: Any = None) -> cf.Future[Any]:
@@ -173,16 +169,16 @@ class BatchQueue(Protocol):
 @runtime_checkable
 class SwapTarget(Protocol):
     """What a retraining rollout needs of a deployer to promote or roll back: a hot swap.
-    [`OnlineDeployer`][modeldeploy.OnlineDeployer] is one."""
+    :class:`~modeldeploy.OnlineDeployer` is one."""
 
     def swap(self, version: Any, /) -> Any:
-        """Serve ``version`` (a [`ModelVersion`][modeldeploy.ModelVersion]) from now on."""
+        """Serve ``version`` (a :class:`~modeldeploy.ModelVersion`) from now on."""
 
 
 @runtime_checkable
 class CanaryTarget(SwapTarget, Protocol):
     """What a canary rollout needs of a deployer: a traffic share for the challenger, then
-    promote it or withdraw it. [`OnlineDeployer`][modeldeploy.OnlineDeployer] is one."""
+    promote it or withdraw it. :class:`~modeldeploy.OnlineDeployer` is one."""
 
     def set_canary(self, version: Any, /, fraction: float) -> Any:
         """Send ``fraction`` of the traffic to ``version``."""
@@ -196,7 +192,7 @@ class CanaryTarget(SwapTarget, Protocol):
 
 @runtime_checkable
 class MonitorView(Protocol):
-    """What retraining triggers read from a monitor; [`Monitor`][modeldeploy.Monitor] is one."""
+    """What retraining triggers read from a monitor; :class:`~modeldeploy.Monitor` is one."""
 
     def metrics(self) -> Mapping[str, float]:
         """The current windowed metrics, with ``n_labelled`` among them."""
@@ -212,7 +208,7 @@ class MonitorView(Protocol):
 @runtime_checkable
 class VersionedMonitorView(MonitorView, Protocol):
     """A monitor that also keeps metrics per served version, which a canary rollout and the
-    guard after a promotion compare; [`Monitor`][modeldeploy.Monitor] is one."""
+    guard after a promotion compare; :class:`~modeldeploy.Monitor` is one."""
 
     def metrics(self, version: str | None = None) -> Mapping[str, float]:
         """The current metrics, of one version (``"name:version"``) when given."""

@@ -1,7 +1,7 @@
 """The label join: predictions waiting for their label, and labels waiting for their prediction.
 
 Labels arrive later than predictions, by id, and sometimes earlier (a deployer hands predictions
-to the monitor from a background thread). `PendingLabels` holds both sides, bounded in
+to the monitor from a background thread). :class:`PendingLabels` holds both sides, bounded in
 number and age, and counts what happened to every id; it knows nothing of windows: a match
 gives back the bucket key, the encoded prediction and the version tag remembered with the
 prediction, and the monitor counts the label there.
@@ -45,9 +45,9 @@ class PendingLabels:
     duplicate or a too-late label from an id never seen.
 
     A label whose id was never seen may have overtaken its prediction (a deployer hands
-    predictions to the monitor from a background thread). `hold` keeps such *early*
+    predictions to the monitor from a background thread). :meth:`hold` keeps such *early*
     labels, at most ``max_pending`` of them for at most ``early_ttl_s`` seconds, and
-    `pop_early` gives them back when the prediction is logged. A repeated early label
+    :meth:`pop_early` gives them back when the prediction is logged. A repeated early label
     for the same id is remembered as a repeat of the first (the first wins, as for labels that
     come after their prediction). An early label that expires or is pushed out counts as
     ``labels_unknown``, with its repeats.
@@ -245,7 +245,7 @@ class PendingLabels:
         ttl_s: float | None,
         early_ttl_s: float = 60.0,
     ) -> PendingLabels:
-        """Rebuild what `to_state` gave; entries that do not fit raise an exception.
+        """Rebuild what :meth:`to_state` gave; entries that do not fit raise an exception.
 
         Files saved before the version tags (``pending`` entries of four) or before early
         labels were kept (no ``early``) load too.

@@ -1,9 +1,9 @@
 """The Monitor: windowed quality metrics, delayed labels, drift, latency, errors and alerts.
 
-The monitor is a facade over parts it holds, each owning its state: `Windows` (the
-bucketed counts, over every version and per version), `Targets` (the task and the class
-encoding), `PendingLabels` (the label join), `OneRowBuffer` (one-row calls
-waiting to be folded in), `DriftReference` (the drift baselines) and `AlertBook`
+The monitor is a facade over parts it holds, each owning its state: :class:`Windows` (the
+bucketed counts, over every version and per version), :class:`Targets` (the task and the class
+encoding), :class:`PendingLabels` (the label join), :class:`OneRowBuffer` (one-row calls
+waiting to be folded in), :class:`DriftReference` (the drift baselines) and :class:`AlertBook`
 (thresholds and debouncing). The monitor folds logged rows into them under one lock, and saves
 and loads them through their ``to_state`` / ``from_state``.
 """
@@ -76,7 +76,7 @@ class Monitor:
     Parameters
     ----------
     signature
-        The model's input [`Signature`][modeldeploy.Signature]; its reference profile is the drift
+        The model's input :class:`~modeldeploy.Signature`; its reference profile is the drift
         baseline (20 quantile bins per numeric feature, category counts otherwise).
     reference
         Raw reference rows (a training sample) to fit a finer drift sketch from, once; used
@@ -88,7 +88,7 @@ class Monitor:
         Probabilities and true labels of reference rows, to calibrate the performance estimate.
     window
         Count-based window: the number of most recent predictions (an int). Time-based window: a
-        `datetime.timedelta`.
+        :class:`datetime.timedelta`.
     buckets
         Buckets the window is split into; it slides one bucket at a time.
     task
@@ -110,8 +110,7 @@ class Monitor:
         features, chi-squared for categorical ones and class predictions) or ``None``, with
         ``"psi"`` (default 0.25) and ``"p_value"`` (default 0.01) as the drift thresholds.
     on_alert
-        A callable, or a list of them, called with each [`Alert`][modeldeploy.Alert] (exceptions are
-        logged).
+        A callable, or a list of them, called with each :class:`Alert` (exceptions are logged).
     min_samples
         Rows a metric needs behind it before it may alert: labelled rows for quality metrics,
         rows for estimates, latency and error rate.
@@ -133,14 +132,13 @@ class Monitor:
     max_classes
         Most distinct class labels tracked.
     max_versions
-        Model versions whose rows get a window of their own (see
-        [`metrics`][modeldeploy.Monitor.metrics]); when a new one arrives past this bound, the least
-        recently seen is dropped.
+        Model versions whose rows get a window of their own (see :meth:`metrics`); when a new
+        one arrives past this bound, the least recently seen is dropped.
     name
         A name for logs, alerts and reports (``Monitor.for_version`` uses the version's ``ref``).
     clock
-        Where the monitor reads time (a [`Clock`][modeldeploy.typing.Clock], e.g.
-        [`FakeClock`][modeldeploy.testing.FakeClock]): time windows, label TTLs, alert and report
+        Where the monitor reads time (a :class:`~modeldeploy.typing.Clock`, e.g.
+        :class:`~modeldeploy.testing.FakeClock`): time windows, label TTLs, alert and report
         stamps. A bare callable returning epoch seconds (``time.time``) still works. Default:
         the system clock.
 
@@ -305,12 +303,11 @@ class Monitor:
 
     @classmethod
     def for_version(cls, model_version: Any, **kwargs: Any) -> Monitor:
-        """A monitor for a registered [`ModelVersion`][modeldeploy.ModelVersion].
+        """A monitor for a registered :class:`~modeldeploy.ModelVersion`.
 
         Drift is measured against the version's signature profile, the monitor is named after
         ``model_version.ref``, and a classifier's ``classes_`` (read from the loaded model) give
-        the column order of ``y_proba``. Other keyword arguments go to
-        [`Monitor`][modeldeploy.Monitor].
+        the column order of ``y_proba``. Other keyword arguments go to :class:`Monitor`.
 
         Examples
         --------
@@ -362,8 +359,7 @@ class Monitor:
         y_pred
             The predictions, one per row.
         ids
-            Request ids, to match labels given later to
-            [`log_labels`][modeldeploy.Monitor.log_labels].
+            Request ids, to match labels given later to :meth:`log_labels`.
         y_proba
             ``(n_rows, n_classes)`` class probabilities, for the performance estimate.
         y_true
@@ -406,8 +402,7 @@ class Monitor:
         dict
             Counts for this call: ``matched``, ``late``, ``duplicate``, ``unknown``,
             ``expired``, ``evicted``, and ``waiting`` (labels of ids not logged yet, now
-            waiting for their prediction). See [`label_stats`][modeldeploy.Monitor.label_stats] for
-            the running totals.
+            waiting for their prediction). See :meth:`label_stats` for the running totals.
 
         Examples
         --------
@@ -483,7 +478,7 @@ class Monitor:
         their ``_macro`` / ``_weighted`` / ``_micro`` variants; regression: ``mae``, ``mse``,
         ``rmse``, ``r2``. Always: ``n_predictions``, ``n_labelled``, ``error_rate``,
         ``latency_p50`` / ``_p95`` / ``_p99`` (seconds). With probabilities: ``estimated_*``,
-        the performance estimated before labels (see `modeldeploy.monitoring.estimation`).
+        the performance estimated before labels (see :mod:`modeldeploy.monitoring.estimation`).
         A metric without data is ``nan``.
 
         Parameters
@@ -638,8 +633,7 @@ class Monitor:
         self._buffer.drain(self._fold)
 
     def _fold(self, batch: Batch) -> None:
-        """Fold one batch into the parts; a [`SchemaError`][modeldeploy.exceptions.SchemaError]
-        leaves them as they were."""
+        """Fold one batch into the parts; a :class:`SchemaError` leaves them as they were."""
         X, y_pred, ids, y_proba, y_true, version, latencies, call_times, times = batch
         pred = np.asarray(y_pred)
         if pred.ndim == 2 and pred.shape[1] == 1:
@@ -954,7 +948,7 @@ class Monitor:
         their ids when those (and the labels) are strings, numbers or booleans.
 
         The file holds counts and sketches, never raw rows; it is written atomically. Callbacks
-        are not saved: pass ``on_alert=`` to [`load`][modeldeploy.Monitor.load].
+        are not saved: pass ``on_alert=`` to :meth:`load`.
         """
         with self._lock:
             self._flush()
@@ -1007,13 +1001,12 @@ class Monitor:
         on_alert: AlertCallback | Sequence[AlertCallback] | None = None,
         clock: Clock | Callable[[], float] | None = None,
     ) -> Monitor:
-        """Rebuild a monitor saved with [`save`][modeldeploy.Monitor.save], with its windows and
-        pending labels.
+        """Rebuild a monitor saved with :meth:`save`, with its windows and pending labels.
 
         Files of every earlier release load. A file that cannot be read as a monitor state
         (truncated, damaged, another kind of file) raises
-        [`StateFileError`][modeldeploy.exceptions.StateFileError] naming it; a missing or unreadable
-        file raises the ``FileNotFoundError`` or ``PermissionError`` the system gave.
+        :class:`~modeldeploy.exceptions.StateFileError` naming it; a missing or unreadable file
+        raises the ``FileNotFoundError`` or ``PermissionError`` the system gave.
         """
         clock = as_clock(clock, _OWNER)  # a bad clock is the caller's error, not the file's
         with state_file_errors(path):

@@ -38,8 +38,7 @@ def environment_of(model: Any) -> dict[str, str]:
 def warn_environment(
     name: str, version: int, saved: Mapping[str, str], *, stacklevel: int = 3
 ) -> None:
-    """Warn ([`EnvironmentMismatchWarning`][modeldeploy.exceptions.EnvironmentMismatchWarning]) when
-    Python's minor version or
+    """Warn (:class:`EnvironmentMismatchWarning`) when Python's minor version or
     scikit-learn's version differ from those ``name:version`` was saved with."""
     import platform
 

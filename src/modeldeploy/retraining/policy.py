@@ -46,14 +46,13 @@ class RetrainPolicy:
     trainer
         ``trainer(X, y) -> fitted model``, or a scikit-learn estimator (cloned and fit).
     triggers
-        Callables over a [`TriggerContext`][modeldeploy.retraining.triggers.TriggerContext];
-        retraining happens when any fires (combine with ``all_of`` for "and").
+        Callables over a :class:`~modeldeploy.retraining.triggers.TriggerContext`; retraining
+        happens when any fires (combine with ``all_of`` for "and").
     gate
-        The [`Gate`][modeldeploy.retraining.Gate] a challenger must pass on the holdout (default:
-        not worse on ``f1``).
+        The :class:`Gate` a challenger must pass on the holdout (default: not worse on ``f1``).
     rollout
-        [`Replace`][modeldeploy.retraining.Replace] (default) or
-        [`CanaryRollout`][modeldeploy.retraining.CanaryRollout].
+        :class:`~modeldeploy.retraining.Replace` (default) or
+        :class:`~modeldeploy.retraining.CanaryRollout`.
     cooldown
         The least time between two retrains, so a policy cannot thrash.
     alias
@@ -68,7 +67,7 @@ class RetrainPolicy:
     random_state
         Seed of the holdout split.
     clock
-        Where the policy reads time (a [`Clock`][modeldeploy.typing.Clock]; a bare callable
+        Where the policy reads time (a :class:`~modeldeploy.typing.Clock`; a bare callable
         returning an aware ``datetime`` still works). Default: the registry's clock, so the
         cooldown compares times from one source: the policy's ``now`` with the times the
         registry stamped on its history, which is where a restarted policy finds its last
@@ -165,8 +164,7 @@ class RetrainPolicy:
         A retrain counts (for the cooldown) once its challenger was rolled out (promoted, or
         given a canary) or rejected by the gate. A challenger registered whose rollout never
         happened (it failed, or the process died in between) is pending: the next
-        [`run`][modeldeploy.RetrainPolicy.run] rolls it out, unless the alias was moved by hand
-        since.
+        :meth:`run` rolls it out, unless the alias was moved by hand since.
         """
         if self._restored:
             return
@@ -310,9 +308,9 @@ class RetrainPolicy:
             ``data() -> (X, y)`` (a holdout is split off) or ``(X_train, y_train, X_holdout,
             y_holdout)``: recent labelled data. Called only when retraining.
         deployer
-            The online deployer to swap (a [`SwapTarget`][modeldeploy.typing.SwapTarget]), or to
-            give a canary share (a [`CanaryTarget`][modeldeploy.typing.CanaryTarget], needed for
-            [`CanaryRollout`][modeldeploy.retraining.CanaryRollout]).
+            The online deployer to swap (a :class:`~modeldeploy.typing.SwapTarget`), or to give
+            a canary share (a :class:`~modeldeploy.typing.CanaryTarget`, needed for
+            :class:`~modeldeploy.retraining.CanaryRollout`).
 
         Raises
         ------

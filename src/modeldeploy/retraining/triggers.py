@@ -1,9 +1,8 @@
 """When to retrain: metric decay, drift, a schedule, new labels, and any/all of them.
 
-A trigger is any callable that takes a
-[`TriggerContext`][modeldeploy.retraining.triggers.TriggerContext] and returns a
-[`TriggerResult`][modeldeploy.retraining.triggers.TriggerResult] (or a plain bool, which the policy
-wraps). Each built-in trigger says why it fired, or why not, with the numbers.
+A trigger is any callable that takes a :class:`TriggerContext` and returns a
+:class:`TriggerResult` (or a plain bool, which the policy wraps). Each built-in trigger says
+why it fired, or why not, with the numbers.
 """
 
 from __future__ import annotations
@@ -39,7 +38,7 @@ class TriggerContext:
     Attributes
     ----------
     monitor
-        The monitor of the deployed champion (a [`MonitorView`][modeldeploy.typing.MonitorView]).
+        The monitor of the deployed champion (a :class:`~modeldeploy.typing.MonitorView`).
     now
         The current time (UTC).
     last_retrain

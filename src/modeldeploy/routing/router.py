@@ -1,8 +1,8 @@
-"""One front door over an online and a batch deployer: [`HybridRouter`][modeldeploy.HybridRouter].
+"""One front door over an online and a batch deployer: :class:`HybridRouter`.
 
-Each request goes through a routing rule (see `modeldeploy.routing.rules`): ``"online"``
+Each request goes through a routing rule (see :mod:`modeldeploy.routing.rules`): ``"online"``
 answers it now, ``"batch"`` queues it on the batch deployer and hands back a
-[`RouteHandle`][modeldeploy.routing.RouteHandle] that resolves when its batch is scored.
+:class:`~modeldeploy.routing.RouteHandle` that resolves when its batch is scored.
 """
 
 from __future__ import annotations
@@ -62,9 +62,8 @@ class HybridRouter:
 
     ``predict`` always returns predictions: requests routed online are answered at once,
     requests routed to batch are queued and waited for (at most ``timeout`` seconds).
-    ``submit`` always returns a [`RouteHandle`][modeldeploy.routing.RouteHandle] at once: already
-    resolved for online requests, resolved when its batch is scored for batch ones. Safe to call
-    from many threads.
+    ``submit`` always returns a :class:`RouteHandle` at once: already resolved for online
+    requests, resolved when its batch is scored for batch ones. Safe to call from many threads.
 
     **Default rule**: ``by_size(max_online_rows=1_000)``: requests of at most 1,000 rows go
     online, bigger ones to the batch path. A rule (or the last of a list) that returns ``None``
@@ -73,26 +72,25 @@ class HybridRouter:
     Parameters
     ----------
     online
-        An [`OnlineDeployer`][modeldeploy.OnlineDeployer] (any [`Deployer`][modeldeploy.Deployer],
-        or any [`OnlinePath`][modeldeploy.typing.OnlinePath], works). Its signature validates every
-        request before routing, so a bad request raises
-        [`SchemaError`][modeldeploy.exceptions.SchemaError] in its caller's thread, whatever the
-        path.
+        An :class:`~modeldeploy.OnlineDeployer` (any :class:`~modeldeploy.Deployer`, or any
+        :class:`~modeldeploy.typing.OnlinePath`, works). Its signature validates every request
+        before routing, so a bad request raises :class:`~modeldeploy.exceptions.SchemaError`
+        in its caller's thread, whatever the path.
     batch
-        A [`BatchDeployer`][modeldeploy.BatchDeployer] (any
-        [`BatchQueue`][modeldeploy.typing.BatchQueue]): queued requests go to its ``submit`` and are
-        scored together (and one by one if their shared batch fails, so that one bad request never
-        fails the others). The router does not change it.
+        A :class:`~modeldeploy.BatchDeployer` (any :class:`~modeldeploy.typing.BatchQueue`):
+        queued requests go to its ``submit`` and are scored together (and one by one if their
+        shared batch fails, so that one bad request never fails the others). The router does
+        not change it.
     route
-        A rule (a callable of a [`Request`][modeldeploy.routing.Request] returning ``"online"``,
-        ``"batch"`` or ``None``), a list of rules (the first that decides wins, see
-        [`first_of`][modeldeploy.routing.first_of]), or ``None`` for the default rule.
+        A rule (a callable of a :class:`Request` returning ``"online"``, ``"batch"`` or
+        ``None``), a list of rules (the first that decides wins, see :func:`first_of`), or
+        ``None`` for the default rule.
     flush_rows, flush_seconds
         Score the requests queued through the router once this many of their rows wait, or
         once the oldest has waited this long (on ``clock``): a thread of the router calls the
         batch deployer's ``flush()``. ``None``: no threshold of the router's. The batch
         deployer's own thresholds (``flush_rows``, ``flush_interval_s`` of a
-        [`BatchDeployer`][modeldeploy.BatchDeployer]) are left as they are and still apply, so the
+        :class:`~modeldeploy.BatchDeployer`) are left as they are and still apply, so the
         earlier of the two flushes; to leave the timing to the router, build the batch
         deployer with ``flush_interval_s=None`` and a ``flush_rows`` above the router's.
     allow_version_mismatch
@@ -102,8 +100,8 @@ class HybridRouter:
         Close both deployers when the router closes (by default they stay open: they are the
         caller's).
     clock
-        The [`Clock`][modeldeploy.typing.Clock] of ``flush_seconds`` and of request deadlines
-        (e.g. [`FakeClock`][modeldeploy.testing.FakeClock] in tests). Latencies stay on the real
+        The :class:`~modeldeploy.typing.Clock` of ``flush_seconds`` and of request deadlines
+        (e.g. :class:`~modeldeploy.testing.FakeClock` in tests). Latencies stay on the real
         clock. Default: the system clock.
 
     Raises
@@ -226,11 +224,10 @@ class HybridRouter:
             A request key (sticky canary on the online path).
         deadline
             When the answer is needed (``datetime``, ``timedelta`` or seconds), for
-            [`by_deadline`][modeldeploy.routing.by_deadline].
+            :func:`by_deadline`.
         timeout
             Longest wait, in seconds, for a request routed to batch (``None``: until its batch
-            is flushed by size, time, [`flush`][modeldeploy.HybridRouter.flush] or
-            [`close`][modeldeploy.HybridRouter.close]).
+            is flushed by size, time, :meth:`flush` or :meth:`close`).
 
         Returns
         -------
@@ -265,7 +262,7 @@ class HybridRouter:
 
         Requests routed online are answered in the calling thread and their handle is already
         resolved (with the predictions, or the online path's error); batch ones resolve when
-        their batch is scored. Parameters as in [`predict`][modeldeploy.HybridRouter.predict].
+        their batch is scored. Parameters as in :meth:`predict`.
 
         Raises
         ------
@@ -295,8 +292,7 @@ class HybridRouter:
         deadline: Any = None,
         timeout: float | None = None,
     ) -> np.ndarray:
-        """[`predict`][modeldeploy.HybridRouter.predict] for asyncio: the online call runs off the
-        event loop and a batch
+        """:meth:`predict` for asyncio: the online call runs off the event loop and a batch
         request is awaited without blocking it."""
         import asyncio  # with the first async call: asyncio is slow to import
 
@@ -345,7 +341,7 @@ class HybridRouter:
 
     @property
     def closed(self) -> bool:
-        """Whether [`close`][modeldeploy.HybridRouter.close] was called."""
+        """Whether :meth:`close` was called."""
         return self._closed
 
     def close(self, timeout: float | None = None) -> None:

@@ -1,10 +1,10 @@
 """What runs in the workers of a batch run, and the pools that run it.
 
-`_Scorer` validates and predicts one chunk; it is shipped once to each worker (shared by
+:class:`_Scorer` validates and predicts one chunk; it is shipped once to each worker (shared by
 threads, loaded from one ``joblib.dump`` file by worker processes, scattered to Dask workers).
 The pools (serial, threads, loky processes, Dask) start chunks and hand back futures, and
-`_MonitorFeed` passes samples of the scored chunks to a monitor off the hot path. The
-public face is [`BatchDeployer`][modeldeploy.BatchDeployer].
+:class:`_MonitorFeed` passes samples of the scored chunks to a monitor off the hot path. The
+public face is :class:`~modeldeploy.deployers.batch.BatchDeployer`.
 """
 
 from __future__ import annotations

@@ -1,5 +1,4 @@
-"""What a [`BatchDeployer`][modeldeploy.BatchDeployer] run reports:
-[`BatchResult`][modeldeploy.BatchResult]."""
+"""What a :class:`~modeldeploy.deployers.batch.BatchDeployer` run reports: :class:`BatchResult`."""
 
 from __future__ import annotations
 

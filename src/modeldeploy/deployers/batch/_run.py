@@ -1,10 +1,10 @@
-"""One [`BatchDeployer.run`][modeldeploy.BatchDeployer.run]: a `Run`.
+"""One :meth:`BatchDeployer.run <modeldeploy.deployers.batch.BatchDeployer.run>`: a :class:`Run`.
 
 The run owns its state: the pool that scores its chunks, the chunks in flight, the checkpoint
 next to the output, the progress bar and callback, what was scored, resumed or skipped. It
 collects finished chunks in chunk order, records each into the checkpoint or the in-memory
 output (or the skipped list), and assembles the in-memory scores at the end.
-`chunk_error` turns a chunk's failure into the error raised or listed, naming the chunk and
+:func:`chunk_error` turns a chunk's failure into the error raised or listed, naming the chunk and
 its global rows.
 """
 
@@ -95,7 +95,7 @@ def _dask_client(client: Any) -> Any:
 
 
 class Run:
-    """Scores every chunk of ``source`` once; `execute` does it, once.
+    """Scores every chunk of ``source`` once; :meth:`execute` does it, once.
 
     Parameters
     ----------

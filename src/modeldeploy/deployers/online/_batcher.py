@@ -106,7 +106,7 @@ def _blame_rows(exc: BaseException) -> None:
 
 class BatchTimeoutError(TimeoutError):
     """A model call did not return before its deadline (the deployer turns this into
-    [`PredictionTimeoutError`][modeldeploy.exceptions.PredictionTimeoutError])."""
+    :class:`~modeldeploy.exceptions.PredictionTimeoutError`)."""
 
 
 class BatcherClosedError(DeploymentError):
@@ -129,8 +129,7 @@ class CallPool:
     """Daemon threads that run model calls, so that a caller can stop waiting for a hung one.
 
     A thread is added whenever every thread is busy, up to ``max_threads``; past that, calls are
-    refused with [`DeploymentError`][modeldeploy.exceptions.DeploymentError] (that many calls are
-    stuck).
+    refused with :class:`~modeldeploy.exceptions.DeploymentError` (that many calls are stuck).
 
     Examples
     --------
@@ -153,7 +152,7 @@ class CallPool:
         self.abandoned = 0
 
     def call(self, fn: Callable[[Any], Any], X: Any, timeout_s: float) -> Any:
-        """Run ``fn(X)`` on a pool thread; raise `BatchTimeoutError` after ``timeout_s``."""
+        """Run ``fn(X)`` on a pool thread; raise :class:`BatchTimeoutError` after ``timeout_s``."""
         if timeout_s <= 0:
             raise BatchTimeoutError
         job = _Job(fn, X)
@@ -232,18 +231,18 @@ class MicroBatcher:
         Longest the oldest queued request waits for others before its batch runs.
     timeout_ms
         When given, each call runs on a pool thread and callers stop waiting after this long
-        from their arrival: they get `BatchTimeoutError`.
+        from their arrival: they get :class:`BatchTimeoutError`.
     pool
-        The `CallPool` used with ``timeout_ms`` (a private one by default).
+        The :class:`CallPool` used with ``timeout_ms`` (a private one by default).
     name
         What error messages call the model (``"churn:3"``).
 
     Every caller gets its own answer or an exception, never ``None``: the model's output is
     checked once per call (an array-like whose first dimension is the number of rows, else
-    [`DeploymentError`][modeldeploy.exceptions.DeploymentError]). When a shared call raises, each
-    request is retried alone; one that still fails while others were answered is marked (see
-    `failed_on_own_rows`). After `close`, queued requests and new ones fail at once
-    with `BatcherClosedError`; requests already inside a model call wait for it.
+    :class:`~modeldeploy.exceptions.DeploymentError`). When a shared call raises, each request
+    is retried alone; one that still fails while others were answered is marked (see
+    :func:`failed_on_own_rows`). After :meth:`close`, queued requests and new ones fail at once
+    with :class:`BatcherClosedError`; requests already inside a model call wait for it.
 
     Examples
     --------
@@ -524,7 +523,7 @@ class MicroBatcher:
         """Fail the queued requests at once, refuse new ones and release the pool threads.
 
         Requests already inside a model call get its answer (or its ``timeout_ms``); the others
-        get `BatcherClosedError` without waiting for the model.
+        get :class:`BatcherClosedError` without waiting for the model.
         """
         with self._lock:
             self._closed = True
@@ -547,7 +546,7 @@ class MicroBatcher:
 class Batching:
     """The micro-batching settings one deployer shares among its batchers, and its call pool.
 
-    Every `MicroBatcher` it `make` s takes the current settings; `configure`
+    Every :class:`MicroBatcher` it :meth:`make` s takes the current settings; :meth:`configure`
     changes them for later batchers, and the owner hands it the live ones to change too.
 
     Examples

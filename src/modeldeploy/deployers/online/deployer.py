@@ -1,4 +1,4 @@
-"""Real-time predictions in the caller's process: [`OnlineDeployer`][modeldeploy.OnlineDeployer]."""
+"""Real-time predictions in the caller's process: :class:`OnlineDeployer`."""
 
 from __future__ import annotations
 
@@ -65,8 +65,7 @@ logger = logging.getLogger("modeldeploy.deployers.online")
 
 
 class OnlineOptions(TypedDict, total=False):
-    """The keyword arguments of [`OnlineDeployer`][modeldeploy.OnlineDeployer] that
-    [`OnlineDeployer.follow`][modeldeploy.OnlineDeployer.follow] passes
+    """The keyword arguments of :class:`OnlineDeployer` that :meth:`OnlineDeployer.follow` passes
     on (so that ``mypy --strict`` catches a misspelled one)."""
 
     signature: Signature | None
@@ -94,11 +93,10 @@ class OnlineDeployer(Deployer):
     once. Building the deployer loads the model and warms it on rows drawn from the signature's
     profile, so the first request pays for neither.
 
-    Admin calls ([`stats`][modeldeploy.OnlineDeployer.stats],
-    [`configure`][modeldeploy.OnlineDeployer.configure], [`swap`][modeldeploy.OnlineDeployer.swap],
-    the canary and shadow methods, `close`) never wait for a model call: loading, compiling and
-    warming a model happen outside the deployer's lock, which is only taken to install the result.
-    When two swaps overlap, the one called last wins.
+    Admin calls (:meth:`stats`, :meth:`configure`, :meth:`swap`, the canary and shadow
+    methods, :meth:`close`) never wait for a model call: loading, compiling and warming a model
+    happen outside the deployer's lock, which is only taken to install the result. When two
+    swaps overlap, the one called last wins.
 
     Parameters
     ----------
@@ -108,21 +106,20 @@ class OnlineDeployer(Deployer):
     signature
         The input schema; for a bare model without one, the first request's shape defines it.
     max_batch_size
-        Most rows per model call. Change it at runtime with
-        [`configure`][modeldeploy.OnlineDeployer.configure].
+        Most rows per model call. Change it at runtime with :meth:`configure`.
     max_wait_ms
         Longest a request waits for others to share its model call. A lone caller never waits.
     timeout_ms
         When given, a request that gets no answer within this many milliseconds gets the
-        fallback, or [`PredictionTimeoutError`][modeldeploy.exceptions.PredictionTimeoutError].
-        Model calls then run on helper threads, which costs a thread hand-off per call.
+        fallback, or :class:`~modeldeploy.exceptions.PredictionTimeoutError`. Model calls then
+        run on helper threads, which costs a thread hand-off per call.
     fallback
         What answers when the model raises, times out or is cut off by the breaker: another
         ``ModelVersion``, a model, a callable of the validated batch, or a constant (a scalar for
         ``predict``, a row of probabilities for ``predict_proba``). Without one, the request
-        raises [`DeploymentError`][modeldeploy.exceptions.DeploymentError] with the cause attached.
+        raises :class:`~modeldeploy.exceptions.DeploymentError` with the cause attached.
     monitor
-        A [`MonitorSink`][modeldeploy.typing.MonitorSink] (such as ``Monitor``) that receives every
+        A :class:`~modeldeploy.typing.MonitorSink` (such as ``Monitor``) that receives every
         scored request from a background thread; a slow or failing monitor never slows or fails
         a prediction (when its queue is full, batches are dropped and counted).
     breaker_threshold, breaker_cooldown_s
@@ -130,39 +127,37 @@ class OnlineDeployer(Deployer):
     warm
         Warm each model up on ``signature.example()`` rows before it serves.
     warmup_timeout_s
-        Longest a warm-up (at construction, [`swap`][modeldeploy.OnlineDeployer.swap],
-        [`set_canary`][modeldeploy.OnlineDeployer.set_canary],
-        [`set_shadow`][modeldeploy.OnlineDeployer.set_shadow], or following an alias) may take; a
-        model that does not finish in time is refused with
-        [`DeploymentError`][modeldeploy.exceptions.DeploymentError] and its call is abandoned on a
-        daemon thread (counted in ``stats().abandoned_calls``). Default: ``timeout_ms`` when given,
-        else ``DEFAULT_WARMUP_TIMEOUT_S`` (30 s).
+        Longest a warm-up (at construction, :meth:`swap`, :meth:`set_canary`,
+        :meth:`set_shadow`, or following an alias) may take; a model that does not finish in
+        time is refused with :class:`~modeldeploy.exceptions.DeploymentError` and its call is
+        abandoned on a daemon thread (counted in ``stats().abandoned_calls``). Default:
+        ``timeout_ms`` when given, else ``DEFAULT_WARMUP_TIMEOUT_S`` (30 s).
     fast_path
         ``"auto"`` (the default) serves each model, at load and at every swap, through a
         compiled predictor verified to answer exactly like it (see
-        [`compile_fast_path`][modeldeploy.fastpath.compile_fast_path]: numpy for linear models,
+        :func:`~modeldeploy.fastpath.compile_fast_path`: numpy for linear models,
         ONNX Runtime for tree ensembles with ``modeldeploy[fast]``), and through the model
         itself when none passes the check; ``"require"`` raises instead; ``"off"`` always calls
         the model. Compiling takes from milliseconds (linear) to about half a second (a forest).
     on_event
-        Called with a [`DeploymentEvent`][modeldeploy.deployers.DeploymentEvent] for every change
+        Called with a :class:`~modeldeploy.deployers.DeploymentEvent` for every change
         of what serves: swaps (also those following an alias), canary and shadow changes, and
         the breaker opening or closing. Its exceptions are logged, never raised.
     name
         A label for a bare model in stats (a version's label is its ``ref``, ``"churn:3"``).
     clock
-        Where the deployer reads time (a [`Clock`][modeldeploy.typing.Clock], e.g.
-        [`FakeClock`][modeldeploy.testing.FakeClock]): the breaker's cool-down, alias polling and
-        the time of each [`DeploymentEvent`][modeldeploy.deployers.DeploymentEvent]. Latencies,
+        Where the deployer reads time (a :class:`~modeldeploy.typing.Clock`, e.g.
+        :class:`~modeldeploy.testing.FakeClock`): the breaker's cool-down, alias polling and
+        the time of each :class:`~modeldeploy.deployers.DeploymentEvent`. Latencies,
         ``max_wait_ms`` and ``timeout_ms`` stay on the real clock: they measure and bound real
         model calls. Default: the system clock.
 
     Notes
     -----
-    Closing (`close`, or leaving a ``with`` block) stops serving, following and the
+    Closing (:meth:`close`, or leaving a ``with`` block) stops serving, following and the
     background threads; calling it twice is fine. Requests not yet inside a model call fail at
-    once with [`DeploymentError`][modeldeploy.exceptions.DeploymentError]; requests inside one get
-    its answer (or their ``timeout_ms``). Closing waits for no model call: queued shadow copies are
+    once with :class:`~modeldeploy.exceptions.DeploymentError`; requests inside one get its
+    answer (or their ``timeout_ms``). Closing waits for no model call: queued shadow copies are
     scored in the background if the shadow answers, and the monitor gets what was queued for it
     (waiting at most a few seconds for a stuck monitor).
 
@@ -284,14 +279,12 @@ class OnlineDeployer(Deployer):
 
     @property
     def max_batch_size(self) -> int:
-        """Most rows per model call (change it with
-        [`configure`][modeldeploy.OnlineDeployer.configure])."""
+        """Most rows per model call (change it with :meth:`configure`)."""
         return self._batching.max_batch_size
 
     @property
     def max_wait_ms(self) -> float:
-        """Longest a request waits for others (change it with
-        [`configure`][modeldeploy.OnlineDeployer.configure])."""
+        """Longest a request waits for others (change it with :meth:`configure`)."""
         return self._batching.max_wait_ms
 
     # ------------------------------------------------------------------ alternative constructor
@@ -312,20 +305,19 @@ class OnlineDeployer(Deployer):
         A background thread polls the registry every ``poll_s`` seconds; when the alias points
         at another version (or the same number with another sha256), the new version is loaded,
         warmed and swapped in. Every replica that follows the same alias of a shared registry
-        thus follows a promotion or a rollback by itself. [`poll`][modeldeploy.OnlineDeployer.poll]
-        checks at once.
+        thus follows a promotion or a rollback by itself. :meth:`poll` checks at once.
 
         Parameters
         ----------
         registry
-            A [`ModelRegistry`][modeldeploy.ModelRegistry] (anything with ``get(name, alias=...)``).
+            A :class:`~modeldeploy.ModelRegistry` (anything with ``get(name, alias=...)``).
         name, alias
             The model and the alias to follow (positional: ``name=`` among ``kwargs`` names the
-            deployer, as for [`OnlineDeployer`][modeldeploy.OnlineDeployer]).
+            deployer, as for :class:`OnlineDeployer`).
         poll_s
             Seconds between two checks.
         **kwargs
-            Passed to [`OnlineDeployer`][modeldeploy.OnlineDeployer] (the keys of `OnlineOptions`).
+            Passed to :class:`OnlineDeployer` (the keys of :class:`OnlineOptions`).
         """
         poll_s = check_float(poll_s, "poll_s", f"{_OWNER}.follow", min_value=0, min_inclusive=False)
         dep = cls(registry.get(name, alias=alias), **kwargs)
@@ -344,8 +336,7 @@ class OnlineDeployer(Deployer):
     def poll(self) -> bool:
         """Check the followed alias now; swap and return True if it moved.
 
-        A following deployer serves its alias: a manual [`swap`][modeldeploy.OnlineDeployer.swap]
-        lasts until the next poll.
+        A following deployer serves its alias: a manual :meth:`swap` lasts until the next poll.
         """
         if self._follower is None:
             raise InvalidParameterError(
@@ -387,13 +378,11 @@ class OnlineDeployer(Deployer):
         return self._serve_request("predict", X, ids, key)
 
     def predict_proba(self, X: Any, *, ids: Any = None, key: Any = None) -> np.ndarray:
-        """Class probabilities, one row per row of ``X`` (see
-        [`predict`][modeldeploy.OnlineDeployer.predict])."""
+        """Class probabilities, one row per row of ``X`` (see :meth:`predict`)."""
         return self._serve_request("predict_proba", X, ids, key)
 
     async def apredict(self, X: Any, *, ids: Any = None, key: Any = None) -> np.ndarray:
-        """[`predict`][modeldeploy.OnlineDeployer.predict] for asyncio: waits in a helper thread,
-        never blocks the event loop.
+        """:meth:`predict` for asyncio: waits in a helper thread, never blocks the event loop.
 
         Concurrent ``apredict`` calls are micro-batched together like threads are.
         """
@@ -404,7 +393,7 @@ class OnlineDeployer(Deployer):
         return await asyncio.get_running_loop().run_in_executor(self._get_executor(), call)
 
     async def apredict_proba(self, X: Any, *, ids: Any = None, key: Any = None) -> np.ndarray:
-        """[`predict_proba`][modeldeploy.OnlineDeployer.predict_proba] for asyncio."""
+        """:meth:`predict_proba` for asyncio."""
         import asyncio
 
         self._check_open()
