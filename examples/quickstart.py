@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import textwrap
 from datetime import timedelta
 from pathlib import Path
 
@@ -22,13 +23,18 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from modeldeploy import ModelRegistry, Monitor, OnlineDeployer, RetrainPolicy
+from modeldeploy import ModelRegistry, Monitor, OnlineDeployer, RetrainPolicy, Signature
 from modeldeploy.deployers.batch import BatchDeployer
 from modeldeploy.retraining import CanaryRollout, Gate, drift_detected, metric_below
 
 
 def train(X: np.ndarray, y: np.ndarray) -> Pipeline:
     return make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(X, y)
+
+
+def say(text: str) -> None:
+    """Print ``text`` wrapped at 100 columns, continuation lines indented."""
+    print(textwrap.fill(text, width=100, subsequent_indent="    "))
 
 
 def drifted(X: np.ndarray) -> np.ndarray:
@@ -41,17 +47,21 @@ def drifted(X: np.ndarray) -> np.ndarray:
 def main() -> None:
     logging.basicConfig(level=logging.ERROR)  # alerts are printed by on_alert below
     rng = np.random.default_rng(0)
-    X, y = load_breast_cancer(return_X_y=True)
+    data = load_breast_cancer()
+    X, y, names = data.data, data.target, list(data.feature_names)
     X_train, X_live, y_train, y_live = train_test_split(X, y, test_size=0.5, random_state=0)
     root = Path(tempfile.mkdtemp()) / "model-registry"
 
     # 1. The model and its versions -------------------------------------------------------
     reg = ModelRegistry(root)
+    print(f"registry: {root}")
+    print(f"  (look at it afterwards: modeldeploy --registry {root} history cancer)")
     model = train(X_train, y_train)
     v1 = reg.register(
         "cancer",
         model,
-        sample=X_train,
+        # The signature keeps the data set's feature names, so errors and drift name them.
+        signature=Signature.infer(X_train, names=names),
         metrics={"f1": f1_score(y_train, model.predict(X_train))},
         params={"C": 1.0},
         tags={"team": "oncology"},
@@ -71,7 +81,13 @@ def main() -> None:
         on_alert=alerts.append,
     )
     dep = OnlineDeployer(production, monitor=monitor)
-    print(f"serving {dep.version} through {dep.fast_path_report().served_by!r}")
+    served_by = dep.fast_path_report().served_by
+    print(f"serving {dep.version} through {served_by!r}")
+    if served_by == "numpy-linear":
+        say(
+            "  ('numpy-linear': the scaler and the logistic regression folded into one matrix "
+            "product in numpy, checked to answer exactly like the pipeline before it serves)"
+        )
     with BatchDeployer(production, chunk_size=100) as job:
         scores = job.run(X_live)
     print(f"batch-scored {len(scores)} rows; {int(scores.sum())} predicted benign")
@@ -120,11 +136,11 @@ def main() -> None:
     for alert in alerts[:2]:
         print(f"  {alert}")
     outcome = policy.run(monitor, recent_labelled, deployer=dep)
-    print(f"policy: {outcome.status}: {'; '.join(outcome.reasons)}")
+    say(f"policy: {outcome.status}: {'; '.join(outcome.reasons)}")
 
     stream(500, drift=True)  # the canary gets half of the traffic
     outcome = policy.run(monitor, recent_labelled, deployer=dep)
-    print(f"policy: {outcome.status}: {'; '.join(outcome.reasons)}")
+    say(f"policy: {outcome.status}: {'; '.join(outcome.reasons)}")
     print(f"now serving {dep.version}; production is {reg.get('cancer', alias='production').ref}")
 
     stream(300, drift=True)
@@ -136,7 +152,10 @@ def main() -> None:
             continue
         where = f"@{event.alias} " if event.alias else ""
         version = f"v{event.version} " if event.version is not None else ""
-        print(f"  {event.time:%H:%M:%S} {event.kind:18s} {version}{where}{event.reason[:70]}")
+        head = f"  {event.time:%H:%M:%S} {event.kind:18s} {version}{where}"
+        print(
+            textwrap.fill(event.reason, width=100, initial_indent=head, subsequent_indent=" " * 30)
+        )
     dep.close()
 
 

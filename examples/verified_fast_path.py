@@ -1,8 +1,8 @@
 """Compile a verified fast path for a model, see its report, and serve validated rows with it.
 
 Run with ``python examples/verified_fast_path.py`` (a few seconds). The tree model needs the
-optional extra ``pip install 'modeldeploy[fast]'``; without it, it is served by its own predict
-and the report says why.
+optional extra ``[fast]`` (from a checkout: ``pip install -e ".[fast]"``); without it, it is
+served by its own predict and the report says why.
 """
 
 from __future__ import annotations

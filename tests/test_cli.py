@@ -119,6 +119,55 @@ def test_verify_reports_a_corrupt_artifact_with_exit_1(tmp_path: Path, root: Pat
     assert json.loads(run("verify", "--json", root=mine).stdout)["problems"][0]["version"] == 1
 
 
+def test_every_command_takes_the_same_addressing(tmp_path: Path, root: Path) -> None:
+    import shutil
+
+    mine = tmp_path / "reg"
+    shutil.copytree(root, mine)
+    out = run("promote", "churn:3", "--alias", "staging", root=mine)
+    assert (out.returncode, out.stdout.strip()) == (0, "churn@staging -> v3"), out.stderr
+    # NAME@ALIAS addresses the version the alias points at: staging's v3 goes to production.
+    out = run("promote", "churn@staging", "--reason", "staging looked fine", root=mine)
+    assert (out.returncode, out.stdout.strip()) == (0, "churn@production -> v3 (was v2)")
+    out = run("rollback", "churn@production", "--json", root=mine)
+    assert json.loads(out.stdout) == {
+        "name": "churn",
+        "alias": "production",
+        "version": 2,
+        "previous": 3,
+    }
+    moves = json.loads(run("history", "churn@production", "--json", root=mine).stdout)
+    assert {e["alias"] for e in moves} == {"production"}
+    assert [e["version"] for e in moves][-2:] == [3, 2]
+    v3 = json.loads(run("history", "churn:3", "--json", root=mine).stdout)
+    assert {e["version"] for e in v3} == {3} and v3[0]["kind"] == "registered"
+    one = json.loads(run("versions", "churn@production", "--json", root=mine).stdout)
+    assert [v["version"] for v in one] == [2]
+    assert run("verify", "churn", root=mine).returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("promote", "churn"), "Which version of churn?"),
+        (("promote", "churn:2", "3"), "Give the version once"),
+        (("rollback", "churn:2"), "a rollback moves an alias, not a version"),
+        (("rollback", "churn@production", "--alias", "staging"), "Two aliases given"),
+        (("verify", "churn:1"), "Expected NAME"),
+    ],
+)
+def test_addressing_mistakes_are_named(root: Path, args: tuple[str, ...], message: str) -> None:
+    out = run(*args, root=root)
+    assert out.returncode == 1, out.stdout
+    assert message in out.stderr
+
+
+def test_versions_json_prints_the_signature(root: Path) -> None:
+    data = json.loads(run("versions", "churn", "--json", root=root).stdout)
+    assert [len(v["signature"]["features"]) for v in data] == [3, 3, 3]
+    assert data[0]["signature"]["features"][1]["name"] == "x1"
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

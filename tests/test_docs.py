@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 import modeldeploy
 import modeldeploy.exceptions
@@ -43,3 +48,35 @@ def test_every_test_the_guarantees_page_cites_exists() -> None:
         for m in re.findall(r"^(?:async )?def (test_\w+)", p.read_text(), re.MULTILINE)
     }
     assert cited and sorted(cited - defined) == []
+
+
+#: A Sphinx role left in a docstring shows as text in the HTML (``:class:<code>X</code>``).
+RAW_ROLE = re.compile(r":(?:py:)?(?:class|meth|func|attr|mod|exc|data|obj|const|type):(?:<code>|`)")
+
+
+@pytest.mark.slow
+def test_the_built_site_shows_no_raw_sphinx_role(tmp_path: Path) -> None:
+    """Builds the site (``mkdocs build --strict``, so a broken cross-reference fails too) and
+    looks for roles rendered as text: they should be mkdocstrings cross-references
+    (``[`Monitor`][modeldeploy.Monitor]``)."""
+    pytest.importorskip("mkdocstrings")
+    site = tmp_path / "site"
+    out = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-q", "-d", str(site)],
+        cwd=DOCS.parent,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+    )
+    assert out.returncode == 0, out.stderr
+    pages = list(site.rglob("*.html"))
+    assert len(pages) > 10
+    raw = {
+        f"{page.relative_to(site)}: {m.group(0)}"
+        for page in pages
+        for m in RAW_ROLE.finditer(page.read_text(encoding="utf-8"))
+    }
+    assert sorted(raw) == []
+    reference = (site / "reference" / "registry" / "index.html").read_text(encoding="utf-8")
+    assert 'class="autorefs autorefs-internal"' in reference  # the roles became links

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
 
 from modeldeploy.deployers import (
@@ -26,11 +25,6 @@ from modeldeploy.monitoring import Alert, Monitor
 from modeldeploy.registry import Event, ModelRegistry, ModelVersion, Signature
 from modeldeploy.retraining import RetrainPolicy
 from modeldeploy.routing import HybridRouter
-
-try:
-    __version__ = importlib.metadata.version("modeldeploy")
-except importlib.metadata.PackageNotFoundError:  # pragma: no cover - a source tree, not installed
-    __version__ = "0.0.0+unknown"
 
 # A library leaves output to the application: without a logging set-up, nothing is printed.
 logging.getLogger("modeldeploy").addHandler(logging.NullHandler())
@@ -59,3 +53,17 @@ __all__ = [
     "VersionNotFoundError",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> str:
+    # __version__ is read from the package metadata when asked for: importlib.metadata takes
+    # tens of milliseconds to import, which every `import modeldeploy` would pay (structlog
+    # does the same).
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("modeldeploy")
+        except PackageNotFoundError:  # pragma: no cover - a source tree, not installed
+            return "0.0.0+unknown"
+    raise AttributeError(f"module 'modeldeploy' has no attribute {name!r}")

@@ -98,6 +98,12 @@ def _ref(text: str) -> tuple[str, int | None, str | None]:
     return found.group("name"), None if version is None else int(version), found.group("alias")
 
 
+def _ref_text(ref: tuple[str, int | None, str | None]) -> str:
+    """A parsed reference written back (``churn:3``, ``churn@production``, ``churn``)."""
+    name, number, alias = ref
+    return name + (f":{number}" if number is not None else "") + (f"@{alias}" if alias else "")
+
+
 # ---------------------------------------------------------------------- commands
 
 
@@ -136,9 +142,13 @@ def cmd_models(reg: ModelRegistry, args: argparse.Namespace, out: TextIO) -> int
 
 
 def cmd_versions(reg: ModelRegistry, args: argparse.Namespace, out: TextIO) -> int:
-    versions = reg.versions(args.name)
+    name, number, alias = args.ref
+    if number is None and alias is None:
+        versions = reg.versions(name)
+    else:  # NAME:VERSION or NAME@ALIAS: the one version it addresses
+        versions = [reg.get(name, number, alias=alias)]
     if args.json:
-        _emit_json([v.to_dict() | {"signature": None} for v in versions], out)
+        _emit_json([v.to_dict() for v in versions], out)
         return EXIT_OK
     _table(
         [
@@ -211,8 +221,23 @@ def _profile(p: dict[str, Any] | Any) -> str:
 
 
 def cmd_promote(reg: ModelRegistry, args: argparse.Namespace, out: TextIO) -> int:
-    before = reg.metadata.aliases(args.name).get(args.alias)
-    v = reg.promote(args.name, args.version, alias=args.alias, reason=args.reason)
+    name, number, alias = args.ref
+    if args.version is not None:
+        if number is not None or alias is not None:
+            raise CommandError(
+                f"Expected NAME VERSION, NAME:VERSION or NAME@ALIAS; got "
+                f"{_ref_text(args.ref)!r} and the version {args.version} too. Give the version "
+                "once."
+            )
+        number = args.version
+    elif number is None and alias is None:
+        raise CommandError(
+            f"Which version of {name}? Give NAME:VERSION (churn:3), NAME@ALIAS (churn@staging: "
+            "the version that alias points at) or NAME VERSION."
+        )
+    version = number if number is not None else reg.get(name, alias=alias).version
+    before = reg.metadata.aliases(name).get(args.alias)
+    v = reg.promote(name, version, alias=args.alias, reason=args.reason)
     if args.json:
         _emit_json(
             {"name": v.name, "alias": args.alias, "version": v.version, "previous": before}, out
@@ -224,19 +249,33 @@ def cmd_promote(reg: ModelRegistry, args: argparse.Namespace, out: TextIO) -> in
 
 
 def cmd_rollback(reg: ModelRegistry, args: argparse.Namespace, out: TextIO) -> int:
-    before = reg.metadata.aliases(args.name).get(args.alias)
-    v = reg.rollback(args.name, alias=args.alias, reason=args.reason)
-    if args.json:
-        _emit_json(
-            {"name": v.name, "alias": args.alias, "version": v.version, "previous": before}, out
+    name, number, ref_alias = args.ref
+    if number is not None:
+        raise CommandError(
+            f"Expected NAME or NAME@ALIAS (the alias to move back), got {_ref_text(args.ref)!r}: a "
+            "rollback moves an alias, not a version. To serve a given version, promote it."
         )
+    if ref_alias is not None and args.alias is not None and ref_alias != args.alias:
+        raise CommandError(
+            f"Two aliases given: @{ref_alias} and --alias {args.alias}. Give one of them."
+        )
+    alias = ref_alias or args.alias or DEFAULT_ALIAS
+    before = reg.metadata.aliases(name).get(alias)
+    v = reg.rollback(name, alias=alias, reason=args.reason)
+    if args.json:
+        _emit_json({"name": v.name, "alias": alias, "version": v.version, "previous": before}, out)
     else:
-        out.write(f"{v.name}@{args.alias} -> v{v.version} (rolled back from v{before})\n")
+        out.write(f"{v.name}@{alias} -> v{v.version} (rolled back from v{before})\n")
     return EXIT_OK
 
 
 def cmd_history(reg: ModelRegistry, args: argparse.Namespace, out: TextIO) -> int:
-    events: list[Event] = list(reg.history(args.name))
+    name, number, alias = args.ref
+    events: list[Event] = list(reg.history(name))
+    if number is not None:  # NAME:VERSION: the events of that version
+        events = [e for e in events if e.version == number]
+    if alias is not None:  # NAME@ALIAS: the moves of that alias
+        events = [e for e in events if e.alias == alias]
     if args.json:
         _emit_json([e.to_dict() for e in events], out)
         return EXIT_OK
@@ -259,9 +298,15 @@ def cmd_history(reg: ModelRegistry, args: argparse.Namespace, out: TextIO) -> in
 
 
 def cmd_verify(reg: ModelRegistry, args: argparse.Namespace, out: TextIO) -> int:
-    names = [args.name] if args.name else reg.models()
+    name, number, alias = args.ref if args.ref else (None, None, None)
+    if number is not None or alias is not None:
+        raise CommandError(
+            f"Expected NAME (every version of it is checked) or nothing (every model); got "
+            f"{_ref_text(args.ref)!r}."
+        )
+    names = [name] if name else reg.models()
     checked = sum(len(reg.metadata.list_versions(n)) for n in names)
-    problems = reg.verify(args.name)
+    problems = reg.verify(name)
     if args.json:
         _emit_json({"checked": checked, "problems": problems}, out)
     else:
@@ -403,23 +448,32 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     add("models", cmd_models, "list the registered models")
-    p = add("versions", cmd_versions, "list the versions of a model")
-    p.add_argument("name", metavar="NAME")
+    p = add("versions", cmd_versions, "list the versions of a model (or the one addressed)")
+    p.add_argument("ref", metavar="NAME[:VERSION|@ALIAS]", type=_ref)
     p = add("show", cmd_show, "show one version in full (signature, lineage, sha256)")
     p.add_argument("ref", metavar="NAME[:VERSION|@ALIAS]", type=_ref)
-    p = add("promote", cmd_promote, "point an alias at a version")
-    p.add_argument("name", metavar="NAME")
-    p.add_argument("version", metavar="VERSION", type=int)
+    p = add(
+        "promote",
+        cmd_promote,
+        "point an alias at a version: NAME:VERSION, NAME@ALIAS (the version that alias points "
+        "at) or NAME VERSION",
+    )
+    p.add_argument("ref", metavar="NAME[:VERSION|@ALIAS]", type=_ref)
+    p.add_argument("version", metavar="VERSION", type=int, nargs="?")
     p.add_argument("--alias", default=DEFAULT_ALIAS, help=f"default: {DEFAULT_ALIAS}")
     p.add_argument("--reason", default="", help="why, kept in the history")
     p = add("rollback", cmd_rollback, "move an alias back to the version it held before")
-    p.add_argument("name", metavar="NAME")
-    p.add_argument("--alias", default=DEFAULT_ALIAS, help=f"default: {DEFAULT_ALIAS}")
+    p.add_argument("ref", metavar="NAME[@ALIAS]", type=_ref)
+    p.add_argument("--alias", default=None, help=f"default: {DEFAULT_ALIAS}")
     p.add_argument("--reason", default="", help="why, kept in the history")
-    p = add("history", cmd_history, "every registration and alias move of a model")
-    p.add_argument("name", metavar="NAME")
+    p = add(
+        "history",
+        cmd_history,
+        "every registration and alias move of a model (of one version, or one alias)",
+    )
+    p.add_argument("ref", metavar="NAME[:VERSION|@ALIAS]", type=_ref)
     p = add("verify", cmd_verify, "recompute every artifact's sha256; exit 1 on a mismatch")
-    p.add_argument("name", metavar="NAME", nargs="?")
+    p.add_argument("ref", metavar="NAME", type=_ref, nargs="?")
     p = add(
         "sign",
         cmd_sign,

@@ -77,3 +77,46 @@ def test_missing_extras_raise_missing_dependency_error(
         report.plot()
     with pytest.raises(MissingDependencyError, match=r"modeldeploy\[pandas\]"):
         report.to_frame()
+
+
+@pytest.mark.parametrize(("drift", "decider", "bold"), [("psi", "PSI", "psi"), ("ks", "KS", "p")])
+def test_drift_table_says_which_statistic_decided(drift: str, decider: str, bold: str) -> None:
+    rng = np.random.default_rng(1)
+    mon = Monitor(
+        reference=rng.normal(size=(2_000, 2)),
+        window=1_000,
+        thresholds={"drift": drift},
+        min_drift_samples=100,
+    )
+    X = rng.normal(size=(600, 2))
+    X[:, 1] += 1.0
+    mon.log_predictions(X, np.zeros(600))
+    drift_result = mon.drift()
+    assert {d.decided_by for d in drift_result.values()} == {"psi" if drift == "psi" else "ks"}
+    html = mon.report()._repr_html_()
+    rows = re.findall(r"<tr><td>(x\d)</td>(.*?)</tr>", html)
+    assert [name for name, _ in rows] == ["x0", "x1"]
+    for name, cells in rows:
+        values = re.findall(r"<td>(.*?)</td>", cells)
+        # test, statistic, p-value, PSI, n, decided by, drift: the deciding one in bold
+        assert values[5] == decider
+        d = drift_result[name]
+        deciding = values[3] if bold == "psi" else values[2]
+        assert deciding.startswith("<b>") and deciding.endswith("</b>")
+        assert values[6] == ("<b>yes</b>" if d.drifted else "no")
+    assert drift_result["x1"].drifted and not drift_result["x0"].drifted
+
+
+def test_save_html_looks_like_the_notebook_and_drops_rows_without_data(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    mon = Monitor(reference=rng.normal(size=(500, 2)), window=1_000, thresholds={"f1": 0.5})
+    mon.log_predictions(rng.normal(size=(100, 2)), np.ones(100), ids=list(range(100)))
+    text = mon.report().save_html(tmp_path / "r.html", plots=False).read_text()
+    assert "tbody tr:nth-child(odd){background:#f5f5f5}" in text  # the notebook's stripes
+    assert "thead{border-bottom:1px solid black" in text
+    assert ">nan<" not in text.lower()
+    assert "<td>n_predictions</td><td>100</td>" in text
+    assert "<td>f1</td>" not in text and "<td>accuracy</td>" not in text  # no labels yet
+    empty = Monitor(reference=rng.normal(size=(500, 2)), window=1_000, thresholds={})
+    html = empty.report()._repr_html_()
+    assert "Drift: no rows in the window yet." in html and "<td>x0</td>" not in html

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from modeldeploy import ModelRegistry, ModelVersion, Monitor
+from modeldeploy import ModelRegistry, ModelVersion, Monitor, Signature
 from modeldeploy.exceptions import InvalidParameterError
 from modeldeploy.fastpath import fast_path_key
 from modeldeploy.retraining import (
@@ -339,3 +339,24 @@ def test_a_fast_path_that_cannot_be_attached_does_not_fail_the_retrain(
     assert reg.get("churn", alias="production").version == 2
     assert "could not attach the fast path of churn:2" in caplog.text
     assert "fast_path" not in [e.kind for e in reg.history("churn")]
+
+
+def test_a_challenger_trained_on_arrays_keeps_the_champions_feature_names(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    reg = ModelRegistry(tmp_path / "reg", clock=clock)
+    names = ["tenure", "spend", "visits", "complaints"]
+    X, y = world(2000, drifted=False, seed=1)
+    v1 = reg.register(
+        "churn", LogisticRegression().fit(X, y), signature=Signature.infer(X, names=names)
+    )
+    reg.promote("churn", v1)
+    mon = Monitor.for_version(reg.get("churn", alias="production"), window=4000)
+    serve(mon, reg.get("churn", alias="production"), *world(1500, drifted=True, seed=2), start=0)
+    deployer = FakeDeployer()
+    outcome = make_policy(reg).run(mon, recent(), deployer=deployer)  # arrays, no names
+    assert outcome.status == "promoted", outcome
+    assert outcome.version is not None and outcome.version.signature is not None
+    assert outcome.version.signature.names == names
+    # ... profiled from the challenger's own training rows, not copied from the champion
+    assert outcome.version.signature.to_dict() != reg.get("churn", 1).signature.to_dict()  # type: ignore[union-attr]

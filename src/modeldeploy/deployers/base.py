@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import abc
-import asyncio
 import functools
 import threading
 from collections.abc import Callable, Mapping
@@ -207,12 +206,16 @@ class Deployer(Closeable, abc.ABC):
 
     async def apredict(self, X: Any, *, ids: Any = None) -> np.ndarray:
         """:meth:`predict` for asyncio: runs in a worker thread, never blocks the event loop."""
+        import asyncio  # with the first async call: asyncio is slow to import
+
         return await asyncio.get_running_loop().run_in_executor(
             None, functools.partial(self.predict, X, ids=ids)
         )
 
     async def apredict_proba(self, X: Any, *, ids: Any = None) -> np.ndarray:
         """:meth:`predict_proba` for asyncio."""
+        import asyncio
+
         return await asyncio.get_running_loop().run_in_executor(
             None, functools.partial(self.predict_proba, X, ids=ids)
         )

@@ -12,8 +12,6 @@ import functools
 import hashlib
 import json
 import logging
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as dist_version
 from typing import TYPE_CHECKING, Literal
 
 from modeldeploy._validation import check_choice
@@ -35,6 +33,9 @@ def fast_path_key() -> str:
     under another key, finds nothing, and compiles for itself. Computed once per process (the
     modules imported do not change when packages are upgraded on disk).
     """
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
     versions = {}
     for package in ("numpy", "scikit-learn", "onnx", "onnxruntime", "modeldeploy"):
         try:

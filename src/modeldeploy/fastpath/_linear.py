@@ -16,7 +16,6 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from scipy.special import expit
 
 __all__ = ["LinearProgram", "compile_linear", "linear_boundary_rows"]
 
@@ -101,6 +100,10 @@ class LinearProgram:
             return scores
         if self.proba == "modified-huber":
             return _modified_huber(scores)
+        # scipy.special costs a tenth of a second to import: imported at the first binary
+        # probability, not with the package (a cached import is a dict lookup).
+        from scipy.special import expit
+
         prob: np.ndarray = expit(scores, out=scores)
         if prob.ndim == 1:
             return np.stack([1 - prob, prob], axis=1)

@@ -148,9 +148,12 @@ class FastPathReport:
         return f"FastPathReport({self.model}: {', '.join(parts)})"
 
     def _repr_html_(self) -> str:
+        # Rows without a value (timings not measured) are left out; floats are shortened.
         rows = "".join(
-            f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+            f"<tr><th>{html.escape(k)}</th><td>"
+            f"{html.escape(f'{v:.4g}' if isinstance(v, float) else str(v))}</td></tr>"
             for k, v in self.to_dict().items()
+            if v is not None
         )
         return f"<table><caption>Fast path: {html.escape(self.model)}</caption>{rows}</table>"
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["DriftResult", "FeatureDrift", "Kind"]
+__all__ = ["DriftResult", "FeatureDrift", "Kind", "drift_table_head", "drift_table_row"]
 
 Kind = Literal["numeric", "categorical"]
 
@@ -39,6 +39,7 @@ class FeatureDrift:
         Whether the statistic chosen to alert (``method``) crosses its threshold.
     method
         ``"psi"`` or ``"ks"`` (test-based: KS for numeric, chi-squared for categorical).
+        :attr:`decided_by` names the statistic this means for this feature.
 
     Examples
     --------
@@ -58,6 +59,16 @@ class FeatureDrift:
     n_current: int
     drifted: bool
     method: str
+
+    @property
+    def decided_by(self) -> str:
+        """The statistic that decided :attr:`drifted`: ``"psi"``, or the test (``"ks"``,
+        ``"chi2"``) when ``method`` is test-based.
+
+        The other statistics are shown for information only: a tiny KS p-value next to
+        ``drifted=False`` means PSI decided and stayed under its threshold.
+        """
+        return "psi" if self.method == "psi" else self.test
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly dict."""
@@ -138,28 +149,36 @@ class DriftResult(Mapping[str, FeatureDrift]):
         rows = list(self._features.values())
         if self.prediction is not None:
             rows.append(self.prediction)
-        body = "".join(
-            "<tr>"
-            + "".join(
-                f"<td>{html.escape(str(v))}</td>"
-                for v in (
-                    f.feature,
-                    f.test,
-                    f"{f.statistic:.4g}",
-                    f"{f.p_value:.3g}",
-                    f"{f.psi:.4f}",
-                    f.n_current,
-                    "yes" if f.drifted else "no",
-                )
-            )
-            + "</tr>"
-            for f in rows
-        )
-        head = "".join(
-            f"<th>{h}</th>"
-            for h in ("feature", "test", "statistic", "p-value", "PSI", "n", "drift")
-        )
         return (
-            f"<table><caption>Drift by {self.method} over {self.n_current} rows</caption>"
-            f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+            f"<table><caption>Drift by {html.escape(self.method)} over {self.n_current} rows "
+            "(<b>bold</b>: the statistic that decided)</caption>"
+            f"<thead><tr>{drift_table_head()}</tr></thead>"
+            f"<tbody>{''.join(drift_table_row(f.to_dict()) for f in rows)}</tbody></table>"
         )
+
+
+#: The columns of a drift table, in the notebook view and in reports.
+_DRIFT_HEAD = ("feature", "test", "statistic", "p-value", "PSI", "n", "decided by", "drift")
+_DECIDING_CELL = {"psi": "psi", "ks": "p_value", "chi2": "p_value"}
+
+
+def drift_table_head() -> str:
+    """The ``<th>`` cells of a drift table."""
+    return "".join(f"<th>{h}</th>" for h in _DRIFT_HEAD)
+
+
+def drift_table_row(d: Mapping[str, Any]) -> str:
+    """One ``<tr>`` of a drift table from a :meth:`FeatureDrift.to_dict`, the deciding statistic
+    (:attr:`FeatureDrift.decided_by`, read from ``method`` and ``test``) in bold."""
+    decided = "psi" if d.get("method") == "psi" else d.get("test")
+    bold = _DECIDING_CELL.get(str(decided), "")
+    cells = []
+    for key, spec in (("feature", ""), ("test", ""), ("statistic", ".4g"), ("p_value", ".3g"),
+                      ("psi", ".4f"), ("n_current", "")):  # fmt: skip
+        value = d.get(key)
+        text = format(value, spec) if spec and isinstance(value, float) else str(value)
+        text = html.escape(text)
+        cells.append(f"<td><b>{text}</b></td>" if key == bold else f"<td>{text}</td>")
+    cells.append(f"<td>{html.escape(str(decided).upper().replace('CHI2', 'chi²'))}</td>")
+    cells.append("<td><b>yes</b></td>" if d.get("drifted") else "<td>no</td>")
+    return f"<tr>{''.join(cells)}</tr>"

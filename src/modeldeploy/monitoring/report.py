@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from modeldeploy.exceptions import MissingDependencyError
+from modeldeploy.monitoring._results import drift_table_head, drift_table_row
 
 __all__ = ["Report"]
 
@@ -35,10 +36,35 @@ _SHOWN_METRICS = (
 )
 
 
+def _has_data(value: Any) -> bool:
+    """False for a value the window could not compute (missing, None or NaN)."""
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return "nan" if math.isnan(value) else f"{value:.4g}"
     return str(value)
+
+
+#: The look of a notebook's rendered tables (JupyterLab's), for the standalone HTML file.
+_REPORT_CSS = (
+    "body{margin:2em auto;max-width:64em;padding:0 1em;color:rgba(0,0,0,.87);"
+    "font-family:system-ui,-apple-system,'Segoe UI',Roboto,Helvetica,Arial,sans-serif;"
+    "font-size:14px;line-height:1.4}"
+    "h3{font-size:1.3em;margin:.5em 0}"
+    "table{border:none;border-collapse:collapse;border-spacing:0;font-size:12px;"
+    "margin:1em 0;table-layout:fixed}"
+    "caption{caption-side:top;text-align:left;font-weight:bold;padding:.4em 0;white-space:nowrap}"
+    "thead{border-bottom:1px solid black;vertical-align:bottom}"
+    "td,th{text-align:right;vertical-align:middle;padding:.5em;line-height:normal;"
+    "white-space:normal;max-width:none;border:none}"
+    "th{font-weight:bold}"
+    "tbody tr:nth-child(odd){background:#f5f5f5}"
+    "tbody tr:hover{background:rgba(66,165,245,.2)}"
+    "td:first-child,th:first-child{text-align:left}"
+    "ul{padding-left:1.5em}"
+)
 
 
 class Report:
@@ -147,18 +173,10 @@ class Report:
         metric_rows = "".join(
             f"<tr><td>{esc(k)}</td><td>{esc(_fmt(metrics[k]))}</td></tr>"
             for k in (*_SHOWN_METRICS, "n_predictions", "n_labelled")
-            if k in metrics
+            if _has_data(metrics.get(k))
         )
         thresholds = d.get("thresholds") or {}
-        drift_rows = "".join(
-            "<tr>"
-            + "".join(
-                f"<td>{esc(_fmt(r[c]))}</td>"
-                for c in ("feature", "test", "statistic", "p_value", "psi", "n_current")
-            )
-            + f"<td>{'<b>yes</b>' if r['drifted'] else 'no'}</td></tr>"
-            for r in self._drift_rows()
-        )
+        drift_rows = "".join(drift_table_row(r) for r in self._drift_rows() if r.get("n_current"))
         alerts = "".join(
             f"<li>{esc(a['at'][:19])} {esc(a['message'])}</li>" for a in d.get("alerts") or []
         )
@@ -169,10 +187,7 @@ class Report:
             f'<img alt="monitor plot" src="data:image/png;base64,{b}" style="max-width:100%"/>'
             for b in images
         )
-        head = "".join(
-            f"<th>{h}</th>"
-            for h in ("feature", "test", "statistic", "p-value", "PSI", "n", "drift")
-        )
+        head = drift_table_head()
         title = esc(str(d.get("name") or "Monitor"))
         return (
             f'<div class="modeldeploy-report"><h3>{title} report</h3>'
@@ -181,8 +196,13 @@ class Report:
             f"{esc(str(thresholds.get('drift')))}; generated {esc(str(d.get('generated_at')))}"
             f"</p><table><caption>Metrics (estimated_* are estimates from probabilities, not "
             f"measured)</caption><tbody>{metric_rows}</tbody></table>"
-            f"<table><caption>Drift</caption><thead><tr>{head}</tr></thead>"
-            f"<tbody>{drift_rows}</tbody></table>{versions}"
+            + (
+                f"<table><caption>Drift (<b>bold</b>: the statistic that decided)</caption>"
+                f"<thead><tr>{head}</tr></thead><tbody>{drift_rows}</tbody></table>"
+                if drift_rows
+                else "<p>Drift: no rows in the window yet.</p>"
+            )
+            + f"{versions}"
             f"<p>Labels: {label_text or 'none yet'}</p>"
             f"<p>Alerts:</p><ul>{alerts or '<li>none</li>'}</ul>{imgs}</div>"
         )
@@ -191,13 +211,18 @@ class Report:
         per_version = self.version_metrics
         if not per_version:
             return ""
-        have = {k for m in per_version.values() for k in m}
+        per_version = {v: m for v, m in per_version.items() if m.get("n_predictions")}
+        if not per_version:
+            return ""
+        have = {k for m in per_version.values() for k, x in m.items() if _has_data(x)}
         keys = [k for k in (*_SHOWN_METRICS, "n_predictions", "n_labelled") if k in have]
         esc = html.escape
         head = "".join(f"<th>{esc(k)}</th>" for k in ("version", *keys))
         body = "".join(
             f"<tr><td>{esc(v)}</td>"
-            + "".join(f"<td>{esc(_fmt(m.get(k, math.nan)))}</td>" for k in keys)
+            + "".join(
+                f"<td>{esc(_fmt(m[k])) if _has_data(m.get(k)) else '&ndash;'}</td>" for k in keys
+            )
             + "</tr>"
             for v, m in per_version.items()
         )
@@ -230,8 +255,7 @@ class Report:
         target = Path(path)
         target.write_text(
             "<!DOCTYPE html><html><head><meta charset='utf-8'><title>modeldeploy monitor "
-            "report</title><style>body{font-family:sans-serif;margin:2em}table{border-collapse:"
-            "collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:2px 8px}</style></head>"
+            f"report</title><style>{_REPORT_CSS}</style></head>"
             f"<body>{self._html(images)}</body></html>",
             encoding="utf-8",
         )

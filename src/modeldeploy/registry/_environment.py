@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import platform
 import sys
 import warnings
 from collections.abc import Mapping
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as dist_version
 from typing import Any
 
 from modeldeploy.exceptions import EnvironmentMismatchWarning
@@ -16,6 +13,10 @@ from modeldeploy.exceptions import EnvironmentMismatchWarning
 
 def environment_of(model: Any) -> dict[str, str]:
     """Python, numpy, scikit-learn, joblib, the platform, and the model's own library."""
+    import platform
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
     import joblib
     import numpy
     import sklearn
@@ -39,6 +40,8 @@ def warn_environment(
 ) -> None:
     """Warn (:class:`EnvironmentMismatchWarning`) when Python's minor version or
     scikit-learn's version differ from those ``name:version`` was saved with."""
+    import platform
+
     import sklearn
 
     now = {

@@ -14,8 +14,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import joblib
-
 from modeldeploy.exceptions import InvalidParameterError, MissingDependencyError, SerializationError
 
 __all__ = [
@@ -81,9 +79,13 @@ class JoblibSerializer(Serializer):
         self.compress = compress
 
     def dump(self, model: Any, path: Path) -> None:
+        import joblib  # about 30 ms to import: not with the package
+
         joblib.dump(model, path, compress=self.compress)
 
     def load(self, data: bytes) -> Any:
+        import joblib
+
         return joblib.load(io.BytesIO(data))
 
 

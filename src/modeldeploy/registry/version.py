@@ -165,7 +165,8 @@ class ModelVersion:
             ("environment", _kv(self.environment)),
         ]
         body = "".join(
-            f"<tr><th style='text-align:left'>{k}</th><td>{html.escape(v)}</td></tr>"
+            f"<tr><th style='text-align:left'>{k}</th>"
+            f"<td style='text-align:left'>{html.escape(v)}</td></tr>"
             for k, v in rows
         )
         return f"<table>{body}</table>"

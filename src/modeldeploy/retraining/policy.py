@@ -17,7 +17,7 @@ from modeldeploy.exceptions import (
     VersionNotFoundError,
 )
 from modeldeploy.fastpath import attach_fast_path
-from modeldeploy.registry import ModelRegistry, ModelVersion
+from modeldeploy.registry import ModelRegistry, ModelVersion, Signature
 from modeldeploy.retraining._outcomes import Decision, Outcome
 from modeldeploy.retraining.gates import Gate, GateResult, score
 from modeldeploy.retraining.rollout import (
@@ -433,10 +433,12 @@ class RetrainPolicy:
                 *result.reasons,
             ]
         )
+        signature = _named_like(champion_version, X_train)
         version = self.registry.register(
             self.name,
             challenger,
-            sample=X_train,
+            sample=X_train if signature is None else None,
+            signature=signature,
             metrics={
                 **{f"holdout_{k}": v for k, v in result.challenger.items()},
                 **{f"champion_holdout_{k}": v for k, v in result.champion.items()},
@@ -593,3 +595,16 @@ def _check_challenger(model: Any) -> None:
             f"The trainer returned a {type(model).__name__}, which has no predict method. "
             "Return a fitted model with predict(X)."
         )
+
+
+def _named_like(champion: ModelVersion, X_train: Any) -> Signature | None:
+    """The challenger's signature when its training rows are a bare array of the champion's
+    width: inferred from them, with the champion's feature names (an array has none of its own,
+    and a canary must take the same input as the primary). None: infer from ``sample=``."""
+    sig = champion.signature
+    if sig is None or sig.input_type != "ndarray":
+        return None
+    shape: tuple[int, ...] = getattr(X_train, "shape", ())
+    if type(X_train).__module__ != "numpy" or len(shape) != 2 or shape[1] != sig.n_features:
+        return None
+    return Signature.infer(X_train, names=sig.names)

@@ -6,7 +6,6 @@ snapshot of the router's traffic per path. Both are re-exported by :mod:`modelde
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures as cf
 import dataclasses
 import html
@@ -77,6 +76,8 @@ class RouteHandle:
         self._future.add_done_callback(lambda _: fn(self))
 
     def __await__(self) -> Generator[Any, None, np.ndarray]:
+        import asyncio  # with the first await: asyncio is slow to import
+
         return asyncio.wrap_future(self._future).__await__()
 
     def _timeout(self, timeout: float | None) -> PredictionTimeoutError:

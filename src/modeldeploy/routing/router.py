@@ -7,7 +7,6 @@ answers it now, ``"batch"`` queues it on the batch deployer and hands back a
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures as cf
 import dataclasses
 import logging
@@ -295,6 +294,8 @@ class HybridRouter:
     ) -> np.ndarray:
         """:meth:`predict` for asyncio: the online call runs off the event loop and a batch
         request is awaited without blocking it."""
+        import asyncio  # with the first async call: asyncio is slow to import
+
         request, path = self._admit(X, meta, ids, key, deadline, "apredict")
         if path == "online":
             loop = asyncio.get_running_loop()

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import joblib
 import numpy as np
 
 from modeldeploy.exceptions import MissingDependencyError, SchemaError
@@ -116,6 +115,8 @@ def _hash_into(h: Any, X: Any) -> None:
             return
         except (TypeError, ValueError):
             pass  # values pandas cannot hash: fall back to joblib's pickle-based hash
+    import joblib  # imported when first needed: it is not cheap to import
+
     h.update(joblib.hash(X).encode())
 
 

@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import joblib
 import numpy as np
 
 from modeldeploy.deployers.batch._inputs import ChunkRef, LoadedRef, _is_dataframe
@@ -203,6 +202,8 @@ def _score_from_file(path: str, ref: ChunkRef, fingerprint: bool = False) -> _Sc
     scorer = _WORKER_SCORERS.get(path)
     if scorer is None:
         _WORKER_SCORERS.clear()  # one run's model at a time per worker
+        import joblib
+
         scorer = joblib.load(path, mmap_mode="r")
         _WORKER_SCORERS[path] = scorer
     return scorer(ref, fingerprint)
@@ -260,6 +261,7 @@ class _ThreadPool(_Pool):
 
 class _ProcessPool(_Pool):
     def __init__(self, scorer: _Scorer, workers: int) -> None:
+        import joblib
         from joblib.externals.loky import get_reusable_executor
 
         self.workers = workers

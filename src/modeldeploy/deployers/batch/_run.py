@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import joblib
 import numpy as np
 
 from modeldeploy._config import DEFAULT_BATCH_IN_FLIGHT_PER_WORKER
@@ -61,6 +60,8 @@ def make_pool(
     """The pool that scores a run's chunks, as ``backend``, ``n_jobs`` and ``client`` say."""
     if backend == "dask" or (backend == "auto" and client is not None):
         return _DaskPool(scorer, _dask_client(client))
+    import joblib  # imported when a run starts: it is not cheap to import
+
     workers = max(1, int(joblib.cpu_count())) if n_jobs is None or n_jobs == -1 else n_jobs
     single_chunk = source.n_rows is not None and source.n_rows <= chunk_size
     if workers == 1 or single_chunk:

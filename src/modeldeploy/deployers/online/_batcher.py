@@ -104,7 +104,7 @@ def _blame_rows(exc: BaseException) -> None:
         setattr(exc, _OWN_ROWS, True)
 
 
-class BatchTimeoutError(Exception):
+class BatchTimeoutError(TimeoutError):
     """A model call did not return before its deadline (the deployer turns this into
     :class:`~modeldeploy.exceptions.PredictionTimeoutError`)."""
 

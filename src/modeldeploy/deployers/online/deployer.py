@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import threading
@@ -387,12 +386,16 @@ class OnlineDeployer(Deployer):
 
         Concurrent ``apredict`` calls are micro-batched together like threads are.
         """
+        import asyncio  # with the first async call: asyncio is slow to import
+
         self._check_open()
         call = functools.partial(self._serve_request, "predict", X, ids, key)
         return await asyncio.get_running_loop().run_in_executor(self._get_executor(), call)
 
     async def apredict_proba(self, X: Any, *, ids: Any = None, key: Any = None) -> np.ndarray:
         """:meth:`predict_proba` for asyncio."""
+        import asyncio
+
         self._check_open()
         call = functools.partial(self._serve_request, "predict_proba", X, ids, key)
         return await asyncio.get_running_loop().run_in_executor(self._get_executor(), call)
