@@ -60,14 +60,14 @@ class FeatureDrift:
     method: str
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-friendly dict."""
+        """A JSON-friendly dict (a statistic without data is ``None``, not ``nan``)."""
         return {
             "feature": self.feature,
             "kind": self.kind,
             "test": self.test,
-            "statistic": self.statistic,
-            "p_value": self.p_value,
-            "psi": self.psi,
+            "statistic": _defined(self.statistic),
+            "p_value": _defined(self.p_value),
+            "psi": _defined(self.psi),
             "n_reference": self.n_reference,
             "n_current": self.n_current,
             "drifted": self.drifted,
@@ -163,3 +163,8 @@ class DriftResult(Mapping[str, FeatureDrift]):
             f"<table><caption>Drift by {self.method} over {self.n_current} rows</caption>"
             f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
         )
+
+
+def _defined(value: float) -> float | None:
+    """``None`` for ``nan`` (undefined without data): JSON has no ``nan``."""
+    return None if value != value else value

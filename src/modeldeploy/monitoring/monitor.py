@@ -471,7 +471,7 @@ class Monitor:
 
     # ------------------------------------------------------------------ reading
 
-    def metrics(self, version: str | None = None) -> dict[str, float]:
+    def metrics(self, version: str | None = None) -> dict[str, float | None]:
         """The current window's metrics, over every version or over one.
 
         Classification: ``accuracy``, ``precision``, ``recall``, ``f1`` (per ``average``) and
@@ -479,7 +479,8 @@ class Monitor:
         ``rmse``, ``r2``. Always: ``n_predictions``, ``n_labelled``, ``error_rate``,
         ``latency_p50`` / ``_p95`` / ``_p99`` (seconds). With probabilities: ``estimated_*``,
         the performance estimated before labels (see :mod:`modeldeploy.monitoring.estimation`).
-        A metric without data is ``nan``.
+        A metric without data (before labels, traffic or errors arrive) is ``None``, never
+        ``nan``, so the dict is valid JSON; alerts and retraining triggers do not judge it.
 
         Parameters
         ----------
@@ -487,7 +488,7 @@ class Monitor:
             A version label as logged with ``version=`` (``"churn:9"``): the same metrics over
             only that version's rows of the window (its labels, errors and latencies), as when
             judging a canary. A version not seen, or no longer tracked (see ``max_versions``),
-            has ``n_predictions`` 0 and ``nan`` metrics. ``None``: all rows.
+            has ``n_predictions`` 0 and ``None`` metrics. ``None``: all rows.
 
         Examples
         --------
@@ -869,7 +870,7 @@ class Monitor:
 
     # ------------------------------------------------------------------ reading the parts
 
-    def _metrics(self, ring: BucketRing) -> dict[str, float]:
+    def _metrics(self, ring: BucketRing) -> dict[str, float | None]:
         targets = self._targets
         return window_metrics(
             ring,
@@ -878,7 +879,7 @@ class Monitor:
             lambda: targets.average_and_pos(self.average, self.pos_label),
         )
 
-    def _version_metrics(self) -> dict[str, dict[str, float]]:
+    def _version_metrics(self) -> dict[str, dict[str, float | None]]:
         """Each tracked version's metrics, when more than one version was seen."""
         windows = self._windows
         tracked = windows.tracked()
@@ -916,8 +917,8 @@ class Monitor:
         point = {"time": self._now(), "rows": float(windows.seq)}
         point.update({k: v for k, v in m.items() if isinstance(v, float) and math.isfinite(v)})
         samples = {
-            "labelled": int(m["n_labelled"]),
-            "predictions": int(m["n_predictions"]),
+            "labelled": int(m["n_labelled"] or 0),
+            "predictions": int(m["n_predictions"] or 0),
             "estimated": int(windows.total("n_proba", self._current_key())),
         }
         self._alerts.check_metrics(m, samples, self._thresholds, self.min_samples)
