@@ -221,6 +221,56 @@ class PendingLabels:
         """Remember ids whose label came with the prediction (a later label is a duplicate)."""
         self._resolve(ids[-self.max_pending :], LABELLED)
 
+    def absorb(
+        self, other: PendingLabels, codes: np.ndarray | None, tags: Mapping[int, int]
+    ) -> None:
+        """Take in another monitor's waiting ids and counts (see ``Monitor.combine``).
+
+        ``codes[old] = new`` maps the other's class codes (``None``: predictions are numbers,
+        kept as they are); ``tags`` maps its version tags (a tag not in it becomes ``-1``: its
+        version has no window here). Waiting ids of both are kept in the order they came
+        (by time), and the bounds apply as if one monitor had seen both: an id waiting in
+        both counts as a duplicate prediction (the later stays).
+        """
+        theirs = {
+            i: (k, c if codes is None or c < 0 else int(codes[int(c)]), t, tags.get(g, -1))
+            for i, (k, c, t, g) in other.pending.items()
+        }
+        merged = sorted(
+            itertools.chain(self.pending.items(), theirs.items()), key=lambda e: e[1][2]
+        )
+        self.pending = {}
+        for i, entry in merged:
+            if i in self.pending:
+                self.counts["predictions_duplicate_id"] += 1
+                del self.pending[i]
+            self.pending[i] = entry
+        for name, n in other.counts.items():
+            self.counts[name] = self.counts.get(name, 0) + n
+        overflow = len(self.pending) - self.max_pending
+        if overflow > 0:
+            old = list(itertools.islice(self.pending, overflow))
+            for i in old:
+                del self.pending[i]
+            self.counts["predictions_evicted"] += overflow
+            self._resolve(old, EVICTED)
+        for i, reason in other.resolved.items():
+            self.resolved.pop(i, None)
+            self.resolved[i] = reason
+        self._resolve([], LABELLED)  # trims the memory of resolved ids to its bound
+        early = sorted(
+            itertools.chain(self.early.items(), other.early.items()), key=lambda e: e[1][1]
+        )
+        self.early = {}
+        for i, (label, t, repeats) in early:
+            held = self.early.get(i)
+            self.early[i] = (
+                (label, t, repeats) if held is None else (held[0], held[1], held[2] + repeats + 1)
+            )
+        overflow = len(self.early) - self.max_pending
+        for i in list(itertools.islice(self.early, max(overflow, 0))):
+            self.counts["labels_unknown"] += 1 + self.early.pop(i)[2]
+
     def to_state(self) -> dict[str, Any]:
         """The waiting ids and the counts, as JSON-friendly lists (format 2 of ``Monitor.save``).
 

@@ -10,6 +10,7 @@ and loads them through their ``to_state`` / ``from_state``.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import itertools
 import logging
@@ -18,9 +19,9 @@ import os
 import threading
 import warnings
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -40,7 +41,7 @@ from modeldeploy._config import (
     DEFAULT_SKETCH_BINS,
 )
 from modeldeploy._validation import check_choice, check_float, check_int
-from modeldeploy.exceptions import DriftWarning, InvalidParameterError, SchemaError
+from modeldeploy.exceptions import DriftWarning, InvalidParameterError, MergeError, SchemaError
 from modeldeploy.monitoring._coerce import class_kind, coerce_classes, scalar, to_numbers
 from modeldeploy.monitoring._ingest import SCALARS, Batch, OneRowBuffer, as_list
 from modeldeploy.monitoring._labels import PendingLabels, label_array
@@ -68,6 +69,20 @@ _CALL_COUNTS = tuple(
 )
 #: Predictions at most collected as the baseline of prediction drift.
 _MAX_COLLECTED = 100_000
+
+
+class _Snapshot(NamedTuple):
+    """A copy of one monitor's state, taken under its lock, for :meth:`Monitor.combine`."""
+
+    params: dict[str, Any]
+    signature: dict[str, Any] | None
+    calibrator: dict[str, Any] | None
+    latest: float
+    task: str | None
+    classes: list[Any]
+    windows: Windows
+    reference: DriftReference
+    labels: PendingLabels
 
 
 class Monitor:
@@ -461,6 +476,8 @@ class Monitor:
             self._flush()
             key = max(self._current_key(), 0)
             self._windows.add_error(key, kind, version)
+            if version is not None:
+                self._windows.seen_at[version] = self._now()
         logger.debug("%s: error logged (%s: %s)", self.name or "monitor", kind, error)
 
     def flush(self) -> None:
@@ -706,6 +723,8 @@ class Monitor:
         else:
             drift_from = 0
         tag, vring = (-1, None) if version is None else windows.version_window(version)
+        if version is not None:
+            windows.seen_at[version] = call_times[-1]
 
         keys, live_from, last = windows.keys(n, times, call_times[-1])
         if n:
@@ -940,6 +959,181 @@ class Monitor:
         if alerts:
             self._alerts.send(alerts)
 
+    # ------------------------------------------------------------------ merging
+
+    @classmethod
+    def combine(
+        cls,
+        monitors: Iterable[Monitor],
+        *,
+        name: str | None = None,
+        on_alert: AlertCallback | Sequence[AlertCallback] | None = None,
+        clock: Clock | Callable[[], float] | None = None,
+    ) -> Monitor:
+        """One monitor equal to a single monitor that saw the union of these monitors' streams.
+
+        This is how replicas of one model (uvicorn workers, pods) become one view: every
+        metric, drift statistic and count of the result (per version too; label counts,
+        errors, latency percentiles) is what one monitor fed every replica's rows would give.
+        The inputs are not changed; the result is a new monitor that can go on logging.
+
+        The monitors must be able to merge exactly, else :class:`~modeldeploy.exceptions.
+        MergeError` says why and nothing is merged:
+
+        - time-based windows (``window=`` a :class:`~datetime.timedelta`): buckets align by
+          time across replicas; count-based windows depend on the order rows arrived in;
+        - the same settings (window, buckets, thresholds, bounds, classes, ...), except
+          ``name``;
+        - the same drift reference: the registered signature's profile or the same
+          ``reference=`` rows, and for prediction drift the same ``reference_predictions=``
+          (a baseline each replica learned from its own first predictions is refused).
+
+        Classes are put in one canonical order (``classes=`` first, then sorted). Alerts are
+        evaluated afresh on the merged state (the result's alert history starts empty), and
+        sent to ``on_alert``. Labels by id are joined in the replica that logged the
+        prediction; predictions still waiting for their label wait in the result, so labels
+        can be logged there too. Bounds (``max_pending``, ``max_versions``) apply to the
+        result as to one monitor.
+
+        Parameters
+        ----------
+        monitors
+            The monitors to merge (at least one).
+        name
+            The result's name (default: ``None``).
+        on_alert
+            Callbacks of the result.
+        clock
+            The result's clock (default: that of the first monitor).
+
+        Raises
+        ------
+        MergeError
+            When the monitors cannot be merged exactly.
+
+        Examples
+        --------
+        >>> import datetime as dt
+        >>> fleet = dict(window=dt.timedelta(hours=1), reference_predictions=[0, 1], thresholds={})
+        >>> a, b = Monitor(**fleet), Monitor(**fleet)
+        >>> a.log_predictions(None, [1, 0, 1], y_true=[1, 0, 0])
+        >>> b.log_predictions(None, [1, 1], y_true=[1, 1])
+        >>> Monitor.combine([a, b]).metrics()["accuracy"]
+        0.8
+        """
+        parts = list(monitors)
+        if not parts or not all(isinstance(m, Monitor) for m in parts):
+            raise InvalidParameterError(
+                "The 'monitors' parameter of Monitor.combine must be a non-empty list of "
+                f"Monitor. Got {[type(m).__name__ for m in parts]!r} instead."
+            )
+        snaps = [m._snapshot() for m in parts]
+        first = snaps[0]
+        _check_mergeable(snaps)
+        params = dict(first.params)
+        params["name"] = name
+        window = params.pop("window")
+        params["window"] = dt.timedelta(seconds=window["seconds"])
+        sig = None if first.signature is None else Signature.from_dict(first.signature)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DriftWarning)  # the replicas warned already
+            mon = cls(
+                signature=sig,
+                on_alert=on_alert,
+                clock=parts[0].clock if clock is None else clock,
+                **params,
+            )
+        with mon._lock:
+            mon._absorb(snaps)
+            mon._check()
+        mon._dispatch()
+        return mon
+
+    def merge(self, other: Monitor, *, name: str | None = None) -> Monitor:
+        """This monitor merged with another: ``Monitor.combine([self, other], name=name)``.
+
+        A new monitor; neither input changes. See :meth:`combine` for what must agree.
+
+        Examples
+        --------
+        >>> import datetime as dt
+        >>> fleet = dict(window=dt.timedelta(hours=1), reference_predictions=[0, 1], thresholds={})
+        >>> a, b = Monitor(**fleet), Monitor(**fleet)
+        >>> a.log_predictions(None, [1, 0], ids=["r1", "r2"])
+        >>> b.log_predictions(None, [0], ids=["r3"])
+        >>> both = a.merge(b)
+        >>> both.log_labels(["r1", "r2", "r3"], [1, 1, 0])["matched"]  # waiting ids merge too
+        3
+        >>> both.metrics()["n_labelled"], a.metrics()["n_labelled"]
+        (3, 0)
+        """
+        return Monitor.combine([self, other], name=name, clock=self.clock)
+
+    def _snapshot(self) -> _Snapshot:
+        """A copy of the state, for :meth:`combine` (the buffered rows folded in first)."""
+        with self._lock:
+            self._flush()
+            snap = _Snapshot(
+                params=self._params(),
+                signature=None if self.signature is None else self.signature.to_dict(),
+                calibrator=None if self._calibrator is None else self._calibrator.to_dict(),
+                latest=self._latest,
+                task=self._targets.task,
+                classes=list(self._targets.classes),
+                windows=copy.deepcopy(self._windows),
+                reference=copy.deepcopy(self._reference),
+                labels=copy.deepcopy(self._labels),
+            )
+        self._dispatch()
+        return snap
+
+    def _absorb(self, snaps: list[_Snapshot]) -> None:
+        """Fill this new monitor with the merged state of checked snapshots (under the lock)."""
+        targets, windows = self._targets, self._windows
+        tasks = {s.task for s in snaps if s.task is not None}
+        if tasks:
+            targets.settle(tasks.pop())
+        classes = Targets.union([_targets_of(s) for s in snaps], self.classes)
+        try:
+            for c in classes:
+                targets.code(c)
+        except SchemaError as exc:
+            raise MergeError(
+                f"The monitors together saw {len(classes)} classes, more than "
+                f"max_classes={self.max_classes}. Raise max_classes on every replica."
+            ) from exc
+        index = {c: i for i, c in enumerate(targets.classes)}
+        maps = [np.asarray([index[c] for c in s.classes], dtype=np.int64) for s in snaps]
+        classify = targets.task == "classification"
+        if any("reg" in s.windows.ring.arrays for s in snaps):
+            windows.ensure_array("reg", (5,), np.float64)
+        cap = int(windows.ring.arrays["pred"].shape[1]) if "pred" in windows.ring.arrays else 0
+        ready = [i for i, s in enumerate(snaps) if s.reference.ready]
+        base = ready[0] if ready else 0
+        self._reference = snaps[base].reference.remapped(maps[base], cap)
+        pred_profile = self._reference.pred_profile
+        if pred_profile is not None and "pred_hist" not in windows.ring.arrays:
+            windows.ring.add_array("pred_hist", (pred_profile.width,), np.int64)
+        width = self._reference.width
+        features = windows.ring.arrays.get("features")
+        if width is not None and (features is None or features.shape[1:] != width):
+            windows.ring.add_array(
+                "features", width, np.int64
+            )  # a finer sketch than the signature's
+        if snaps[0].calibrator is not None:
+            self._calibrator = ProbabilityCalibrator.from_dict(snaps[0].calibrator)
+        newest = max(s.windows.newest_key() for s in snaps)
+        seen: dict[str, float] = {}
+        for s in snaps:
+            for when, version in s.windows.recency():
+                seen[version] = max(seen.get(version, -math.inf), when)
+        order = sorted(seen.items(), key=lambda e: e[1])  # stable: input order on ties
+        windows.track([(when, v) for v, when in order[-self.max_versions :]])
+        for s, codes in zip(snaps, maps, strict=True):
+            tags = windows.absorb(s.windows, codes, newest)
+            self._labels.absorb(s.labels, codes if classify else None, tags)
+        self._latest = max(s.latest for s in snaps)
+
     # ------------------------------------------------------------------ persistence
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -1066,3 +1260,86 @@ class Monitor:
         for version in self._windows.tracked():
             self._metrics(self._windows.ring_of(version))
         self._drift()
+
+
+def _targets_of(snap: _Snapshot) -> Targets:
+    out = Targets(snap.task, max(len(snap.classes), 2))
+    for c in snap.classes:
+        out.code(c)
+    return out
+
+
+def _check_mergeable(snaps: list[_Snapshot]) -> None:
+    """Refuse (``MergeError``) monitors whose states cannot be merged exactly."""
+    first = snaps[0]
+    for i, s in enumerate(snaps):
+        what = f"monitor {i} ({s.params['name']!r})" if s.params["name"] else f"monitor {i}"
+        window = s.params["window"]
+        if "rows" in window:
+            raise MergeError(
+                f"{what} has a count-based window ({window['rows']} rows): such windows "
+                "depend on the order rows arrived in, so monitors of replicas cannot be merged "
+                "exactly. Give every replica a time-based window "
+                "(window=datetime.timedelta(...))."
+            )
+        differ = sorted(k for k in s.params if k != "name" and s.params[k] != first.params[k])
+        if differ:
+            found = ", ".join(
+                f"{k}={s.params[k]!r} (monitor 0: {first.params[k]!r})" for k in differ
+            )
+            raise MergeError(
+                f"{what} is set up differently from monitor 0: {found}. Monitors merge only "
+                "with the same settings; build every replica's Monitor with the same arguments."
+            )
+        if s.signature != first.signature or not s.reference.same_features(first.reference):
+            raise MergeError(
+                f"{what} measures drift against another reference than monitor 0. Monitors "
+                "merge only over the same reference: the registered signature's profile "
+                "(Monitor.for_version) or the same reference= rows on every replica."
+            )
+        if s.reference.learned or s.reference.collecting:
+            raise MergeError(
+                f"{what} learns its prediction-drift baseline from its own first predictions, "
+                "so each replica has another baseline and their drift cannot be merged. Pass "
+                "reference_predictions= (the model's predictions on the reference rows) to "
+                "every replica's Monitor."
+            )
+        if s.calibrator != first.calibrator:
+            raise MergeError(
+                f"{what} calibrates its performance estimate on other reference_proba / "
+                "reference_labels than monitor 0. Pass the same ones to every replica."
+            )
+    tasks = {s.task for s in snaps if s.task is not None}
+    if len(tasks) > 1:
+        raise MergeError(
+            f"The monitors watch different tasks ({sorted(tasks)}). Merge monitors of one "
+            "model, or pass task= to each."
+        )
+    kinds = {(s.reference.pred_profile is None) for s in snaps if s.reference.ready}
+    if len(kinds) > 1:
+        raise MergeError(
+            "The monitors' prediction-drift baselines differ. Pass the same "
+            "reference_predictions= to every replica's Monitor."
+        )
+    ready = [s for s in snaps if s.reference.ready]
+    if ready:
+        base = ready[0]
+        index = {c: i for i, c in enumerate(Targets.union([_targets_of(s) for s in ready], None))}
+        width = len(index)
+
+        def counts(s: _Snapshot) -> np.ndarray:
+            codes = np.asarray([index[c] for c in s.classes], dtype=np.int64)
+            return s.reference.remapped(codes, width).pred_counts[:width]
+
+        for s in ready[1:]:
+            a, b = base.reference.pred_profile, s.reference.pred_profile
+            same = (
+                a.to_dict() == b.to_dict()
+                if a is not None and b is not None
+                else np.array_equal(counts(base), counts(s))
+            )
+            if not same:
+                raise MergeError(
+                    "The monitors' prediction-drift baselines differ. Pass the same "
+                    "reference_predictions= to every replica's Monitor."
+                )
