@@ -8,6 +8,7 @@ type of the predictions, and picks the positive class and the average the metric
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -176,10 +177,8 @@ class Targets:
         first = [] if given is None else [scalar(c) for c in given]
         known = set(first)
         rest = [c for c in seen if c not in known]
-        try:
+        with contextlib.suppress(TypeError):  # mixed types: the order they appeared in
             rest = sorted(rest)
-        except TypeError:
-            pass  # mixed types: the order they appeared in
         return first + rest
 
     def to_state(self) -> dict[str, Any]:
