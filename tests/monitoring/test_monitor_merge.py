@@ -92,8 +92,8 @@ def _stream(seed: int, n_events: int, k: int, task: str) -> list[tuple[Any, ...]
             events.append(("tick", -1, float(rng.choice([1.0, 7.0, 16.0, 45.0, 90.0]))))
         events.append(("tick", -1, 1.0))  # every event at its own time: recency is exact
     # shards of ids labelled before their prediction: the replica that will log it
-    for i in range(next_id, next_id + 5):
-        shard_of.setdefault(f"r{i}", 0)
+    for n in range(next_id, next_id + 5):
+        shard_of.setdefault(f"r{n}", 0)
     events.append(("shards", -1, shard_of))
     return events
 

@@ -1117,9 +1117,8 @@ class Monitor:
         width = self._reference.width
         features = windows.ring.arrays.get("features")
         if width is not None and (features is None or features.shape[1:] != width):
-            windows.ring.add_array(
-                "features", width, np.int64
-            )  # a finer sketch than the signature's
+            # the replicas' sketch (fitted from reference= rows), finer than the signature's
+            windows.ring.add_array("features", width, np.int64)
         if snaps[0].calibrator is not None:
             self._calibrator = ProbabilityCalibrator.from_dict(snaps[0].calibrator)
         newest = max(s.windows.newest_key() for s in snaps)
