@@ -1144,6 +1144,10 @@ class Monitor:
         The file holds counts and sketches, never raw rows; it is written atomically. Callbacks
         are not saved: pass ``on_alert=`` to :meth:`load`.
         """
+        return write_state(path, self._state())
+
+    def _state(self) -> dict[str, Any]:
+        """Everything :meth:`save` writes (arrays copied, so writing needs no lock)."""
         with self._lock:
             self._flush()
             state = {
@@ -1158,7 +1162,124 @@ class Monitor:
                 **self._labels.to_state(),
                 **self._alerts.to_state(),
             }
-        return write_state(path, state)
+            return {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in state.items()}
+
+    # ------------------------------------------------------------------ fleets
+
+    def publish(self, place: Any, *, replica: str | None = None, fleet: str = "default") -> str:
+        """Publish a snapshot of this monitor where the fleet view reads it (see :meth:`fleet`).
+
+        Each replica (a uvicorn worker, a pod) publishes its own snapshot under its own name,
+        replacing the previous one atomically; :class:`~modeldeploy.monitoring.fleet.
+        MonitorPublisher` does it periodically from a background thread. A snapshot holds
+        counts and sketches, never rows (the file :meth:`save` writes, stamped with the time).
+
+        Parameters
+        ----------
+        place
+            A shared folder, an :class:`~modeldeploy.registry.ArtifactStore`, or a
+            :class:`~modeldeploy.ModelRegistry` (its artifact store, e.g. S3).
+        replica
+            This replica's name (letters, digits, ``.``, ``_``, ``-``); default: host name and
+            process id, unique per process.
+        fleet
+            The fleet's name in an artifact store (a folder is one fleet).
+
+        Returns
+        -------
+        str
+            The replica name the snapshot was published under.
+        """
+        from modeldeploy.monitoring._snapshots import SnapshotPlace, default_replica
+
+        snapshots = SnapshotPlace(place, fleet)
+        name = default_replica() if replica is None else replica
+        state = self._state()
+        state["published_at"] = self.clock.now().timestamp()
+        state["replica"] = name
+        snapshots.put(name, state)
+        return name
+
+    @classmethod
+    def fleet(
+        cls,
+        place: Any,
+        *,
+        fleet: str = "default",
+        stale_after_s: float | None = None,
+        name: str | None = None,
+        on_alert: AlertCallback | Sequence[AlertCallback] | None = None,
+        clock: Clock | Callable[[], float] | None = None,
+    ) -> Monitor:
+        """The fleet view: one monitor merged from every replica's latest published snapshot.
+
+        It equals one monitor over every replica's rows, as of their last publish (see
+        :meth:`combine`), so :class:`~modeldeploy.RetrainPolicy`, reports and exporters read
+        it as they read a monitor. Build it again to refresh it.
+
+        A replica that stopped publishing (it died, or was scaled down) leaves its last
+        snapshot behind. Its rows happened, so they count until they leave the window; a
+        snapshot older than ``stale_after_s`` (default: the window's length, after which none
+        of its rows can be in the window) is left out and logged. A snapshot that cannot be
+        read is skipped and logged too.
+
+        Parameters
+        ----------
+        place, fleet
+            Where the replicas publish (see :meth:`publish`).
+        stale_after_s
+            Age in seconds (on ``clock``) past which a snapshot is left out.
+        name, on_alert
+            The fleet view's name and alert callbacks (alerts are evaluated on the merged
+            state when it is built).
+        clock
+            The fleet view's clock, also the one snapshot ages are read on.
+
+        Raises
+        ------
+        MergeError
+            When no fresh snapshot is found, or the snapshots cannot be merged exactly.
+
+        Examples
+        --------
+        >>> import datetime as dt, tempfile
+        >>> shared = tempfile.mkdtemp()
+        >>> fleet = dict(window=dt.timedelta(hours=1), reference_predictions=[0, 1], thresholds={})
+        >>> for worker, (pred, truth) in enumerate([([1, 0, 1], [1, 0, 0]), ([1, 1], [1, 1])]):
+        ...     mon = Monitor(**fleet)
+        ...     mon.log_predictions(None, pred, y_true=truth)
+        ...     _ = mon.publish(shared, replica=f"worker-{worker}")
+        >>> Monitor.fleet(shared).metrics()["accuracy"]
+        0.8
+        """
+        from modeldeploy.monitoring._snapshots import SnapshotPlace
+
+        clock = as_clock(clock, _OWNER)
+        snapshots = SnapshotPlace(place, fleet)
+        now = clock.now().timestamp()
+        monitors = []
+        for replica, state in snapshots.states():
+            window = state["params"]["window"]
+            limit = stale_after_s if stale_after_s is not None else window.get("seconds", math.inf)
+            age = now - float(state.get("published_at", -math.inf))
+            if age > limit:
+                logger.info(
+                    "left the snapshot of %r out of the fleet view: published %.0f s ago "
+                    "(stale after %.0f s)",
+                    replica,
+                    age,
+                    limit,
+                )
+                continue
+            monitors.append(cls._from_state(state, on_alert=None, clock=clock))
+        if not monitors:
+            raise MergeError(
+                f"No fresh monitor snapshot in {snapshots!r}: expected replicas to publish "
+                "there (Monitor.publish or MonitorPublisher) within the last "
+                f"{'window' if stale_after_s is None else f'{stale_after_s:g} s'}. Check "
+                "the place and that the replicas' publishers run."
+            )
+        return cls.combine(monitors, name=name, on_alert=on_alert, clock=clock)
 
     def _params(self) -> dict[str, Any]:
         """The parameters that rebuild this monitor (JSON-friendly; not the callbacks)."""
