@@ -371,7 +371,9 @@ class Windows:
         A label is late when its bucket has left the window that ends at ``current``.
         """
         matched = late = 0
-        for key in np.unique(keys).tolist():
+        # the usual batch of labels is of one bucket (and one version): no sort needed
+        distinct = [int(keys[0])] if keys.min() == keys.max() else np.unique(keys).tolist()
+        for key in distinct:
             sel = keys == key
             slot = self.ring.lookup(key)
             if slot is None or key <= current - self.buckets:
@@ -379,7 +381,8 @@ class Windows:
                 continue
             matched += int(sel.sum())
             _add_labels(self.ring, slot, truth[sel], preds[sel], classify)
-            for tag in np.unique(tags[sel]).tolist():
+            mine = tags[sel]
+            for tag in [int(mine[0])] if mine.min() == mine.max() else np.unique(mine).tolist():
                 vring = self._rings.get(tag)
                 vslot = None if vring is None else vring.lookup(key)
                 if vring is not None and vslot is not None:

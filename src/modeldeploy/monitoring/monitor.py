@@ -43,8 +43,8 @@ from modeldeploy._config import (
 from modeldeploy._validation import check_choice, check_float, check_int
 from modeldeploy.exceptions import DriftWarning, InvalidParameterError, MergeError, SchemaError
 from modeldeploy.monitoring._coerce import class_kind, coerce_classes, scalar, to_numbers
-from modeldeploy.monitoring._ingest import SCALARS, Batch, OneRowBuffer, as_list
-from modeldeploy.monitoring._labels import PendingLabels, label_array
+from modeldeploy.monitoring._ingest import SCALARS, Batch, OneRowBuffer
+from modeldeploy.monitoring._labels import PendingLabels, id_array, label_array
 from modeldeploy.monitoring._persist import read_state, state_file_errors, write_state
 from modeldeploy.monitoring._reference import DriftReference
 from modeldeploy.monitoring._targets import Targets
@@ -428,12 +428,12 @@ class Monitor:
         >>> mon.metrics()["accuracy"], mon.label_stats()["labels_early"]
         (0.5, 2)
         """
-        id_list = as_list(ids)
+        id_arr = id_array(ids)
         values = np.asarray(y_true).ravel()
-        if len(id_list) != values.shape[0]:
+        if id_arr.shape[0] != values.shape[0]:
             raise SchemaError(
-                f"log_labels got {len(id_list)} ids but {values.shape[0]} labels; pass one label "
-                "per id."
+                f"log_labels got {id_arr.shape[0]} ids but {values.shape[0]} labels; pass one "
+                "label per id."
             )
         with self._lock:
             self._flush()
@@ -447,23 +447,21 @@ class Monitor:
             if missing is not None:  # no label for these ids yet: their predictions wait on
                 n_missing = int(missing.sum())
                 keep = np.flatnonzero(~missing)
-                id_list = [id_list[i] for i in keep.tolist()]
+                id_arr = id_arr[keep]
                 values = values[keep]
             before = dict(labels.counts)
-            unseen: list[int] = []
-            found = labels.take(id_list, unseen)
-            self._apply_labels(found, values)
+            pos, keys, preds, tags, unseen = labels.take_arrays(id_arr)
+            self._apply_labels(pos, keys, preds, tags, values)
             labels.counts["labels_missing"] += n_missing
             after = labels.counts
             out = {k.removeprefix("labels_"): after[k] - before[k] for k in _CALL_COUNTS}
             dropped = 0
-            if unseen:
-                held = values.tolist()  # Python scalars, as JSON keeps them
-                dropped = labels.hold([id_list[p] for p in unseen], [held[p] for p in unseen], now)
+            if unseen.size:  # Python scalars, as JSON keeps them
+                dropped = labels.hold(id_arr[unseen].tolist(), values[unseen].tolist(), now)
             out["unknown"] += dropped
-            out["waiting"] = len(unseen) - dropped
+            out["waiting"] = int(unseen.size) - dropped
             out["missing"] = n_missing
-            self._since_check += len(found)
+            self._since_check += int(pos.size)
             if self._since_check >= self._windows.check_every:
                 self._check()
         self._dispatch()
@@ -564,6 +562,7 @@ class Monitor:
 
     def _label_counts(self) -> dict[str, int]:
         labels = self._labels
+        labels.settle()
         return {"pending": len(labels), "labels_waiting": len(labels.early), **labels.counts}
 
     def check(self) -> list[Alert]:
@@ -663,13 +662,13 @@ class Monitor:
                 "Monitor one output at a time."
             )
         n = pred.shape[0]
-        id_list = None if ids is None else as_list(ids)
+        id_arr = None if ids is None else id_array(ids)
         proba = None if y_proba is None else np.asarray(y_proba, dtype=np.float64)
         if proba is not None and proba.ndim == 1:
             proba = np.column_stack([1.0 - proba, proba])
         truth = None if y_true is None else np.atleast_1d(np.asarray(y_true)).ravel()
         for what, length in (
-            ("ids", None if id_list is None else len(id_list)),
+            ("ids", None if id_arr is None else id_arr.shape[0]),
             ("y_proba", None if proba is None else proba.shape[0]),
             ("y_true", None if truth is None else truth.shape[0]),
         ):
@@ -742,12 +741,12 @@ class Monitor:
         if truth is not None:
             labels.counts["labels_total"] += n - n_missing
             labels.counts["labels_missing"] += n_missing
-        if id_list is not None:
+        if id_arr is not None:
             labels.expire(call_times[-1])
             row_times = times if times is not None else np.full(n, call_times[-1])
             if truth is None:
                 labels.add(
-                    id_list[live_from:],
+                    id_arr[live_from:],
                     keys[live_from:],
                     pred_codes[live_from:],
                     row_times[live_from:],
@@ -760,22 +759,21 @@ class Monitor:
                     rows = np.flatnonzero(truth_missing)
                     kept = rows[rows >= live_from]
                     labels.add(
-                        [id_list[i] for i in kept.tolist()],
+                        id_arr[kept],
                         keys[kept],
                         pred_codes[kept],
                         row_times[kept],
                         tag,
                     )
                     labels.counts["predictions_evicted"] += rows.size - kept.size
-                    flags = truth_missing.tolist()
-                    labelled = [i for i, m in zip(id_list, flags, strict=True) if not m]
+                    labelled = id_arr[~truth_missing]
                 else:
-                    labelled = id_list
+                    labelled = id_arr
                 labels.mark_labelled(labelled)
         rolled = windows.advance(n, last, version)
         self._since_check += n
-        if id_list is not None and labels.early:
-            self._since_check += self._meet_early_labels(id_list, call_times[0])
+        if id_arr is not None and labels.early:
+            self._since_check += self._meet_early_labels(id_arr.tolist(), call_times[0])
         if rolled or self._since_check >= windows.check_every:
             self._check()
 
@@ -834,29 +832,35 @@ class Monitor:
                 len(hits),
             )
             return 0
-        found = labels.take(hits)  # counts what is not pending (labelled with y_true=, ...)
+        # counts what is not pending (labelled with y_true=, ...)
+        pos, keys, preds, tags, _ = labels.take_arrays(id_array(hits), hold_unseen=False)
         try:
-            self._apply_labels(found, prepared)
+            self._apply_labels(pos, keys, preds, tags, prepared)
         except Exception:
             # A class past max_classes: the predictions are in already, so drop only the
             # labels, and say so.
             logger.exception(
                 "%s: dropped %d labels that came before their predictions",
                 self.name or "monitor",
-                len(found),
+                int(pos.size),
             )
             return 0
-        labels.counts["labels_early"] += len(found)
-        return len(found)
+        labels.counts["labels_early"] += int(pos.size)
+        return int(pos.size)
 
-    def _apply_labels(self, found: list[tuple[int, int, float, int]], values: np.ndarray) -> None:
-        """Count labels (converted by ``Targets.prepare_labels``) in their predictions' buckets."""
-        if not found:
+    def _apply_labels(
+        self,
+        pos: np.ndarray,
+        keys: np.ndarray,
+        preds: np.ndarray,
+        tags: np.ndarray,
+        values: np.ndarray,
+    ) -> None:
+        """Count labels (converted by ``Targets.prepare_labels``) in their predictions' buckets:
+        ``values[pos]`` are the labels of the predictions ``preds`` (encoded) logged in buckets
+        ``keys`` by the versions ``tags``."""
+        if not pos.size:
             return
-        pos = np.asarray([f[0] for f in found], dtype=np.int64)
-        keys = np.asarray([f[1] for f in found], dtype=np.int64)
-        preds = np.asarray([f[2] for f in found])
-        tags = np.asarray([f[3] for f in found], dtype=np.int64)
         current = self._current_key()
         classify = self._targets.task == "classification"
         truth = self._targets.encode(values[pos]) if classify else values[pos].astype(np.float64)
