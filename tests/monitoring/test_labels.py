@@ -164,5 +164,6 @@ def test_int_and_string_ids_are_vectorised_and_mix() -> None:
     p.add(np.arange(5), np.zeros(5, np.int64), np.ones(5), np.zeros(5))
     assert id_array(np.arange(3)).dtype == np.int64
     p.add(["x", "y"], np.zeros(2, np.int64), np.ones(2), np.zeros(2))  # now objects
-    got = p.take([4, "y", 1.0, "nope"], unseen := [])
+    unseen: list[int] = []
+    got = p.take([4, "y", 1.0, "nope"], unseen)
     assert [g[0] for g in got] == [0, 1, 2] and unseen == [3]  # 1.0 == 1, as dict keys
