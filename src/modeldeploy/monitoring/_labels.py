@@ -49,11 +49,12 @@ class PendingLabels:
     seen.
 
     The join is vectorised: both sides are :class:`_IdTable` s, ids in arrival order with a
-    hash index in numpy arrays (integer ids are their own hash; other ids use Python's
-    ``hash`` and are compared with ``==``, as ``dict`` keys are), so a batch of ids is added
-    or matched with a few numpy operations rather than one Python step per id. The memory of
-    resolved ids is indexed only when a label misses its prediction, which the usual stream
-    (each label once, after its prediction) never asks for.
+    hash index in numpy arrays (integer ids are their own hash, strings are hashed by numpy,
+    a mix of types uses Python's ``hash`` and ``==``, as ``dict`` keys do), so a batch of ids
+    is added or matched with a few numpy operations rather than one Python step per id.
+    Predictions are indexed when labels are looked up, in one step for every batch logged
+    since; the memory of resolved ids only when a label misses its prediction, which the
+    usual stream (each label once, after its prediction) never asks for.
 
     A label whose id was never seen may have overtaken its prediction (a deployer hands
     predictions to the monitor from a background thread). :meth:`hold` keeps such *early*
@@ -424,12 +425,14 @@ _LOAD = 8
 class _IdTable:
     """Ids in the order they came (one row each, with columns), and an id -> row hash index.
 
-    Rows are appended; the index (open addressing, linear probing, in a numpy array at most
-    an eighth full) maps each id to its newest live row: indexing a row kills the older row
-    of its id. A ``lazy`` table indexes its rows only when it is searched. Killed rows leave
-    tombstones in the index, and are compacted away (and the index rebuilt) when they make up
-    half of the rows. Ids are int64 (their own hash) until the first id that is not an
-    integer; from then on Python objects, hashed with ``hash`` and compared with ``==``.
+    Rows are appended; the index (open addressing, linear probing, in a numpy array mostly
+    empty) maps each id to its newest live row: indexing a row kills the older row of its
+    id. A ``lazy`` table indexes its rows only when it is searched, in one vectorised step
+    however many batches came since. Killed rows leave tombstones in the index (reused by
+    later ids), and are compacted away when they make up half of the rows. Ids are int64
+    (their own hash) while they are all integers, fixed-width strings (hashed by numpy) while
+    they are all strings, and Python objects (hashed with ``hash``, compared with ``==``, as
+    dict keys are) from the first mix on.
     """
 
     def __init__(self, columns: Mapping[str, Any], *, lazy: bool) -> None:
@@ -438,7 +441,7 @@ class _IdTable:
         self.n_alive = 0
         self.head = 0  # no live row before this one
         self.indexed = 0  # rows before this one are in the index
-        self.objects = False
+        self.mode = "int"  # how ids are kept: "int", "str" or "object" (see _keys)
         cap = 1024
         self.h = np.zeros(cap, dtype=np.int64)
         self.obj: np.ndarray | None = None
@@ -548,12 +551,29 @@ class _IdTable:
     # ------------------------------------------------------------------ hashing
 
     def _keys(self, ids: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """The hashes of ids (ints are their own) and, once ids are objects, the objects."""
-        if ids.dtype == object and not self.objects:
+        """The hashes of ids and what to compare them by (``None`` for ints: their own hash).
+
+        The table keeps ids as int64 while they are all integers, as fixed-width strings
+        (hashed by numpy) while they are all strings, and as Python objects (hashed with
+        ``hash``, compared with ``==``, as dict keys are) from the first mix on.
+        """
+        kind = ids.dtype.kind
+        if self.mode == "int" and kind != "i":
+            if kind == "U" and not self.n:
+                self.mode = "str"
+                self.obj = np.zeros(self.h.shape[0], dtype=ids.dtype)
+            else:
+                self._to_objects()
+        elif self.mode == "str" and kind != "U":
             self._to_objects()
-        if not self.objects:
+        if self.mode == "int":
             return ids, None
-        obj = ids if ids.dtype == object else ids.astype(object)
+        if self.mode == "str":
+            assert self.obj is not None
+            if ids.dtype.itemsize > self.obj.dtype.itemsize:
+                self.obj = self.obj.astype(ids.dtype)  # wider strings than so far
+            return _string_hashes(ids), ids
+        obj = ids if kind == "O" else ids.astype(object)
         try:
             return np.fromiter(map(hash, obj), dtype=np.int64, count=obj.shape[0]), obj
         except TypeError as exc:
@@ -563,11 +583,10 @@ class _IdTable:
             ) from None
 
     def _to_objects(self) -> None:
-        """Keep ids as Python objects from now on (an id that is not an integer came)."""
-        self.objects = True
+        """Keep ids as Python objects from now on (ids of another type than so far came)."""
         obj = np.empty(self.h.shape[0], dtype=object)
-        obj[: self.n] = self.h[: self.n].astype(object)
-        self.obj = obj
+        obj[: self.n] = (self.h if self.obj is None else self.obj)[: self.n].astype(object)
+        self.mode, self.obj = "object", obj
         self.h[: self.n] = np.fromiter(map(hash, obj[: self.n]), dtype=np.int64, count=self.n)
         self._rebuild()
 
@@ -733,13 +752,14 @@ def _grown(old: np.ndarray, size: int, used: int) -> np.ndarray:
 
 
 def id_array(ids: Any) -> np.ndarray:
-    """Ids as one 1-D array: ``int64`` when they are all integers (or booleans), else an
-    object array of Python scalars (strings, floats, tuples, ...), as ``dict`` keys compare.
+    """Ids as one 1-D array: ``int64`` when they are all integers (or booleans), fixed-width
+    strings when they are all strings, else an object array of Python scalars (floats,
+    tuples, a mix, ...), compared as ``dict`` keys are.
 
     Examples
     --------
-    >>> id_array(np.arange(3)).dtype, id_array(["a", "b"]).dtype, id_array(7).tolist()
-    (dtype('int64'), dtype('O'), [7])
+    >>> id_array(np.arange(3)).dtype, id_array(["a", "bc"]).dtype, id_array([1, "a"]).dtype
+    (dtype('int64'), dtype('<U2'), dtype('O'))
     """
     if isinstance(ids, np.ndarray):
         flat = ids.ravel()
@@ -747,6 +767,8 @@ def id_array(ids: Any) -> np.ndarray:
             flat.dtype.kind == "u" and (not flat.size or flat.max() <= np.iinfo(np.int64).max)
         ):
             return flat.astype(np.int64, copy=False)
+        if flat.dtype.kind == "U":
+            return flat
         values: list[Any] = flat.tolist()
     elif isinstance(ids, (str, bytes, int, float, np.generic)) or ids is None:
         values = [scalar(ids)]
@@ -757,11 +779,36 @@ def id_array(ids: Any) -> np.ndarray:
     if values and all(type(v) is int for v in values):
         with contextlib.suppress(OverflowError):
             return np.asarray(values, dtype=np.int64)
+    if values and all(type(v) is str for v in values):
+        return np.asarray(values, dtype=str)
     return np.fromiter(values, dtype=object, count=len(values))  # tuples stay tuples
 
 
+def _string_hashes(ids: np.ndarray) -> np.ndarray:
+    """64-bit hashes of fixed-width strings, whatever the width they are held in."""
+    n, width = ids.shape[0], ids.dtype.itemsize // 4
+    if not width:
+        return np.zeros(n, dtype=np.int64)
+    codes = np.ascontiguousarray(ids).view(np.uint32).reshape(n, width).astype(np.uint64)
+    # trailing code 0 (the padding of a shorter string) adds nothing: widths do not matter
+    mixed: np.ndarray = codes @ _powers(width)
+    return mixed.view(np.int64)
+
+
+_POWERS = np.ones(1, dtype=np.uint64)
+
+
+def _powers(width: int) -> np.ndarray:
+    """``P**j`` (mod 2**64) for the first ``width`` positions of a string."""
+    global _POWERS
+    if _POWERS.size < width:
+        size = max(width, 2 * _POWERS.size)
+        _POWERS = np.asarray([pow(1_000_003, j, 1 << 64) for j in range(size)], dtype=np.uint64)
+    return _POWERS[:width]
+
+
 def _concat_ids(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    if a.dtype == object or b.dtype == object:
+    if a.dtype.kind != b.dtype.kind or a.dtype == object:
         return np.concatenate([a.astype(object), b.astype(object)])
     return np.concatenate([a, b])
 
