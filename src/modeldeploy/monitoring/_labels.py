@@ -415,6 +415,8 @@ _RESOLVED_COLUMNS = {"reason": np.int8, "seq": np.int64}
 _EMPTY, _TOMBSTONE = -1, -2
 _MULT = np.uint64(0x9E3779B97F4A7C15)
 _U64 = (1 << 64) - 1
+#: Rows (live ones and dead ones not compacted away yet) per live row at most.
+_ROOM = 2
 #: Rows left to index after a vectorised round that are indexed one by one instead.
 _ONE_BY_ONE = 32  # Fibonacci hashing: spreads near ids over the table
 #: The index is rebuilt (at most half that full) once 1 / _LOAD of its slots are taken: a
@@ -704,8 +706,11 @@ class _IdTable:
             return
         if self.n_alive + n <= cap // 2:  # half the rows are dead: compact them away
             self._compact()
-            return
-        size = max(2 * cap, 2 * (self.n_alive + n))
+            # room for _ROOM x the live rows after compacting, so that compacting (which
+            # costs about as much as the live rows) comes at most every as many new rows
+            if self.n + n <= cap and cap >= _ROOM * (self.n_alive + n):
+                return
+        size = max(2 * cap, _ROOM * (self.n_alive + n))
         for name in ("h", "alive", "slot", "obj"):
             old = getattr(self, name)
             if old is not None:
