@@ -177,3 +177,18 @@ def test_bad_names_and_places_are_refused() -> None:
         mon.publish(42)
     with pytest.raises(InvalidParameterError, match="every_s"):
         MonitorPublisher(mon, "somewhere", every_s=0)
+
+
+def test_snapshots_in_an_s3_artifact_store(tmp_path: Path, s3_url: str) -> None:
+    clock = FakeClock(START)
+    with ModelRegistry(tmp_path / "reg", artifacts=s3_url) as reg:
+        parts = [_replica(clock) for _ in range(2)]
+        for i, mon in enumerate(parts):
+            mon.log_predictions(None, [1, 1, 0, i], y_true=[1, 0, 0, 1])
+            mon.publish(reg, replica=f"pod-{i}", fleet="churn")
+        clock.advance(5)
+        parts[0].log_predictions(None, [0], y_true=[0])
+        parts[0].publish(reg, replica="pod-0", fleet="churn")  # replaces pod-0's snapshot
+        view = Monitor.fleet(reg, fleet="churn", clock=clock)
+        assert view.metrics()["n_predictions"] == 9
+        assert view.metrics()["accuracy"] == pytest.approx(6 / 9)
