@@ -66,7 +66,8 @@ def good_trainer(X: Any, y: Any) -> Any:
 def test_drift_is_detected_retrained_canaried_and_promoted(tmp_path: Path) -> None:
     loop = Loop(tmp_path, CanaryRollout(fraction=0.3, min_samples=150), good_trainer)
     loop.stream(600, seed=2)
-    assert loop.monitor.metrics()["f1"] < 0.8
+    f1 = loop.monitor.metrics()["f1"]
+    assert f1 is not None and f1 < 0.8
     assert loop.step() == "canary_started"
     assert loop.dep.stats()["churn:2"].role == "canary"
     loop.stream(1200, seed=3)

@@ -21,7 +21,7 @@ from modeldeploy.exceptions import (
     SchemaError,
     VersionNotFoundError,
 )
-from modeldeploy.monitoring import Alert, Monitor
+from modeldeploy.monitoring import Alert, Monitor, MonitorPublisher
 from modeldeploy.registry import Event, ModelRegistry, ModelVersion, Signature
 from modeldeploy.retraining import RetrainPolicy
 from modeldeploy.routing import HybridRouter
@@ -45,6 +45,7 @@ __all__ = [
     "ModelRegistry",
     "ModelVersion",
     "Monitor",
+    "MonitorPublisher",
     "OnlineDeployer",
     "PredictionTimeoutError",
     "RetrainPolicy",

@@ -67,6 +67,8 @@ DEFAULT_PSI_BINS = 10
 DEFAULT_PSI_THRESHOLD = 0.25
 #: p-value below which a KS or chi-squared test counts a feature as drifted.
 DEFAULT_DRIFT_P_VALUE = 0.01
+#: Seconds between two monitor snapshots a MonitorPublisher writes for the fleet view.
+DEFAULT_PUBLISH_EVERY_S = 10.0
 #: Points of metric history a Monitor keeps for reports and plots.
 DEFAULT_MONITOR_HISTORY = 1_000
 #: Most distinct class labels a Monitor tracks (confusion matrices grow with its square).

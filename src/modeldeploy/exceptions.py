@@ -18,6 +18,7 @@ would naturally catch (``KeyError`` for a failed lookup, ``ValueError`` for bad 
     │   └── StoreUnavailableError (ConnectionError)    a registry server could not be reached
     ├── SchemaError (ValueError)                       input does not match the Signature
     ├── StateFileError (ValueError)                    a saved state file is damaged or foreign
+    ├── MergeError (ValueError)                        monitors that cannot be merged exactly
     └── DeploymentError (RuntimeError)                 a deployed model failed to answer
         └── PredictionTimeoutError (TimeoutError)      ... or did not answer in time
 
@@ -42,6 +43,7 @@ __all__ = [
     "EnvironmentMismatchWarning",
     "IntegrityError",
     "InvalidParameterError",
+    "MergeError",
     "MissingDependencyError",
     "ModelDeployError",
     "ModelDeployWarning",
@@ -250,6 +252,13 @@ class StateFileError(ModelDeployError, ValueError):
     def __init__(self, message: str, *, path: str | None = None):
         self.path = path
         super().__init__(message)
+
+
+class MergeError(ModelDeployError, ValueError):
+    """Monitors that cannot be merged exactly (:meth:`Monitor.combine
+    <modeldeploy.Monitor.combine>`): count-based windows, different settings, or drift
+    baselines that are not the same; nothing is merged.
+    """
 
 
 class DeploymentError(ModelDeployError, RuntimeError):

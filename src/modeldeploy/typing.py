@@ -194,7 +194,7 @@ class CanaryTarget(SwapTarget, Protocol):
 class MonitorView(Protocol):
     """What retraining triggers read from a monitor; :class:`~modeldeploy.Monitor` is one."""
 
-    def metrics(self) -> Mapping[str, float]:
+    def metrics(self) -> Mapping[str, float | None]:
         """The current windowed metrics, with ``n_labelled`` among them."""
 
     def drift(self) -> Any:
@@ -210,5 +210,5 @@ class VersionedMonitorView(MonitorView, Protocol):
     """A monitor that also keeps metrics per served version, which a canary rollout and the
     guard after a promotion compare; :class:`~modeldeploy.Monitor` is one."""
 
-    def metrics(self, version: str | None = None) -> Mapping[str, float]:
+    def metrics(self, version: str | None = None) -> Mapping[str, float | None]:
         """The current metrics, of one version (``"name:version"``) when given."""

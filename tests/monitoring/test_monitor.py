@@ -281,7 +281,7 @@ def test_regression_monitor_with_delayed_labels() -> None:
     y_true = y_pred + rng.normal(0, 1, 500)
     mon = Monitor(window=1_000, thresholds={"rmse": 0.5}, min_samples=100)
     mon.log_predictions(None, y_pred, ids=np.arange(500))
-    assert math.isnan(mon.metrics()["rmse"])
+    assert mon.metrics()["rmse"] is None
     mon.log_labels(np.arange(500)[::-1], y_true[::-1])
     got = mon.metrics()
     assert got["rmse"] == pytest.approx(math.sqrt(skm.mean_squared_error(y_true, y_pred)))
@@ -299,7 +299,7 @@ def test_estimated_performance_tracks_realized_on_calibrated_probabilities() -> 
     mon = Monitor(window=n, classes=[0, 1], thresholds={})
     mon.log_predictions(None, y_pred, y_proba=proba)
     got = mon.metrics()
-    assert got["n_labelled"] == 0 and math.isnan(got["f1"])
+    assert got["n_labelled"] == 0 and got["f1"] is None
     assert got["estimated_accuracy"] == pytest.approx(skm.accuracy_score(y_true, y_pred), abs=0.02)
     assert got["estimated_f1"] == pytest.approx(skm.f1_score(y_true, y_pred), abs=0.02)
 
@@ -382,3 +382,38 @@ def test_dataframe_reference_with_a_categorical_column() -> None:
     drift = mon.drift()
     assert drift.drifted == ["plan"]
     assert drift["plan"].test == "chi2" and drift["age"].test == "ks"
+
+
+def test_undefined_metrics_are_none_valid_json_and_not_judged() -> None:
+    import json
+
+    from modeldeploy.retraining import TriggerContext, metric_below
+
+    clock = FakeClock()
+    alerts: list[Alert] = []
+    mon = Monitor(
+        window=dt.timedelta(minutes=10),
+        thresholds={"f1": 0.9, "latency_p99": 0.5, "error_rate": 0.1},
+        min_samples=1,
+        on_alert=alerts.append,
+        clock=clock,
+    )
+    empty = mon.metrics()
+    assert empty["n_predictions"] == 0 and empty["n_labelled"] == 0
+    undefined = {k for k, v in empty.items() if v is None}
+    assert {"error_rate", "latency_p50", "latency_p99"} <= undefined  # no task known yet
+    assert not any(isinstance(v, float) and math.isnan(v) for v in empty.values())
+    json.dumps(mon.report().to_dict(), allow_nan=False)  # raises on nan
+    assert mon.check() == [] and alerts == []
+    fired = metric_below("f1", 0.8, min_samples=0)(TriggerContext(mon, clock.now()))
+    assert not fired.fired and "not judged" in fired.reason
+    # predictions without labels or latency: quality and latency stay None, error rate is 0.0
+    mon.log_predictions(None, [1, 0, 1], ids=["a", "b", "c"])
+    got = mon.metrics()
+    assert got["f1"] is None and got["accuracy"] is None and got["latency_p99"] is None
+    assert got["error_rate"] == 0.0
+    json.dumps(mon.report().to_dict(), allow_nan=False)
+    assert mon.check() == []
+    mon.log_predictions(None, [1], ids=["d"], latency_s=0.002)
+    p99 = mon.metrics()["latency_p99"]
+    assert p99 is not None and 0.0019 < p99 < 0.0022  # seconds, within the 6% bin width

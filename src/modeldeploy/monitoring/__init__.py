@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from modeldeploy.monitoring.alerts import Alert
 from modeldeploy.monitoring.drift import DriftResult, FeatureDrift
+from modeldeploy.monitoring.fleet import MonitorPublisher
 from modeldeploy.monitoring.monitor import Monitor
 from modeldeploy.monitoring.report import Report
 
-__all__ = ["Alert", "DriftResult", "FeatureDrift", "Monitor", "Report"]
+__all__ = ["Alert", "DriftResult", "FeatureDrift", "Monitor", "MonitorPublisher", "Report"]

@@ -67,6 +67,9 @@ class DriftReference:
         self.pred_profile: ReferenceProfile | None = None
         self.pred_counts = np.zeros(0, dtype=np.float64)  # class predictions, by class code
         self.ready = False  # whether the predictions' baseline is set
+        # whether that baseline was learned from the monitor's own first predictions (then
+        # replicas each have their own, and their monitors cannot be merged)
+        self.learned = False
         self._rows: list[np.ndarray] = []
 
     # ------------------------------------------------------------------ baselines
@@ -108,6 +111,7 @@ class DriftReference:
             return None
         out = np.concatenate(self._rows)
         self._rows = []
+        self.learned = True
         logger.info(
             "%s: the first %d predictions are the reference for prediction drift",
             self.name or "monitor",
@@ -209,6 +213,34 @@ class DriftReference:
             result.n_current = int(total("n_pred"))
         return result
 
+    @property
+    def collecting(self) -> bool:
+        """Whether predictions are being collected as the baseline (some are held already)."""
+        return bool(self._rows)
+
+    def same_features(self, other: DriftReference) -> bool:
+        """Whether both compare features against the same reference profile."""
+        a, b = self.profile, other.profile
+        return (a is None and b is None) or (
+            a is not None and b is not None and a.to_dict() == b.to_dict()
+        )
+
+    def remapped(self, codes: np.ndarray, cap: int) -> DriftReference:
+        """A copy whose class baseline is in new class codes (``codes[old] = new``)."""
+        out = DriftReference(
+            sketch_bins=self.sketch_bins,
+            psi_bins=self.psi_bins,
+            collect_rows=self.collect_rows,
+            name=self.name,
+        )
+        out.profile, out.pred_profile = self.profile, self.pred_profile
+        out.ready, out.learned = self.ready, self.learned
+        counts = np.zeros(max(cap, self.pred_counts.size))
+        n = min(self.pred_counts.size, codes.size)
+        np.add.at(counts, codes[:n], self.pred_counts[:n])
+        out.pred_counts = counts
+        return out
+
     # ------------------------------------------------------------------ persistence
 
     def to_state(self) -> dict[str, Any]:
@@ -218,6 +250,7 @@ class DriftReference:
             "pred_profile": None if self.pred_profile is None else self.pred_profile.to_dict(),
             "pred_reference_rows": [r.tolist() for r in self._rows],
             "pred_reference_ready": self.ready,
+            "pred_reference_learned": self.learned or bool(self._rows),
             "ref_pred_counts": self.pred_counts,
         }
 
@@ -239,5 +272,7 @@ class DriftReference:
             out.pred_profile = ReferenceProfile.from_dict(state["pred_profile"])
         out._rows = [np.asarray(r) for r in state["pred_reference_rows"]]
         out.ready = bool(state["pred_reference_ready"])
+        # files saved before the flag: a baseline set then may have been learned
+        out.learned = bool(state.get("pred_reference_learned", out.ready))
         out.pred_counts = np.asarray(state["ref_pred_counts"]).astype(np.float64)
         return out

@@ -71,14 +71,14 @@ class FeatureDrift:
         return "psi" if self.method == "psi" else self.test
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-friendly dict."""
+        """A JSON-friendly dict (a statistic without data is ``None``, not ``nan``)."""
         return {
             "feature": self.feature,
             "kind": self.kind,
             "test": self.test,
-            "statistic": self.statistic,
-            "p_value": self.p_value,
-            "psi": self.psi,
+            "statistic": _defined(self.statistic),
+            "p_value": _defined(self.p_value),
+            "psi": _defined(self.psi),
             "n_reference": self.n_reference,
             "n_current": self.n_current,
             "drifted": self.drifted,
@@ -176,9 +176,17 @@ def drift_table_row(d: Mapping[str, Any]) -> str:
     for key, spec in (("feature", ""), ("test", ""), ("statistic", ".4g"), ("p_value", ".3g"),
                       ("psi", ".4f"), ("n_current", "")):  # fmt: skip
         value = d.get(key)
-        text = format(value, spec) if spec and isinstance(value, float) else str(value)
+        if value is None:
+            text = "—"  # no data for this statistic
+        else:
+            text = format(value, spec) if spec and isinstance(value, float) else str(value)
         text = html.escape(text)
         cells.append(f"<td><b>{text}</b></td>" if key == bold else f"<td>{text}</td>")
     cells.append(f"<td>{html.escape(str(decided).upper().replace('CHI2', 'chi²'))}</td>")
     cells.append("<td><b>yes</b></td>" if d.get("drifted") else "<td>no</td>")
     return f"<tr>{''.join(cells)}</tr>"
+
+
+def _defined(value: float) -> float | None:
+    """``None`` for ``nan`` (undefined without data): JSON has no ``nan``."""
+    return None if value != value else value

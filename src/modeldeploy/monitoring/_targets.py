@@ -8,6 +8,7 @@ type of the predictions, and picks the positive class and the average the metric
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -164,6 +165,21 @@ class Targets:
                 except TypeError:
                     label = classes[-1]
         return "binary", self.code(scalar(label))
+
+    @staticmethod
+    def union(parts: list[Targets], given: list[Any] | None) -> list[Any]:
+        """The classes of several monitors in one canonical order.
+
+        The classes given to the monitors (``classes=``, the column order of ``y_proba``)
+        first, then the others sorted (in order of first appearance when they do not sort).
+        """
+        seen = list(dict.fromkeys(c for t in parts for c in t.classes))
+        first = [] if given is None else [scalar(c) for c in given]
+        known = set(first)
+        rest = [c for c in seen if c not in known]
+        with contextlib.suppress(TypeError):  # mixed types: the order they appeared in
+            rest = sorted(rest)
+        return first + rest
 
     def to_state(self) -> dict[str, Any]:
         """The task and the classes in code order (JSON-friendly)."""

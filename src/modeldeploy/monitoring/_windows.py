@@ -107,6 +107,7 @@ class Windows:
         # pending prediction remembers its version's tag, so a dropped version's late labels
         # cannot land in a newer window of the same name.
         self._tags: OrderedDict[str, int] = OrderedDict()
+        self.seen_at: dict[str, float] = {}  # when each tracked version last logged (epoch s)
         self._rings: dict[int, BucketRing] = {}
         self._next_tag = 0
 
@@ -192,6 +193,7 @@ class Windows:
             if len(self._tags) >= self.max_versions:
                 dropped, old = self._tags.popitem(last=False)
                 del self._rings[old]
+                self.seen_at.pop(dropped, None)
                 logger.info(
                     "%sstopped tracking version %r (max_versions=%d)",
                     f"{self.name}: " if self.name else "",
@@ -369,7 +371,9 @@ class Windows:
         A label is late when its bucket has left the window that ends at ``current``.
         """
         matched = late = 0
-        for key in np.unique(keys).tolist():
+        # the usual batch of labels is of one bucket (and one version): no sort needed
+        distinct = [int(keys[0])] if keys.min() == keys.max() else np.unique(keys).tolist()
+        for key in distinct:
             sel = keys == key
             slot = self.ring.lookup(key)
             if slot is None or key <= current - self.buckets:
@@ -377,7 +381,8 @@ class Windows:
                 continue
             matched += int(sel.sum())
             _add_labels(self.ring, slot, truth[sel], preds[sel], classify)
-            for tag in np.unique(tags[sel]).tolist():
+            mine = tags[sel]
+            for tag in [int(mine[0])] if mine.min() == mine.max() else np.unique(mine).tolist():
                 vring = self._rings.get(tag)
                 vslot = None if vring is None else vring.lookup(key)
                 if vring is not None and vslot is not None:
@@ -385,6 +390,53 @@ class Windows:
                     both = sel & (tags == tag)
                     _add_labels(vring, vslot, truth[both], preds[both], classify)
         return matched, late
+
+    # ------------------------------------------------------------------ merging
+
+    def absorb(self, other: Windows, codes: np.ndarray, newest: int) -> dict[int, int]:
+        """Add the counts of another monitor's windows to these (see ``Monitor.combine``).
+
+        ``codes[old] = new`` maps the other's class codes to these windows' (whose class
+        arrays are large enough already); only buckets of the window that ends with bucket
+        ``newest`` are kept, the others having left every window. Of the other's versions,
+        those tracked here already (see :meth:`track`) are added. Returns the other's version
+        tags mapped to these windows' tags.
+        """
+        tags: dict[int, int] = {}
+        for version, tag in other._tags.items():
+            mine = self._tags.get(version)
+            if mine is None:
+                continue
+            tags[tag] = mine
+            ring = self._rings[mine]
+            self._sync(ring)
+            _absorb_ring(ring, other._rings[tag], codes, newest)
+        _absorb_ring(self.ring, other.ring, codes, newest)
+        self.seq += other.seq
+        self.last_key = max(self.last_key, other.last_key)
+        for version, n in other.versions.items():
+            self.count_version(version, n)
+        self.errors_total += other.errors_total
+        for kind, n in other.error_types.items():
+            if kind in self.error_types or len(self.error_types) < _MAX_ERROR_TYPES:
+                self.error_types[kind] = self.error_types.get(kind, 0) + n
+        return tags
+
+    def newest_key(self) -> int:
+        """The newest bucket holding anything (an error counts before any row is logged)."""
+        rings = (self.ring, *self._rings.values())
+        return max(self.last_key, *(int(r.keys.max()) for r in rings))
+
+    def recency(self) -> list[tuple[float, str]]:
+        """``(when last seen, version)`` of the tracked versions, least recently seen first."""
+        return [(self.seen_at.get(v, -np.inf), v) for v in self._tags]
+
+    def track(self, versions: list[tuple[float, str]]) -> None:
+        """Give versions a window, in this order (least recently seen first), with their times."""
+        for seen, version in versions:
+            self.version_window(version)
+            if np.isfinite(seen):
+                self.seen_at[version] = float(seen)
 
     # ------------------------------------------------------------------ rings
 
@@ -416,6 +468,7 @@ class Windows:
             "errors": {"total": self.errors_total, "by_type": dict(self.error_types)},
             "versions": dict(self.versions),
             "version_tags": list(self._tags.items()),
+            "version_seen_at": dict(self.seen_at),
             "next_tag": self._next_tag,
         }
         state.update({f"ring_{k}": v for k, v in self.ring.arrays.items()})
@@ -457,9 +510,32 @@ class Windows:
             out._tags[version] = int(tag)
             out._rings[int(tag)] = _restore_ring(out._new_ring(), by_tag[tag])
         out._next_tag = int(state.get("next_tag", 0))
+        out.seen_at = {str(k): float(v) for k, v in state.get("version_seen_at", {}).items()}
         for ring in out._rings.values():
             out._sync(ring)
         return out
+
+
+def _absorb_ring(ring: BucketRing, other: BucketRing, codes: np.ndarray, newest: int) -> None:
+    """Add ``other``'s buckets of the window ending at ``newest`` to ``ring`` (class codes
+    mapped by ``codes``; regression sums merged exactly, as one stream would give them)."""
+    k = codes.size
+    for s_other, key in enumerate(other.keys.tolist()):
+        if key < 0 or key <= newest - ring.n_buckets or key > newest:
+            continue
+        s = ring.slot(key)
+        if s is None:  # pragma: no cover - the merged ring only holds keys of this window
+            continue
+        for name, arr in other.arrays.items():
+            mine = ring.arrays[name]
+            if name in ("conf", "expected"):
+                mine[s][np.ix_(codes, codes)] += arr[s_other][:k, :k]
+            elif name == "pred":
+                mine[s][codes] += arr[s_other][:k]
+            elif name == "reg":
+                mine[s] = merge_regression(mine[s], arr[s_other])
+            else:
+                mine[s] += arr[s_other]
 
 
 def _empty_ring(buckets: int) -> BucketRing:

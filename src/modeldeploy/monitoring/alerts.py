@@ -232,7 +232,7 @@ class AlertBook:
 
     def check_metrics(
         self,
-        metrics: Mapping[str, float],
+        metrics: Mapping[str, float | None],
         samples: Mapping[str, int],
         thresholds: Thresholds,
         min_samples: int,
@@ -242,9 +242,11 @@ class AlertBook:
         ``samples`` gives the rows behind each kind of metric: ``labelled`` (quality metrics,
         ``mae``, ``mse`` and ``rmse`` too), ``predictions`` (error rate,
         ``nan_prediction_rate``, latency) and ``estimated`` (estimates from probabilities).
+        A metric that is ``None`` (or ``nan``) is not judged yet, as with too few rows.
         """
         for key, bound in thresholds.metrics.items():
-            value = metrics.get(key, math.nan)
+            found = metrics.get(key)
+            value = math.nan if found is None else float(found)
             if key.startswith("estimated_"):
                 n = samples.get("estimated", 0)
             elif key in LOWER_IS_BETTER and key not in _LABELLED:

@@ -257,11 +257,12 @@ def window_metrics(
     current: int,
     task: str | None,
     average_and_pos: Callable[[], tuple[str, int | None]],
-) -> dict[str, float]:
+) -> dict[str, float | None]:
     """Every metric of the window of ``ring`` that ends with bucket ``current``.
 
     ``average_and_pos`` gives the average and the positive class's index of a classifier
-    (called only when there are class counts). A metric without data is ``nan``.
+    (called only when there are class counts). A metric without data is ``None`` (never
+    ``nan``, so the result is valid JSON); the counts are ints.
     """
     n_pred = int(ring.total("n_pred", current))
     n_err = int(ring.total("n_err", current))
@@ -290,4 +291,4 @@ def window_metrics(
     )
     out["error_rate"] = n_err / (n_pred + n_err) if n_pred + n_err else math.nan
     out.update(latency_percentiles(ring.total("latency", current)))
-    return out
+    return {k: None if v != v else v for k, v in out.items()}  # v != v: nan

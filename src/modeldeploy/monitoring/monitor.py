@@ -10,6 +10,7 @@ and loads them through their ``to_state`` / ``from_state``.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import itertools
 import logging
@@ -18,9 +19,9 @@ import os
 import threading
 import warnings
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -40,10 +41,10 @@ from modeldeploy._config import (
     DEFAULT_SKETCH_BINS,
 )
 from modeldeploy._validation import check_choice, check_float, check_int
-from modeldeploy.exceptions import DriftWarning, InvalidParameterError, SchemaError
+from modeldeploy.exceptions import DriftWarning, InvalidParameterError, MergeError, SchemaError
 from modeldeploy.monitoring._coerce import class_kind, coerce_classes, scalar, to_numbers
-from modeldeploy.monitoring._ingest import SCALARS, Batch, OneRowBuffer, as_list
-from modeldeploy.monitoring._labels import PendingLabels, label_array
+from modeldeploy.monitoring._ingest import SCALARS, Batch, OneRowBuffer
+from modeldeploy.monitoring._labels import PendingLabels, id_array, label_array
 from modeldeploy.monitoring._persist import read_state, state_file_errors, write_state
 from modeldeploy.monitoring._reference import DriftReference
 from modeldeploy.monitoring._targets import Targets
@@ -68,6 +69,20 @@ _CALL_COUNTS = tuple(
 )
 #: Predictions at most collected as the baseline of prediction drift.
 _MAX_COLLECTED = 100_000
+
+
+class _Snapshot(NamedTuple):
+    """A copy of one monitor's state, taken under its lock, for :meth:`Monitor.combine`."""
+
+    params: dict[str, Any]
+    signature: dict[str, Any] | None
+    calibrator: dict[str, Any] | None
+    latest: float
+    task: str | None
+    classes: list[Any]
+    windows: Windows
+    reference: DriftReference
+    labels: PendingLabels
 
 
 class Monitor:
@@ -413,12 +428,12 @@ class Monitor:
         >>> mon.metrics()["accuracy"], mon.label_stats()["labels_early"]
         (0.5, 2)
         """
-        id_list = as_list(ids)
+        id_arr = id_array(ids)
         values = np.asarray(y_true).ravel()
-        if len(id_list) != values.shape[0]:
+        if id_arr.shape[0] != values.shape[0]:
             raise SchemaError(
-                f"log_labels got {len(id_list)} ids but {values.shape[0]} labels; pass one label "
-                "per id."
+                f"log_labels got {id_arr.shape[0]} ids but {values.shape[0]} labels; pass one "
+                "label per id."
             )
         with self._lock:
             self._flush()
@@ -432,23 +447,21 @@ class Monitor:
             if missing is not None:  # no label for these ids yet: their predictions wait on
                 n_missing = int(missing.sum())
                 keep = np.flatnonzero(~missing)
-                id_list = [id_list[i] for i in keep.tolist()]
+                id_arr = id_arr[keep]
                 values = values[keep]
             before = dict(labels.counts)
-            unseen: list[int] = []
-            found = labels.take(id_list, unseen)
-            self._apply_labels(found, values)
+            pos, keys, preds, tags, unseen = labels.take_arrays(id_arr)
+            self._apply_labels(pos, keys, preds, tags, values)
             labels.counts["labels_missing"] += n_missing
             after = labels.counts
             out = {k.removeprefix("labels_"): after[k] - before[k] for k in _CALL_COUNTS}
             dropped = 0
-            if unseen:
-                held = values.tolist()  # Python scalars, as JSON keeps them
-                dropped = labels.hold([id_list[p] for p in unseen], [held[p] for p in unseen], now)
+            if unseen.size:  # Python scalars, as JSON keeps them
+                dropped = labels.hold(id_arr[unseen].tolist(), values[unseen].tolist(), now)
             out["unknown"] += dropped
-            out["waiting"] = len(unseen) - dropped
+            out["waiting"] = int(unseen.size) - dropped
             out["missing"] = n_missing
-            self._since_check += len(found)
+            self._since_check += int(pos.size)
             if self._since_check >= self._windows.check_every:
                 self._check()
         self._dispatch()
@@ -461,6 +474,8 @@ class Monitor:
             self._flush()
             key = max(self._current_key(), 0)
             self._windows.add_error(key, kind, version)
+            if version is not None:
+                self._windows.seen_at[version] = self._now()
         logger.debug("%s: error logged (%s: %s)", self.name or "monitor", kind, error)
 
     def flush(self) -> None:
@@ -471,7 +486,7 @@ class Monitor:
 
     # ------------------------------------------------------------------ reading
 
-    def metrics(self, version: str | None = None) -> dict[str, float]:
+    def metrics(self, version: str | None = None) -> dict[str, float | None]:
         """The current window's metrics, over every version or over one.
 
         Classification: ``accuracy``, ``precision``, ``recall``, ``f1`` (per ``average``) and
@@ -479,7 +494,8 @@ class Monitor:
         ``rmse``, ``r2``. Always: ``n_predictions``, ``n_labelled``, ``error_rate``,
         ``latency_p50`` / ``_p95`` / ``_p99`` (seconds). With probabilities: ``estimated_*``,
         the performance estimated before labels (see :mod:`modeldeploy.monitoring.estimation`).
-        A metric without data is ``nan``.
+        A metric without data (before labels, traffic or errors arrive) is ``None``, never
+        ``nan``, so the dict is valid JSON; alerts and retraining triggers do not judge it.
 
         Parameters
         ----------
@@ -487,7 +503,7 @@ class Monitor:
             A version label as logged with ``version=`` (``"churn:9"``): the same metrics over
             only that version's rows of the window (its labels, errors and latencies), as when
             judging a canary. A version not seen, or no longer tracked (see ``max_versions``),
-            has ``n_predictions`` 0 and ``nan`` metrics. ``None``: all rows.
+            has ``n_predictions`` 0 and ``None`` metrics. ``None``: all rows.
 
         Examples
         --------
@@ -546,6 +562,7 @@ class Monitor:
 
     def _label_counts(self) -> dict[str, int]:
         labels = self._labels
+        labels.settle()
         return {"pending": len(labels), "labels_waiting": len(labels.early), **labels.counts}
 
     def check(self) -> list[Alert]:
@@ -645,13 +662,13 @@ class Monitor:
                 "Monitor one output at a time."
             )
         n = pred.shape[0]
-        id_list = None if ids is None else as_list(ids)
+        id_arr = None if ids is None else id_array(ids)
         proba = None if y_proba is None else np.asarray(y_proba, dtype=np.float64)
         if proba is not None and proba.ndim == 1:
             proba = np.column_stack([1.0 - proba, proba])
         truth = None if y_true is None else np.atleast_1d(np.asarray(y_true)).ravel()
         for what, length in (
-            ("ids", None if id_list is None else len(id_list)),
+            ("ids", None if id_arr is None else id_arr.shape[0]),
             ("y_proba", None if proba is None else proba.shape[0]),
             ("y_true", None if truth is None else truth.shape[0]),
         ):
@@ -705,6 +722,8 @@ class Monitor:
         else:
             drift_from = 0
         tag, vring = (-1, None) if version is None else windows.version_window(version)
+        if version is not None:
+            windows.seen_at[version] = call_times[-1]
 
         keys, live_from, last = windows.keys(n, times, call_times[-1])
         if n:
@@ -722,12 +741,12 @@ class Monitor:
         if truth is not None:
             labels.counts["labels_total"] += n - n_missing
             labels.counts["labels_missing"] += n_missing
-        if id_list is not None:
+        if id_arr is not None:
             labels.expire(call_times[-1])
             row_times = times if times is not None else np.full(n, call_times[-1])
             if truth is None:
                 labels.add(
-                    id_list[live_from:],
+                    id_arr[live_from:],
                     keys[live_from:],
                     pred_codes[live_from:],
                     row_times[live_from:],
@@ -740,22 +759,21 @@ class Monitor:
                     rows = np.flatnonzero(truth_missing)
                     kept = rows[rows >= live_from]
                     labels.add(
-                        [id_list[i] for i in kept.tolist()],
+                        id_arr[kept],
                         keys[kept],
                         pred_codes[kept],
                         row_times[kept],
                         tag,
                     )
                     labels.counts["predictions_evicted"] += rows.size - kept.size
-                    flags = truth_missing.tolist()
-                    labelled = [i for i, m in zip(id_list, flags, strict=True) if not m]
+                    labelled = id_arr[~truth_missing]
                 else:
-                    labelled = id_list
+                    labelled = id_arr
                 labels.mark_labelled(labelled)
         rolled = windows.advance(n, last, version)
         self._since_check += n
-        if id_list is not None and labels.early:
-            self._since_check += self._meet_early_labels(id_list, call_times[0])
+        if id_arr is not None and labels.early:
+            self._since_check += self._meet_early_labels(id_arr.tolist(), call_times[0])
         if rolled or self._since_check >= windows.check_every:
             self._check()
 
@@ -814,29 +832,35 @@ class Monitor:
                 len(hits),
             )
             return 0
-        found = labels.take(hits)  # counts what is not pending (labelled with y_true=, ...)
+        # counts what is not pending (labelled with y_true=, ...)
+        pos, keys, preds, tags, _ = labels.take_arrays(id_array(hits), hold_unseen=False)
         try:
-            self._apply_labels(found, prepared)
+            self._apply_labels(pos, keys, preds, tags, prepared)
         except Exception:
             # A class past max_classes: the predictions are in already, so drop only the
             # labels, and say so.
             logger.exception(
                 "%s: dropped %d labels that came before their predictions",
                 self.name or "monitor",
-                len(found),
+                int(pos.size),
             )
             return 0
-        labels.counts["labels_early"] += len(found)
-        return len(found)
+        labels.counts["labels_early"] += int(pos.size)
+        return int(pos.size)
 
-    def _apply_labels(self, found: list[tuple[int, int, float, int]], values: np.ndarray) -> None:
-        """Count labels (converted by ``Targets.prepare_labels``) in their predictions' buckets."""
-        if not found:
+    def _apply_labels(
+        self,
+        pos: np.ndarray,
+        keys: np.ndarray,
+        preds: np.ndarray,
+        tags: np.ndarray,
+        values: np.ndarray,
+    ) -> None:
+        """Count labels (converted by ``Targets.prepare_labels``) in their predictions' buckets:
+        ``values[pos]`` are the labels of the predictions ``preds`` (encoded) logged in buckets
+        ``keys`` by the versions ``tags``."""
+        if not pos.size:
             return
-        pos = np.asarray([f[0] for f in found], dtype=np.int64)
-        keys = np.asarray([f[1] for f in found], dtype=np.int64)
-        preds = np.asarray([f[2] for f in found])
-        tags = np.asarray([f[3] for f in found], dtype=np.int64)
         current = self._current_key()
         classify = self._targets.task == "classification"
         truth = self._targets.encode(values[pos]) if classify else values[pos].astype(np.float64)
@@ -869,7 +893,7 @@ class Monitor:
 
     # ------------------------------------------------------------------ reading the parts
 
-    def _metrics(self, ring: BucketRing) -> dict[str, float]:
+    def _metrics(self, ring: BucketRing) -> dict[str, float | None]:
         targets = self._targets
         return window_metrics(
             ring,
@@ -878,7 +902,7 @@ class Monitor:
             lambda: targets.average_and_pos(self.average, self.pos_label),
         )
 
-    def _version_metrics(self) -> dict[str, dict[str, float]]:
+    def _version_metrics(self) -> dict[str, dict[str, float | None]]:
         """Each tracked version's metrics, when more than one version was seen."""
         windows = self._windows
         tracked = windows.tracked()
@@ -916,8 +940,8 @@ class Monitor:
         point = {"time": self._now(), "rows": float(windows.seq)}
         point.update({k: v for k, v in m.items() if isinstance(v, float) and math.isfinite(v)})
         samples = {
-            "labelled": int(m["n_labelled"]),
-            "predictions": int(m["n_predictions"]),
+            "labelled": int(m["n_labelled"] or 0),
+            "predictions": int(m["n_predictions"] or 0),
             "estimated": int(windows.total("n_proba", self._current_key())),
         }
         self._alerts.check_metrics(m, samples, self._thresholds, self.min_samples)
@@ -939,6 +963,180 @@ class Monitor:
         if alerts:
             self._alerts.send(alerts)
 
+    # ------------------------------------------------------------------ merging
+
+    @classmethod
+    def combine(
+        cls,
+        monitors: Iterable[Monitor],
+        *,
+        name: str | None = None,
+        on_alert: AlertCallback | Sequence[AlertCallback] | None = None,
+        clock: Clock | Callable[[], float] | None = None,
+    ) -> Monitor:
+        """One monitor equal to a single monitor that saw the union of these monitors' streams.
+
+        This is how replicas of one model (uvicorn workers, pods) become one view: every
+        metric, drift statistic and count of the result (per version too; label counts,
+        errors, latency percentiles) is what one monitor fed every replica's rows would give.
+        The inputs are not changed; the result is a new monitor that can go on logging.
+
+        The monitors must be able to merge exactly, else :class:`~modeldeploy.exceptions.
+        MergeError` says why and nothing is merged:
+
+        - time-based windows (``window=`` a :class:`~datetime.timedelta`): buckets align by
+          time across replicas; count-based windows depend on the order rows arrived in;
+        - the same settings (window, buckets, thresholds, bounds, classes, ...), except
+          ``name``;
+        - the same drift reference: the registered signature's profile or the same
+          ``reference=`` rows, and for prediction drift the same ``reference_predictions=``
+          (a baseline each replica learned from its own first predictions is refused).
+
+        Classes are put in one canonical order (``classes=`` first, then sorted). Alerts are
+        evaluated afresh on the merged state (the result's alert history starts empty), and
+        sent to ``on_alert``. Labels by id are joined in the replica that logged the
+        prediction; predictions still waiting for their label wait in the result, so labels
+        can be logged there too. Bounds (``max_pending``, ``max_versions``) apply to the
+        result as to one monitor.
+
+        Parameters
+        ----------
+        monitors
+            The monitors to merge (at least one).
+        name
+            The result's name (default: ``None``).
+        on_alert
+            Callbacks of the result.
+        clock
+            The result's clock (default: that of the first monitor).
+
+        Raises
+        ------
+        MergeError
+            When the monitors cannot be merged exactly.
+
+        Examples
+        --------
+        >>> import datetime as dt
+        >>> fleet = dict(window=dt.timedelta(hours=1), reference_predictions=[0, 1], thresholds={})
+        >>> a, b = Monitor(**fleet), Monitor(**fleet)
+        >>> a.log_predictions(None, [1, 0, 1], y_true=[1, 0, 0])
+        >>> b.log_predictions(None, [1, 1], y_true=[1, 1])
+        >>> Monitor.combine([a, b]).metrics()["accuracy"]
+        0.8
+        """
+        parts = list(monitors)
+        if not parts or not all(isinstance(m, Monitor) for m in parts):
+            raise InvalidParameterError(
+                "The 'monitors' parameter of Monitor.combine must be a non-empty list of "
+                f"Monitor. Got {[type(m).__name__ for m in parts]!r} instead."
+            )
+        snaps = [m._snapshot() for m in parts]
+        first = snaps[0]
+        _check_mergeable(snaps)
+        params = dict(first.params)
+        params["name"] = name
+        window = params.pop("window")
+        params["window"] = dt.timedelta(seconds=window["seconds"])
+        sig = None if first.signature is None else Signature.from_dict(first.signature)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DriftWarning)  # the replicas warned already
+            mon = cls(
+                signature=sig,
+                on_alert=on_alert,
+                clock=parts[0].clock if clock is None else clock,
+                **params,
+            )
+        with mon._lock:
+            mon._absorb(snaps)
+            mon._check()
+        mon._dispatch()
+        return mon
+
+    def merge(self, other: Monitor, *, name: str | None = None) -> Monitor:
+        """This monitor merged with another: ``Monitor.combine([self, other], name=name)``.
+
+        A new monitor; neither input changes. See :meth:`combine` for what must agree.
+
+        Examples
+        --------
+        >>> import datetime as dt
+        >>> fleet = dict(window=dt.timedelta(hours=1), reference_predictions=[0, 1], thresholds={})
+        >>> a, b = Monitor(**fleet), Monitor(**fleet)
+        >>> a.log_predictions(None, [1, 0], ids=["r1", "r2"])
+        >>> b.log_predictions(None, [0], ids=["r3"])
+        >>> both = a.merge(b)
+        >>> both.log_labels(["r1", "r2", "r3"], [1, 1, 0])["matched"]  # waiting ids merge too
+        3
+        >>> both.metrics()["n_labelled"], a.metrics()["n_labelled"]
+        (3, 0)
+        """
+        return Monitor.combine([self, other], name=name, clock=self.clock)
+
+    def _snapshot(self) -> _Snapshot:
+        """A copy of the state, for :meth:`combine` (the buffered rows folded in first)."""
+        with self._lock:
+            self._flush()
+            snap = _Snapshot(
+                params=self._params(),
+                signature=None if self.signature is None else self.signature.to_dict(),
+                calibrator=None if self._calibrator is None else self._calibrator.to_dict(),
+                latest=self._latest,
+                task=self._targets.task,
+                classes=list(self._targets.classes),
+                windows=copy.deepcopy(self._windows),
+                reference=copy.deepcopy(self._reference),
+                labels=copy.deepcopy(self._labels),
+            )
+        self._dispatch()
+        return snap
+
+    def _absorb(self, snaps: list[_Snapshot]) -> None:
+        """Fill this new monitor with the merged state of checked snapshots (under the lock)."""
+        targets, windows = self._targets, self._windows
+        tasks = {s.task for s in snaps if s.task is not None}
+        if tasks:
+            targets.settle(tasks.pop())
+        classes = Targets.union([_targets_of(s) for s in snaps], self.classes)
+        try:
+            for c in classes:
+                targets.code(c)
+        except SchemaError as exc:
+            raise MergeError(
+                f"The monitors together saw {len(classes)} classes, more than "
+                f"max_classes={self.max_classes}. Raise max_classes on every replica."
+            ) from exc
+        index = {c: i for i, c in enumerate(targets.classes)}
+        maps = [np.asarray([index[c] for c in s.classes], dtype=np.int64) for s in snaps]
+        classify = targets.task == "classification"
+        if any("reg" in s.windows.ring.arrays for s in snaps):
+            windows.ensure_array("reg", (5,), np.float64)
+        cap = int(windows.ring.arrays["pred"].shape[1]) if "pred" in windows.ring.arrays else 0
+        ready = [i for i, s in enumerate(snaps) if s.reference.ready]
+        base = ready[0] if ready else 0
+        self._reference = snaps[base].reference.remapped(maps[base], cap)
+        pred_profile = self._reference.pred_profile
+        if pred_profile is not None and "pred_hist" not in windows.ring.arrays:
+            windows.ring.add_array("pred_hist", (pred_profile.width,), np.int64)
+        width = self._reference.width
+        features = windows.ring.arrays.get("features")
+        if width is not None and (features is None or features.shape[1:] != width):
+            # the replicas' sketch (fitted from reference= rows), finer than the signature's
+            windows.ring.add_array("features", width, np.int64)
+        if snaps[0].calibrator is not None:
+            self._calibrator = ProbabilityCalibrator.from_dict(snaps[0].calibrator)
+        newest = max(s.windows.newest_key() for s in snaps)
+        seen: dict[str, float] = {}
+        for s in snaps:
+            for when, version in s.windows.recency():
+                seen[version] = max(seen.get(version, -math.inf), when)
+        order = sorted(seen.items(), key=lambda e: e[1])  # stable: input order on ties
+        windows.track([(when, v) for v, when in order[-self.max_versions :]])
+        for s, codes in zip(snaps, maps, strict=True):
+            tags = windows.absorb(s.windows, codes, newest)
+            self._labels.absorb(s.labels, codes if classify else None, tags)
+        self._latest = max(s.latest for s in snaps)
+
     # ------------------------------------------------------------------ persistence
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -950,6 +1148,10 @@ class Monitor:
         The file holds counts and sketches, never raw rows; it is written atomically. Callbacks
         are not saved: pass ``on_alert=`` to :meth:`load`.
         """
+        return write_state(path, self._state())
+
+    def _state(self) -> dict[str, Any]:
+        """Everything :meth:`save` writes (arrays copied, so writing needs no lock)."""
         with self._lock:
             self._flush()
             state = {
@@ -964,7 +1166,124 @@ class Monitor:
                 **self._labels.to_state(),
                 **self._alerts.to_state(),
             }
-        return write_state(path, state)
+            return {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in state.items()}
+
+    # ------------------------------------------------------------------ fleets
+
+    def publish(self, place: Any, *, replica: str | None = None, fleet: str = "default") -> str:
+        """Publish a snapshot of this monitor where the fleet view reads it (see :meth:`fleet`).
+
+        Each replica (a uvicorn worker, a pod) publishes its own snapshot under its own name,
+        replacing the previous one atomically; :class:`~modeldeploy.monitoring.fleet.
+        MonitorPublisher` does it periodically from a background thread. A snapshot holds
+        counts and sketches, never rows (the file :meth:`save` writes, stamped with the time).
+
+        Parameters
+        ----------
+        place
+            A shared folder, an :class:`~modeldeploy.registry.ArtifactStore`, or a
+            :class:`~modeldeploy.ModelRegistry` (its artifact store, e.g. S3).
+        replica
+            This replica's name (letters, digits, ``.``, ``_``, ``-``); default: host name and
+            process id, unique per process.
+        fleet
+            The fleet's name in an artifact store (a folder is one fleet).
+
+        Returns
+        -------
+        str
+            The replica name the snapshot was published under.
+        """
+        from modeldeploy.monitoring._snapshots import SnapshotPlace, default_replica
+
+        snapshots = SnapshotPlace(place, fleet)
+        name = default_replica() if replica is None else replica
+        state = self._state()
+        state["published_at"] = self.clock.now().timestamp()
+        state["replica"] = name
+        snapshots.put(name, state)
+        return name
+
+    @classmethod
+    def fleet(
+        cls,
+        place: Any,
+        *,
+        fleet: str = "default",
+        stale_after_s: float | None = None,
+        name: str | None = None,
+        on_alert: AlertCallback | Sequence[AlertCallback] | None = None,
+        clock: Clock | Callable[[], float] | None = None,
+    ) -> Monitor:
+        """The fleet view: one monitor merged from every replica's latest published snapshot.
+
+        It equals one monitor over every replica's rows, as of their last publish (see
+        :meth:`combine`), so :class:`~modeldeploy.RetrainPolicy`, reports and exporters read
+        it as they read a monitor. Build it again to refresh it.
+
+        A replica that stopped publishing (it died, or was scaled down) leaves its last
+        snapshot behind. Its rows happened, so they count until they leave the window; a
+        snapshot older than ``stale_after_s`` (default: the window's length, after which none
+        of its rows can be in the window) is left out and logged. A snapshot that cannot be
+        read is skipped and logged too.
+
+        Parameters
+        ----------
+        place, fleet
+            Where the replicas publish (see :meth:`publish`).
+        stale_after_s
+            Age in seconds (on ``clock``) past which a snapshot is left out.
+        name, on_alert
+            The fleet view's name and alert callbacks (alerts are evaluated on the merged
+            state when it is built).
+        clock
+            The fleet view's clock, also the one snapshot ages are read on.
+
+        Raises
+        ------
+        MergeError
+            When no fresh snapshot is found, or the snapshots cannot be merged exactly.
+
+        Examples
+        --------
+        >>> import datetime as dt, tempfile
+        >>> shared = tempfile.mkdtemp()
+        >>> fleet = dict(window=dt.timedelta(hours=1), reference_predictions=[0, 1], thresholds={})
+        >>> for worker, (pred, truth) in enumerate([([1, 0, 1], [1, 0, 0]), ([1, 1], [1, 1])]):
+        ...     mon = Monitor(**fleet)
+        ...     mon.log_predictions(None, pred, y_true=truth)
+        ...     _ = mon.publish(shared, replica=f"worker-{worker}")
+        >>> Monitor.fleet(shared).metrics()["accuracy"]
+        0.8
+        """
+        from modeldeploy.monitoring._snapshots import SnapshotPlace
+
+        clock = as_clock(clock, _OWNER)
+        snapshots = SnapshotPlace(place, fleet)
+        now = clock.now().timestamp()
+        monitors = []
+        for replica, state in snapshots.states():
+            window = state["params"]["window"]
+            limit = stale_after_s if stale_after_s is not None else window.get("seconds", math.inf)
+            age = now - float(state.get("published_at", -math.inf))
+            if age > limit:
+                logger.info(
+                    "left the snapshot of %r out of the fleet view: published %.0f s ago "
+                    "(stale after %.0f s)",
+                    replica,
+                    age,
+                    limit,
+                )
+                continue
+            monitors.append(cls._from_state(state, on_alert=None, clock=clock))
+        if not monitors:
+            raise MergeError(
+                f"No fresh monitor snapshot in {snapshots!r}: expected replicas to publish "
+                "there (Monitor.publish or MonitorPublisher) within the last "
+                f"{'window' if stale_after_s is None else f'{stale_after_s:g} s'}. Check "
+                "the place and that the replicas' publishers run."
+            )
+        return cls.combine(monitors, name=name, on_alert=on_alert, clock=clock)
 
     def _params(self) -> dict[str, Any]:
         """The parameters that rebuild this monitor (JSON-friendly; not the callbacks)."""
@@ -1065,3 +1384,86 @@ class Monitor:
         for version in self._windows.tracked():
             self._metrics(self._windows.ring_of(version))
         self._drift()
+
+
+def _targets_of(snap: _Snapshot) -> Targets:
+    out = Targets(snap.task, max(len(snap.classes), 2))
+    for c in snap.classes:
+        out.code(c)
+    return out
+
+
+def _check_mergeable(snaps: list[_Snapshot]) -> None:
+    """Refuse (``MergeError``) monitors whose states cannot be merged exactly."""
+    first = snaps[0]
+    for i, s in enumerate(snaps):
+        what = f"monitor {i} ({s.params['name']!r})" if s.params["name"] else f"monitor {i}"
+        window = s.params["window"]
+        if "rows" in window:
+            raise MergeError(
+                f"{what} has a count-based window ({window['rows']} rows): such windows "
+                "depend on the order rows arrived in, so monitors of replicas cannot be merged "
+                "exactly. Give every replica a time-based window "
+                "(window=datetime.timedelta(...))."
+            )
+        differ = sorted(k for k in s.params if k != "name" and s.params[k] != first.params[k])
+        if differ:
+            found = ", ".join(
+                f"{k}={s.params[k]!r} (monitor 0: {first.params[k]!r})" for k in differ
+            )
+            raise MergeError(
+                f"{what} is set up differently from monitor 0: {found}. Monitors merge only "
+                "with the same settings; build every replica's Monitor with the same arguments."
+            )
+        if s.signature != first.signature or not s.reference.same_features(first.reference):
+            raise MergeError(
+                f"{what} measures drift against another reference than monitor 0. Monitors "
+                "merge only over the same reference: the registered signature's profile "
+                "(Monitor.for_version) or the same reference= rows on every replica."
+            )
+        if s.reference.learned or s.reference.collecting:
+            raise MergeError(
+                f"{what} learns its prediction-drift baseline from its own first predictions, "
+                "so each replica has another baseline and their drift cannot be merged. Pass "
+                "reference_predictions= (the model's predictions on the reference rows) to "
+                "every replica's Monitor."
+            )
+        if s.calibrator != first.calibrator:
+            raise MergeError(
+                f"{what} calibrates its performance estimate on other reference_proba / "
+                "reference_labels than monitor 0. Pass the same ones to every replica."
+            )
+    tasks = {s.task for s in snaps if s.task is not None}
+    if len(tasks) > 1:
+        raise MergeError(
+            f"The monitors watch different tasks ({sorted(tasks)}). Merge monitors of one "
+            "model, or pass task= to each."
+        )
+    kinds = {(s.reference.pred_profile is None) for s in snaps if s.reference.ready}
+    if len(kinds) > 1:
+        raise MergeError(
+            "The monitors' prediction-drift baselines differ. Pass the same "
+            "reference_predictions= to every replica's Monitor."
+        )
+    ready = [s for s in snaps if s.reference.ready]
+    if ready:
+        base = ready[0]
+        index = {c: i for i, c in enumerate(Targets.union([_targets_of(s) for s in ready], None))}
+        width = len(index)
+
+        def counts(s: _Snapshot) -> np.ndarray:
+            codes = np.asarray([index[c] for c in s.classes], dtype=np.int64)
+            return s.reference.remapped(codes, width).pred_counts[:width]
+
+        for s in ready[1:]:
+            a, b = base.reference.pred_profile, s.reference.pred_profile
+            same = (
+                a.to_dict() == b.to_dict()
+                if a is not None and b is not None
+                else np.array_equal(counts(base), counts(s))
+            )
+            if not same:
+                raise MergeError(
+                    "The monitors' prediction-drift baselines differ. Pass the same "
+                    "reference_predictions= to every replica's Monitor."
+                )

@@ -94,7 +94,8 @@ class Release:
     ) -> tuple[Outcome, Guard]:
         """Point the alias at the challenger (swapping ``deployer`` to it when given) and return
         the guard that watches it for harm."""
-        baseline = float(monitor.metrics().get(self.metric, math.nan))
+        found = monitor.metrics().get(self.metric)  # None: no data yet
+        baseline = math.nan if found is None else float(found)
         promoted = self.registry.promote(
             self.name, challenger.version, alias=self.alias, reason="; ".join(reasons)
         )
@@ -136,7 +137,7 @@ class Watch(Protocol):
         """One look: the news (``None`` when there is none) and what to watch next."""
 
 
-def _version_metrics(monitor: MonitorView, ref: str) -> Mapping[str, float]:
+def _version_metrics(monitor: MonitorView, ref: str) -> Mapping[str, float | None]:
     try:
         if isinstance(monitor, VersionedMonitorView):
             return monitor.metrics(version=ref)
@@ -290,8 +291,8 @@ class CanaryRun:
         """Wait for enough labels of both versions, then promote the canary or withdraw it."""
         champ = _version_metrics(monitor, self.champion.ref)
         chall = _version_metrics(monitor, self.challenger.ref)
-        n_champ = int(champ.get("n_labelled", 0))
-        n_chall = int(chall.get("n_labelled", 0))
+        n_champ = int(champ.get("n_labelled") or 0)
+        n_chall = int(chall.get("n_labelled") or 0)
         need = self.rollout.min_samples
         details = {
             "champion": {self.metric: champ.get(self.metric), "n_labelled": n_champ},
@@ -308,7 +309,9 @@ class CanaryRun:
                 details=details,
             )
             return waiting, self
-        a, b = float(champ[self.metric]), float(chall[self.metric])
+        found_a, found_b = champ[self.metric], chall[self.metric]  # None: no data yet
+        a = math.nan if found_a is None else float(found_a)
+        b = math.nan if found_b is None else float(found_b)
         summary = (
             f"monitored {self.metric}: {self.champion.ref} {a:.4g}, "
             f"{self.challenger.ref} {b:.4g} over {min(n_champ, n_chall):,}+ rows"
@@ -362,8 +365,9 @@ class Guard:
             metrics = _version_metrics(monitor, self.version.ref)
         except DeploymentError:
             metrics = monitor.metrics()
-        n = int(metrics.get("n_labelled", 0))
-        value = float(metrics.get(release.metric, math.nan))
+        n = int(metrics.get("n_labelled") or 0)
+        found = metrics.get(release.metric)  # None: not judged yet
+        value = math.nan if found is None else float(found)
         if n < release.rollback_min_samples or math.isnan(value) or math.isnan(self.baseline):
             return None, self
         drop = -gain(release.metric, self.baseline, value)

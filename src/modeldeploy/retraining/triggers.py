@@ -53,8 +53,8 @@ class TriggerContext:
     labels_at_last_retrain: int = 0
     _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
-    def metrics(self) -> dict[str, float]:
-        """The monitor's current metrics, read once per evaluation."""
+    def metrics(self) -> dict[str, float | None]:
+        """The monitor's current metrics, read once per evaluation (``None``: no data yet)."""
         if "metrics" not in self._cache:
             self._cache["metrics"] = self.monitor.metrics()
         return dict(self._cache["metrics"])
@@ -123,8 +123,9 @@ class _MetricBound:
 
     def __call__(self, context: TriggerContext) -> TriggerResult:
         metrics = context.metrics()
-        value = float(metrics.get(self.metric, math.nan))
-        samples = int(metrics.get("n_labelled", 0))
+        found = metrics.get(self.metric)  # None: not judged yet, as with too few samples
+        value = math.nan if found is None else float(found)
+        samples = int(metrics.get("n_labelled") or 0)
         values = {
             "metric": self.metric,
             "value": value,
