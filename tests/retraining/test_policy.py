@@ -102,7 +102,7 @@ def make_policy(reg: ModelRegistry, **kwargs: Any) -> RetrainPolicy:
     return RetrainPolicy(reg, "churn", **options)
 
 
-def test_no_trigger_no_retrain_and_the_decision_is_recorded(setup: Any) -> None:
+def test_no_trigger_no_retrain_is_counted_not_written_to_the_history(setup: Any) -> None:
     reg, v1, mon = setup
     serve(mon, v1, *world(1000, drifted=False, seed=2), start=0)
     policy = make_policy(reg)
@@ -111,7 +111,12 @@ def test_no_trigger_no_retrain_and_the_decision_is_recorded(setup: Any) -> None:
     assert "f1 0.9" in decision.reasons[0]
     outcome = policy.run(mon, recent())
     assert outcome.status == "skipped"
-    assert reg.history("churn")[-1].kind == "retrain_skipped"
+    before = len(reg.history("churn"))
+    for _ in range(5):
+        assert policy.run(mon, recent()).status == "skipped"
+    assert len(reg.history("churn")) == before
+    assert reg.history("churn")[-1].kind == "promoted"
+    assert policy.stats() == {"runs": 6, "skipped": 6, "retrains": 0}
     assert [v.version for v in reg.versions("churn")] == [1]
 
 

@@ -49,6 +49,7 @@ from modeldeploy.monitoring._reference import DriftReference
 from modeldeploy.monitoring._targets import Targets
 from modeldeploy.monitoring._windows import Windows
 from modeldeploy.monitoring.alerts import Alert, AlertBook, AlertCallback, Thresholds
+from modeldeploy.monitoring.detectors import ChangeDetector, ChangePoint
 from modeldeploy.monitoring.drift import DriftResult
 from modeldeploy.monitoring.estimation import ProbabilityCalibrator
 from modeldeploy.monitoring.metrics import AVERAGES, BucketRing, window_metrics
@@ -182,6 +183,7 @@ class Monitor:
         max_versions: int = DEFAULT_MONITOR_MAX_VERSIONS,
         name: str | None = None,
         clock: Clock | Callable[[], float] | None = None,
+        detector: ChangeDetector | None = None,
     ) -> None:
         self.signature = signature
         self.window = window
@@ -259,6 +261,8 @@ class Monitor:
             name=name,
         )
         self._calibrator: ProbabilityCalibrator | None = None
+        self.detector = detector if detector is not None else ChangeDetector()
+        self._errors = self.detector.history()
         self._init_references(reference, reference_predictions, reference_proba, reference_labels)
 
     def _init_references(
@@ -518,6 +522,32 @@ class Monitor:
         self._dispatch()
         return out
 
+    def change(self) -> ChangePoint:
+        """When the model's errors last changed: the start of their current regime.
+
+        The :attr:`detector` runs over the losses of the labelled predictions (0/1 for a
+        classifier, absolute errors for a regressor), counted per window bucket over the last
+        ``detector.max_buckets`` buckets (longer than the window), dated by when each bucket's
+        first prediction was served. ``RetrainPolicy`` reads it through
+        :func:`~modeldeploy.retraining.change_detected`.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> mon = Monitor(window=1000, thresholds={})
+        >>> rng = np.random.default_rng(0)
+        >>> for i in range(20):  # 200 labelled rows per call; errors rise from 10% to 40%
+        ...     y = rng.integers(0, 2, 200)
+        ...     wrong = rng.random(200) < (0.1 if i < 10 else 0.4)
+        ...     mon.log_predictions(None, np.where(wrong, 1 - y, y), y_true=y)
+        >>> change = mon.change()
+        >>> change.increase, change.n_after
+        (True, 2000)
+        """
+        with self._lock:
+            self._flush()
+            return self.detector.detect(self._errors)
+
     def label_stats(self) -> dict[str, int]:
         """Running counts of the delayed-label bookkeeping.
 
@@ -714,6 +744,12 @@ class Monitor:
                 self._add_segment(
                     int(keys[a]), a, b, Xv, pred_codes, true_codes, proba, drift_from, vring
                 )
+                self._errors.open(int(keys[a]), call_times[-1] if times is None else times[a])
+            if true_codes is not None:
+                live = np.arange(live_from, n)
+                if truth_missing is not None:
+                    live = live[~truth_missing[live_from:]]
+                self._errors.add(keys[live], self._losses(pred_codes[live], true_codes[live]))
         lat = [v for v in latencies if v is not None]
         if lat:
             windows.add_latencies(last, lat, vring)
@@ -843,10 +879,19 @@ class Monitor:
         matched, late = self._windows.add_labels(
             keys, tags, truth, preds, current=current, classify=classify
         )
+        self._errors.add(keys, self._losses(preds, truth))
         counts = self._labels.counts
         counts["labels_matched"] += matched
         counts["labels_late"] += late
         counts["labels_total"] += matched + late
+
+    def _losses(self, pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+        """What the change detector reads: 0/1 errors of a classifier, absolute errors of a
+        regressor."""
+        if self._targets.task == "classification":
+            wrong: np.ndarray = np.asarray(pred) != np.asarray(truth)
+            return wrong.astype(np.float64)
+        return np.abs(np.asarray(pred, dtype=np.float64) - np.asarray(truth, dtype=np.float64))
 
     def _fit_classes(self, k: int) -> None:
         """Make room for ``k`` classes (the class encoding calls this for each new class)."""

@@ -23,6 +23,7 @@ from modeldeploy.exceptions import DeploymentError, InvalidParameterError, Model
 from modeldeploy.registry import ModelRegistry, ModelVersion
 from modeldeploy.retraining._outcomes import Decision, Outcome
 from modeldeploy.retraining.gates import GateResult
+from modeldeploy.retraining.triggers import as_number
 from modeldeploy.typing import CanaryTarget, Clock, MonitorView, SwapTarget, VersionedMonitorView
 
 __all__ = ["CanaryRollout", "Replace", "Rollout"]
@@ -94,7 +95,7 @@ class Release:
     ) -> tuple[Outcome, Guard]:
         """Point the alias at the challenger (swapping ``deployer`` to it when given) and return
         the guard that watches it for harm."""
-        baseline = float(monitor.metrics().get(self.metric, math.nan))
+        baseline = as_number(monitor.metrics().get(self.metric))
         promoted = self.registry.promote(
             self.name, challenger.version, alias=self.alias, reason="; ".join(reasons)
         )
@@ -290,8 +291,8 @@ class CanaryRun:
         """Wait for enough labels of both versions, then promote the canary or withdraw it."""
         champ = _version_metrics(monitor, self.champion.ref)
         chall = _version_metrics(monitor, self.challenger.ref)
-        n_champ = int(champ.get("n_labelled", 0))
-        n_chall = int(chall.get("n_labelled", 0))
+        n_champ = int(as_number(champ.get("n_labelled"), 0.0))
+        n_chall = int(as_number(chall.get("n_labelled"), 0.0))
         need = self.rollout.min_samples
         details = {
             "champion": {self.metric: champ.get(self.metric), "n_labelled": n_champ},
@@ -308,7 +309,14 @@ class CanaryRun:
                 details=details,
             )
             return waiting, self
-        a, b = float(champ[self.metric]), float(chall[self.metric])
+        a, b = as_number(champ.get(self.metric)), as_number(chall.get(self.metric))
+        if math.isnan(a) or math.isnan(b):  # not judged yet (no labels of that class, ...)
+            return Outcome(
+                "canary_waiting",
+                (f"monitored {self.metric} not judged yet for both versions",),
+                version=self.challenger,
+                details=details,
+            ), self
         summary = (
             f"monitored {self.metric}: {self.champion.ref} {a:.4g}, "
             f"{self.challenger.ref} {b:.4g} over {min(n_champ, n_chall):,}+ rows"
@@ -362,8 +370,8 @@ class Guard:
             metrics = _version_metrics(monitor, self.version.ref)
         except DeploymentError:
             metrics = monitor.metrics()
-        n = int(metrics.get("n_labelled", 0))
-        value = float(metrics.get(release.metric, math.nan))
+        n = int(as_number(metrics.get("n_labelled"), 0.0))
+        value = as_number(metrics.get(release.metric))
         if n < release.rollback_min_samples or math.isnan(value) or math.isnan(self.baseline):
             return None, self
         drop = -gain(release.metric, self.baseline, value)
