@@ -296,6 +296,7 @@ class _ChangeDetected:
                 )
             values["since"] = None if change.start is None else change.start.isoformat()
             values["labels_since"] = change.n_after
+            values["kind"] = "change"
             return TriggerResult(
                 True,
                 self.__name__,
@@ -312,6 +313,7 @@ class _ChangeDetected:
             if now >= due:
                 values["since"] = start.isoformat()
                 values["labels_since"] = now
+                values["kind"] = "refresh"
                 return TriggerResult(
                     True,
                     self.__name__,
@@ -338,7 +340,8 @@ def change_detected(*, min_samples: int = 200, refresh: float | None = 2.0) -> _
     """Fire when the monitor's change detector finds the model's errors rose since the last
     retrain (see :meth:`modeldeploy.Monitor.change`), and say since when.
 
-    The trigger's values carry ``since`` (the change's start, ISO 8601), which the policy
+    The trigger's values carry ``kind`` (``"change"`` or ``"refresh"``), ``since`` (the
+    change's start, ISO 8601) and ``labels_since``; the policy
     hands to a ``data`` that takes a context, so the challenger trains on the rows after the
     change. ``min_samples`` labelled rows after the change are needed. With ``refresh``, the
     trigger fires again each time the rows since the change the policy last retrained for have
