@@ -160,6 +160,8 @@ class RetrainPolicy:
         self._pending: _Pending | None = None
         self._restored = False
         self._backoff: _Backoff | None = None
+        # A rollback ends the cooldown of the promotion it undid: the back-off decides.
+        self._cooldown_lifted = False
         # The change the policy last retrained for: its start, and the label count there.
         self._regime: tuple[datetime, int] | None = None
         self._counts: Counter[str] = Counter()
@@ -199,6 +201,9 @@ class RetrainPolicy:
             if kind in ("promoted", "rolled_back") and event.alias == self.alias:
                 if kind == "promoted" and number is not None:
                     promoted_at[number] = event.time
+                if not alias_moved and kind == "rolled_back":
+                    self._cooldown_lifted = True
+                    self._backoff = _Backoff.from_details(event.time, event.details)
                 alias_moved = True
             elif kind == "canary_started" and number is not None:
                 canaries.add(number)
@@ -304,7 +309,11 @@ class RetrainPolicy:
             )
             results = tuple(run_trigger(t, context) for t in self.triggers)
             fired = [r for r in results if r.fired]
-            until = (self._last_retrain + self.cooldown) if self._last_retrain else None
+            until = (
+                self._last_retrain + self.cooldown
+                if self._last_retrain is not None and not self._cooldown_lifted
+                else None
+            )
             busy = self._busy()
             if busy is not None:
                 return Decision(
@@ -426,6 +435,7 @@ class RetrainPolicy:
                     # refused challenger.
                     labels_seen = TriggerContext(monitor, self.clock.now()).labels_seen()
                     self._backoff = _Backoff.after(self._backoff, labels_seen, self.clock.now())
+                    self._cooldown_lifted = watched.status == "rolled_back"
                 if watched is not None:
                     return watched
             self._restore()
@@ -639,6 +649,7 @@ class RetrainPolicy:
         self._pending = None
         self._watch = watch
         self._backoff = None
+        self._cooldown_lifted = False
         self._last_retrain = (
             pending.decision.time if pending.decision is not None else self.clock.now()
         )
