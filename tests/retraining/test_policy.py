@@ -496,3 +496,37 @@ def test_a_refused_challenger_retries_after_more_labels_not_after_the_cooldown(
     assert policy.run(mon, recent()).status == "promoted"
     assert policy.evaluate(mon).reasons[0].startswith("in cooldown")  # a promotion: full cooldown
     assert policy.stats() == {"runs": 3, "skipped": 0, "retrains": 3, "promoted": 1, "rejected": 2}
+
+
+@pytest.mark.parametrize("harmful", [True, False])
+def test_the_guard_rolls_back_a_harmful_version_but_not_a_change_of_the_world(
+    tmp_path: Path, clock: FakeClock, harmful: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    reg = ModelRegistry(tmp_path / "reg", clock=clock)
+    X0, y0 = world(2000, drifted=False, seed=1)
+    v1 = reg.promote("churn", reg.register("churn", LogisticRegression().fit(X0, y0)))
+    mon = Monitor(window=5000, thresholds={}, clock=clock)  # 500-row buckets
+    served = serve_stream(mon, v1, clock, [False] * 10)
+    policy = make_policy(
+        reg, triggers=[], gate=Gate(metric="accuracy", min_improvement=-1.0),
+        rollback_min_samples=500, cooldown=timedelta(0),
+    )  # fmt: skip
+    outcome = policy.run(mon, lambda: world(2000, drifted=True, seed=5), force=True)
+    assert outcome.status == "promoted" and outcome.version is not None
+    v2 = outcome.version
+    rng = np.random.default_rng(0)
+    batches = [] if harmful else [True, True]  # the new version serves well for a while
+    served = serve_stream(mon, v2, clock, batches, start=served)
+    for k in range(3):  # then errors rise: the version was bad, or the world changed again
+        clock.advance(60)
+        X = rng.normal(size=(500, 4))
+        y = (X[:, 2] > 0).astype(int) if not harmful else 1 - v2.load().predict(X)
+        serve(mon, v2, X, y, start=500 * (served + k))
+    with caplog.at_level("INFO", logger="modeldeploy.retraining"):
+        outcome = policy.run(mon)
+    if harmful:
+        assert outcome.status == "rolled_back" and reg.aliases("churn") == {"production": 1}
+    else:
+        assert "a change of the data, not of the model; not rolling back" in caplog.text
+        assert mon.change().increase and mon.change().previous > clock.now() - timedelta(minutes=5)
+        assert outcome.status == "skipped" and reg.aliases("churn") == {"production": 2}

@@ -57,6 +57,9 @@ class ChangePoint:
         Labelled predictions before and since the change (in the history).
     bound
         The smallest difference the cut test would call a change at that cut (``eps``).
+    previous
+        When the last bucket *before* the change began (``None`` if unknown): the errors were
+        still at their old level for the predictions served from then until ``start``.
     """
 
     detected: bool
@@ -67,6 +70,7 @@ class ChangePoint:
     n_before: int = 0
     n_after: int = 0
     bound: float | None = None
+    previous: datetime | None = None
 
     def __bool__(self) -> bool:
         return self.detected
@@ -82,6 +86,7 @@ class ChangePoint:
             "n_before": self.n_before,
             "n_after": self.n_after,
             "bound": self.bound,
+            "previous": None if self.previous is None else self.previous.isoformat(),
         }
 
     def __repr__(self) -> str:
@@ -276,6 +281,8 @@ class ChangeDetector:
             known = served[index:][~np.isnan(served[index:])]
             t = float(known[0]) if known.size else math.nan
         start = None if math.isnan(t) else datetime.fromtimestamp(t, tz=timezone.utc)
+        p = served[index - 1]
+        previous = None if math.isnan(p) else datetime.fromtimestamp(p, tz=timezone.utc)
         assert after is not None
         return ChangePoint(
             True,
@@ -286,6 +293,7 @@ class ChangeDetector:
             n_before=int(before[1]),
             n_after=int(n_after),
             bound=bound,
+            previous=previous,
         )
 
     def _best_cut(self, n: np.ndarray, s: np.ndarray, ss: np.ndarray) -> tuple[int, float] | None:

@@ -24,7 +24,14 @@ from modeldeploy.registry import ModelRegistry, ModelVersion
 from modeldeploy.retraining._outcomes import Decision, Outcome
 from modeldeploy.retraining.gates import GateResult
 from modeldeploy.retraining.triggers import as_number
-from modeldeploy.typing import CanaryTarget, Clock, MonitorView, SwapTarget, VersionedMonitorView
+from modeldeploy.typing import (
+    CanaryTarget,
+    ChangeMonitorView,
+    Clock,
+    MonitorView,
+    SwapTarget,
+    VersionedMonitorView,
+)
 
 __all__ = ["CanaryRollout", "Replace", "Rollout"]
 
@@ -345,7 +352,13 @@ class CanaryRun:
 
 
 class Guard:
-    """A promoted version watched for harm, and the baseline it must not fall below."""
+    """A promoted version watched for harm, and the baseline it must not fall below.
+
+    A drop is the new version's doing when its errors were high from its first predictions.
+    When the monitor's change detector dates a rise of the errors to after a whole bucket the
+    new version served at the old level, the world changed, not the model: the guard steps
+    aside (the old version would do no better) and the policy's triggers take over.
+    """
 
     def __init__(
         self, version: ModelVersion, previous: ModelVersion, baseline: float, since: datetime
@@ -358,6 +371,25 @@ class Guard:
     @property
     def busy(self) -> str | None:
         return None
+
+    def _world_changed(self, monitor: MonitorView) -> bool:
+        if not isinstance(monitor, ChangeMonitorView):
+            return False
+        change = monitor.change()
+        previous = getattr(change, "previous", None)
+        if not (getattr(change, "increase", False) and previous is not None):
+            return False
+        if previous <= self.since:
+            return False
+        logger.info(
+            "%s: the errors rose from %s, after %s served at the old level since its promotion "
+            "(%s): a change of the data, not of the model; not rolling back",
+            self.version.name,
+            change.start,
+            self.version.ref,
+            self.since,
+        )
+        return True
 
     def watch(
         self, release: Release, monitor: MonitorView, deployer: SwapTarget | None
@@ -377,6 +409,8 @@ class Guard:
         drop = -gain(release.metric, self.baseline, value)
         if drop <= release.rollback_margin:
             return None, self
+        if self._world_changed(monitor):
+            return None, None
         reasons = (
             f"{self.version.ref} monitored {release.metric} {value:.4g} vs "
             f"{self.baseline:.4g} for {self.previous.ref} before it (worse by {drop:.4g} > "
