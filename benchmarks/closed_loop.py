@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import sys
 import tempfile
 import time
@@ -38,7 +39,7 @@ from sklearn.linear_model import LogisticRegression
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 
-import stream  # noqa: E402  (examples/stream.py: the recipe)
+import stream  # examples/stream.py: the recipe
 
 N = 100_000
 
@@ -138,7 +139,9 @@ def run_river(
     seconds = time.perf_counter() - began
     bounds = [*starts, len(y)]
     scored = correct[stream.FIRST :]
-    quarters = [float(correct[max(a, stream.FIRST) : b].mean()) for a, b in zip(bounds, bounds[1:])]
+    quarters = [
+        float(correct[max(a, stream.FIRST) : b].mean()) for a, b in itertools.pairwise(bounds)
+    ]
     return {
         "stream": name,
         "method": label,

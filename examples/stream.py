@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 from sklearn.ensemble import HistGradientBoostingClassifier
+from threadpoolctl import threadpool_limits
 
 from modeldeploy import ModelRegistry, Monitor, OnlineDeployer, RetrainPolicy
 from modeldeploy.retraining import DataRequest, Gate, Outcome, change_detected
@@ -177,10 +177,14 @@ def main() -> None:
         result = run(X, y, root=Path(tmp) / "registry")
     bounds = [*starts, len(y)]
     for k in range(len(starts)):
-        print(f"concept {k + 1}: prequential accuracy {result.accuracy(bounds[k], bounds[k + 1]):.3f}")
+        print(
+            f"concept {k + 1}: prequential accuracy {result.accuracy(bounds[k], bounds[k + 1]):.3f}"
+        )
     print(f"overall {result.accuracy():.3f} in {result.seconds:.1f} s; policy {result.stats}")
     for labelled, outcome in result.outcomes:
-        print(f"  after {labelled + FIRST:>6,} rows: {outcome.status:<16} {outcome.reasons[0][:90]}")
+        print(
+            f"  after {labelled + FIRST:>6,} rows: {outcome.status:<16} {outcome.reasons[0][:90]}"
+        )
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timezone
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -64,7 +65,7 @@ def test_the_cut_test_is_stricter_than_a_two_proportion_z_test() -> None:
     # change it reports is significant far beyond the usual 5% level.
     history = bernoulli_history([0.1] * 10 + [0.16] * 2, seed=3)
     change = ChangeDetector().detect(history)
-    served, n, s, _ = history.arrays()
+    _, n, s, _ = history.arrays()
     n0, n1 = n[:10].sum(), n[10:].sum()
     p0, p1 = s[:10].sum() / n0, s[10:].sum() / n1
     pooled = s.sum() / n.sum()
@@ -166,3 +167,18 @@ def test_an_unlabelled_monitor_reports_no_change() -> None:
     change = mon.change()
     assert not change and change.n_after == 0 and change.after is None
     assert "none over 0" in repr(change)
+
+
+def test_a_saved_monitor_keeps_its_error_history_and_detector(tmp_path: Path) -> None:
+    clock = FakeClock()
+    mon = Monitor(window=1000, buckets=2, thresholds={}, clock=clock,
+                  detector=ChangeDetector(delta=0.01, max_buckets=32))  # fmt: skip
+    rng = np.random.default_rng(8)
+    for batch in range(20):
+        clock.advance(60)
+        y = rng.integers(0, 2, 500)
+        wrong = rng.random(500) < (0.1 if batch < 14 else 0.3)
+        mon.log_predictions(None, np.where(wrong, 1 - y, y), y_true=y)
+    back = Monitor.load(mon.save(tmp_path / "mon.npz"), clock=clock)
+    assert back.detector == ChangeDetector(delta=0.01, max_buckets=32)
+    assert back.change() == mon.change() and back.change().detected

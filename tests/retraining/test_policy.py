@@ -379,8 +379,12 @@ def test_the_policy_decides_on_everything_served_whatever_the_thread_timing(
         dep = OnlineDeployer(v1, monitor=mon)
         X, y = world(800, drifted=True, seed=2)
         ids = [f"r{i}" for i in range(len(X))]
+
+        def one(i: int, dep: OnlineDeployer = dep, X: np.ndarray = X, ids: list[str] = ids) -> Any:
+            return dep.predict(X[i : i + 1], ids=[ids[i]])
+
         with ThreadPoolExecutor(8) as pool:  # 8 threads, one row each request
-            list(pool.map(lambda i: dep.predict(X[i : i + 1], ids=[ids[i]]), range(len(X))))
+            list(pool.map(one, range(len(X))))
         mon.log_labels(ids, y)  # at once: most predictions are still queued for the monitor
         policy = make_policy(reg, triggers=[metric_below("f1", 0.8, min_samples=800)])
         outcome = policy.run(mon, recent(), deployer=dep)
@@ -398,7 +402,12 @@ def serve_stream(
     """Serve 500-row batches a minute apart (drifted or not); labels come with each batch."""
     for k, drifted in enumerate(batches):
         clock.advance(60)
-        serve(mon, version, *world(500, drifted=drifted, seed=100 + start + k), start=500 * (start + k))
+        serve(
+            mon,
+            version,
+            *world(500, drifted=drifted, seed=100 + start + k),
+            start=500 * (start + k),
+        )
     return start + len(batches)
 
 
@@ -528,5 +537,7 @@ def test_the_guard_rolls_back_a_harmful_version_but_not_a_change_of_the_world(
         assert outcome.status == "rolled_back" and reg.aliases("churn") == {"production": 1}
     else:
         assert "a change of the data, not of the model; not rolling back" in caplog.text
-        assert mon.change().increase and mon.change().previous > clock.now() - timedelta(minutes=5)
+        change = mon.change()
+        assert change.increase and change.previous is not None
+        assert change.previous > clock.now() - timedelta(minutes=5)
         assert outcome.status == "skipped" and reg.aliases("churn") == {"production": 2}

@@ -221,7 +221,9 @@ def test_change_detected_refreshes_as_the_new_concept_accumulates() -> None:
 
     def at(labels_now: int) -> Any:
         monitor = ChangeMonitor(labels=labels_now)  # no change in view: our promotion is past
-        return trigger(TriggerContext(monitor, NOW, NOW - timedelta(minutes=5), 11_000, start, 10_000))
+        return trigger(
+            TriggerContext(monitor, NOW, NOW - timedelta(minutes=5), 11_000, start, 10_000)
+        )
 
     assert not at(11_999).fired  # 1,999 rows since the change; the last retrain had 1,000
     refresh = at(12_000)

@@ -10,6 +10,7 @@ and loads them through their ``to_state`` / ``from_state``.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 import logging
@@ -49,7 +50,7 @@ from modeldeploy.monitoring._reference import DriftReference
 from modeldeploy.monitoring._targets import Targets
 from modeldeploy.monitoring._windows import Windows
 from modeldeploy.monitoring.alerts import Alert, AlertBook, AlertCallback, Thresholds
-from modeldeploy.monitoring.detectors import ChangeDetector, ChangePoint
+from modeldeploy.monitoring.detectors import ChangeDetector, ChangePoint, ErrorHistory
 from modeldeploy.monitoring.drift import DriftResult
 from modeldeploy.monitoring.estimation import ProbabilityCalibrator
 from modeldeploy.monitoring.metrics import AVERAGES, BucketRing, window_metrics
@@ -1008,6 +1009,8 @@ class Monitor:
                 **self._reference.to_state(),
                 **self._labels.to_state(),
                 **self._alerts.to_state(),
+                "detector": dataclasses.asdict(self.detector),
+                "error_history": self._errors.to_state(),
             }
         return write_state(path, state)
 
@@ -1093,6 +1096,9 @@ class Monitor:
         )
         mon._alerts = AlertBook.from_state(state, mon._alerts.callbacks, mon.name, clock=mon.clock)
         mon._history.extend(state["history"])
+        if "error_history" in state:  # absent from files saved before change detection
+            mon.detector = ChangeDetector(**state["detector"])
+            mon._errors = ErrorHistory.from_state(state["error_history"])
         if state.get("latest_time") is not None:  # absent from files saved before it was kept
             mon._latest = max(mon._latest, float(state["latest_time"]))
         mon._verify()
