@@ -18,12 +18,14 @@ __all__ = [
     "ArrayLike",
     "BatchQueue",
     "CanaryTarget",
+    "ChangeMonitorView",
     "Clock",
     "FloatArray",
     "Model",
     "MonitorSink",
     "MonitorView",
     "OnlinePath",
+    "SupportsFlush",
     "SupportsPredict",
     "SupportsPredictProba",
     "SupportsValidate",
@@ -212,3 +214,26 @@ class VersionedMonitorView(MonitorView, Protocol):
 
     def metrics(self, version: str | None = None) -> Mapping[str, float | None]:
         """The current metrics, of one version (``"name:version"``) when given."""
+
+
+@runtime_checkable
+class ChangeMonitorView(MonitorView, Protocol):
+    """A monitor that also says when its errors last changed, which
+    :func:`~modeldeploy.retraining.change_detected` reads; :class:`~modeldeploy.Monitor` is one.
+    """
+
+    def change(self) -> Any:
+        """The start of the errors' current regime: a
+        :class:`~modeldeploy.monitoring.detectors.ChangePoint` (``detected``, ``start``,
+        ``increase``, ``n_after``, ...)."""
+
+
+@runtime_checkable
+class SupportsFlush(Protocol):
+    """Something that hands over what it holds when asked: a deployer's queue to its monitor,
+    a monitor's buffered calls. :class:`~modeldeploy.retraining.RetrainPolicy` flushes the
+    deployer and the monitor it is given before it decides, so it decides on everything served.
+    """
+
+    def flush(self) -> Any:
+        """Hand over what waits now."""

@@ -6,6 +6,7 @@ tests guard against: every field a monitor reports is compared, not a sample of 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import math
@@ -17,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from modeldeploy.exceptions import MergeError
+from modeldeploy.monitoring import ChangeDetector
 from modeldeploy.monitoring.monitor import Monitor
 from modeldeploy.testing import FakeClock
 
@@ -158,6 +160,8 @@ def _compare(got: Monitor, want: Monitor) -> None:
         _same(got.metrics(version=version), want.metrics(version=version), f"metrics[{version}]")
     _same(got.label_stats(), want.label_stats(), "label_stats")
     _same(got.drift().to_dict(), want.drift().to_dict(), "drift")
+    # the change detector reads per-bucket error counts, which merge by adding
+    _same(dataclasses.asdict(got.change()), dataclasses.asdict(want.change()), "change")
     g, w = got.report().to_dict(), want.report().to_dict()
     for key in ("name", "generated_at", "alerts", "history"):  # arrival order: not mergeable
         g.pop(key)
@@ -211,6 +215,16 @@ def test_merge_refuses_other_settings_naming_them() -> None:
     c = _monitor("classification", clock, window=dt.timedelta(seconds=120))
     with pytest.raises(MergeError, match="window="):
         Monitor.combine([a, c])
+
+
+def test_merge_refuses_another_change_detector_and_carries_the_shared_one() -> None:
+    clock = FakeClock(START)
+    a = _monitor("classification", clock, detector=ChangeDetector(delta=0.01))
+    b = _monitor("classification", clock)
+    with pytest.raises(MergeError, match="same detector="):
+        a.merge(b)
+    c = _monitor("classification", clock, detector=ChangeDetector(delta=0.01))
+    assert a.merge(c).detector == ChangeDetector(delta=0.01)
 
 
 def test_merge_refuses_a_baseline_learned_from_each_replicas_predictions() -> None:

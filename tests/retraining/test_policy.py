@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from sklearn import metrics as skm
 from sklearn.linear_model import LogisticRegression
 
 from modeldeploy import ModelRegistry, ModelVersion, Monitor, Signature
@@ -18,6 +19,7 @@ from modeldeploy.retraining import (
     CanaryRollout,
     Gate,
     RetrainPolicy,
+    change_detected,
     drift_detected,
     every,
     metric_below,
@@ -102,7 +104,7 @@ def make_policy(reg: ModelRegistry, **kwargs: Any) -> RetrainPolicy:
     return RetrainPolicy(reg, "churn", **options)
 
 
-def test_no_trigger_no_retrain_and_the_decision_is_recorded(setup: Any) -> None:
+def test_no_trigger_no_retrain_is_counted_not_written_to_the_history(setup: Any) -> None:
     reg, v1, mon = setup
     serve(mon, v1, *world(1000, drifted=False, seed=2), start=0)
     policy = make_policy(reg)
@@ -111,7 +113,12 @@ def test_no_trigger_no_retrain_and_the_decision_is_recorded(setup: Any) -> None:
     assert "f1 0.9" in decision.reasons[0]
     outcome = policy.run(mon, recent())
     assert outcome.status == "skipped"
-    assert reg.history("churn")[-1].kind == "retrain_skipped"
+    before = len(reg.history("churn"))
+    for _ in range(5):
+        assert policy.run(mon, recent()).status == "skipped"
+    assert len(reg.history("churn")) == before
+    assert reg.history("churn")[-1].kind == "promoted"
+    assert policy.stats() == {"runs": 6, "skipped": 6, "retrains": 0}
     assert [v.version for v in reg.versions("churn")] == [1]
 
 
@@ -360,3 +367,198 @@ def test_a_challenger_trained_on_arrays_keeps_the_champions_feature_names(
     assert outcome.version.signature.names == names
     # ... profiled from the challenger's own training rows, not copied from the champion
     assert outcome.version.signature.to_dict() != reg.get("churn", 1).signature.to_dict()  # type: ignore[union-attr]
+
+
+# ---------------------------------------------------------------------- issue 14: the loop on a
+# stream: a consistent view, the change point reaching data, a gate on the present, back-off
+
+
+class SlowMonitor(Monitor):
+    """A real monitor that takes its time with each batch handed over (a busy machine), so a
+    deployer's queue is still full when the labels come."""
+
+    def log_predictions(self, *args: Any, **kwargs: Any) -> None:
+        import time
+
+        time.sleep(0.002)
+        super().log_predictions(*args, **kwargs)
+
+
+def test_the_policy_decides_on_everything_served_whatever_the_thread_timing(
+    tmp_path: Path,
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from modeldeploy import OnlineDeployer
+
+    seen = []
+    for run in range(3):
+        reg = ModelRegistry(tmp_path / f"reg{run}")
+        X0, y0 = world(2000, drifted=False, seed=1)
+        v1 = reg.promote("churn", reg.register("churn", LogisticRegression().fit(X0, y0)))
+        mon = SlowMonitor(window=4000, thresholds={})
+        dep = OnlineDeployer(v1, monitor=mon)
+        X, y = world(800, drifted=True, seed=2)
+        ids = [f"r{i}" for i in range(len(X))]
+
+        def one(i: int, dep: OnlineDeployer = dep, X: np.ndarray = X, ids: list[str] = ids) -> Any:
+            return dep.predict(X[i : i + 1], ids=[ids[i]])
+
+        with ThreadPoolExecutor(8) as pool:  # 8 threads, one row each request
+            list(pool.map(one, range(len(X))))
+        mon.log_labels(ids, y)  # at once: most predictions are still queued for the monitor
+        policy = make_policy(reg, triggers=[metric_below("f1", 0.8, min_samples=800)])
+        outcome = policy.run(mon, recent(), deployer=dep)
+        dep.close()
+        assert outcome.decision is not None
+        values = outcome.decision.triggers[0].values
+        seen.append((outcome.status, values["n_labelled"], round(values["value"], 6)))
+    assert seen[0][1] == 800  # every label met its prediction before the decision
+    assert seen == [seen[0]] * 3  # and the same inputs gave the same decision
+
+
+def serve_stream(
+    mon: Monitor, version: ModelVersion, clock: FakeClock, batches: list[bool], start: int = 0
+) -> int:
+    """Serve 500-row batches a minute apart (drifted or not); labels come with each batch."""
+    for k, drifted in enumerate(batches):
+        clock.advance(60)
+        serve(
+            mon,
+            version,
+            *world(500, drifted=drifted, seed=100 + start + k),
+            start=500 * (start + k),
+        )
+    return start + len(batches)
+
+
+def test_data_that_takes_a_request_trains_on_the_rows_after_the_change(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    reg = ModelRegistry(tmp_path / "reg", clock=clock)
+    X0, y0 = world(2000, drifted=False, seed=1)
+    v1 = reg.promote("churn", reg.register("churn", LogisticRegression().fit(X0, y0)))
+    mon = Monitor(window=5000, thresholds={}, clock=clock)  # 500-row buckets
+    served = serve_stream(mon, v1, clock, [False] * 12)
+    change_at = clock.now() + timedelta(minutes=1)  # the next batch is the first drifted one
+    serve_stream(mon, v1, clock, [True] * 2, start=served)
+    requests: list[Any] = []
+
+    def data(request: Any) -> tuple[np.ndarray, np.ndarray]:
+        requests.append(request)
+        return world(1000, drifted=request.since is not None, seed=9)
+
+    policy = make_policy(reg, triggers=[change_detected()], gate=Gate(metric="accuracy"))
+    outcome = policy.run(mon, data)
+    assert outcome.status == "promoted"
+    (request,) = requests
+    assert request.since == change_at == mon.change().start
+    assert request.labels_since == 1000 and request.decision is outcome.decision
+    retrained = [e for e in reg.history("churn") if e.kind == "retrained"]
+    assert retrained[-1].details["since"] == change_at.isoformat()
+    zero_arg = make_policy(reg, triggers=[change_detected()], cooldown=timedelta(0))
+    assert zero_arg.run(mon, recent(), force=True).status in ("promoted", "rejected")  # data()
+
+
+def test_the_gate_judges_on_the_most_recent_rows(setup: Any) -> None:
+    reg, v1, mon = setup
+    serve(mon, v1, *world(1500, drifted=True, seed=2), start=0)
+    X_old, y_old = world(2250, drifted=False, seed=5)
+    X_new, y_new = world(750, drifted=True, seed=6)
+    trained_on: list[np.ndarray] = []
+
+    def trainer(X: np.ndarray, y: np.ndarray) -> Any:
+        trained_on.append(X)
+        return LogisticRegression().fit(X, y)
+
+    policy = make_policy(reg, trainer=trainer, gate=Gate(metric="accuracy", min_improvement=0.0))
+    outcome = policy.run(mon, lambda: (np.vstack([X_old, X_new]), np.concatenate([y_old, y_new])))
+    # Trained on the older 75%, judged on the newest 25%, with sklearn's scores on those rows.
+    np.testing.assert_array_equal(trained_on[0], X_old)
+    assert outcome.gate is not None and outcome.gate.n_holdout == 750
+    champion = v1.load()
+    assert outcome.gate.champion["accuracy"] == pytest.approx(
+        skm.accuracy_score(y_new, champion.predict(X_new))
+    )
+    challenger = LogisticRegression().fit(X_old, y_old)
+    assert outcome.gate.challenger["accuracy"] == pytest.approx(
+        skm.accuracy_score(y_new, challenger.predict(X_new))
+    )
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_challenger_worse_on_the_recent_rows_is_never_promoted(setup: Any, seed: int) -> None:
+    reg, v1, mon = setup
+    serve(mon, v1, *world(1500, drifted=True, seed=2), start=0)
+    rng = np.random.default_rng(seed)
+    X, y = world(2000, drifted=True, seed=seed)
+    noisy = y.copy()
+    flip = rng.random(len(y)) < rng.uniform(0.0, 0.6)  # challengers of any quality
+    noisy[flip] = 1 - noisy[flip]
+    policy = make_policy(reg, gate=Gate(metric="accuracy", min_improvement=0.0))
+    outcome = policy.run(mon, lambda: (X, noisy))
+    hold_X, hold_y = X[1500:], noisy[1500:]
+    champion = skm.accuracy_score(hold_y, v1.load().predict(hold_X))
+    if outcome.status == "promoted":
+        assert outcome.version is not None
+        challenger = skm.accuracy_score(hold_y, outcome.version.load().predict(hold_X))
+        assert challenger >= champion
+    else:
+        assert outcome.status == "rejected" and reg.aliases("churn") == {"production": 1}
+
+
+def test_a_refused_challenger_retries_after_more_labels_not_after_the_cooldown(
+    setup: Any, clock: FakeClock
+) -> None:
+    reg, v1, mon = setup
+    serve(mon, v1, *world(1500, drifted=True, seed=2), start=0)
+    policy = make_policy(reg, gate=Gate(metric="f1", min_improvement=0.9), retry_labels=500)
+    assert policy.run(mon, recent()).status == "rejected"
+    assert reg.history("churn")[-1].details["attempt"] == 1
+    assert "0 of 500 new labels" in policy.evaluate(mon).reasons[0]
+    serve(mon, v1, *world(500, drifted=True, seed=3), start=10_000)
+    assert policy.run(mon, recent()).status == "rejected"  # no clock moved: not the cooldown
+    serve(mon, v1, *world(500, drifted=True, seed=4), start=20_000)
+    assert "500 of 1,000 new labels" in policy.evaluate(mon).reasons[0]  # it doubles
+    clock.advance(timedelta(hours=6).total_seconds())  # never longer than the cooldown
+    assert policy.evaluate(mon).retrain
+    policy.gate = Gate(metric="f1", min_improvement=0.0)
+    assert policy.run(mon, recent()).status == "promoted"
+    assert policy.evaluate(mon).reasons[0].startswith("in cooldown")  # a promotion: full cooldown
+    assert policy.stats() == {"runs": 3, "skipped": 0, "retrains": 3, "promoted": 1, "rejected": 2}
+
+
+@pytest.mark.parametrize("harmful", [True, False])
+def test_the_guard_rolls_back_a_harmful_version_but_not_a_change_of_the_world(
+    tmp_path: Path, clock: FakeClock, harmful: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    reg = ModelRegistry(tmp_path / "reg", clock=clock)
+    X0, y0 = world(2000, drifted=False, seed=1)
+    v1 = reg.promote("churn", reg.register("churn", LogisticRegression().fit(X0, y0)))
+    mon = Monitor(window=5000, thresholds={}, clock=clock)  # 500-row buckets
+    served = serve_stream(mon, v1, clock, [False] * 10)
+    policy = make_policy(
+        reg, triggers=[], gate=Gate(metric="accuracy", min_improvement=-1.0),
+        rollback_min_samples=500, cooldown=timedelta(0),
+    )  # fmt: skip
+    outcome = policy.run(mon, lambda: world(2000, drifted=True, seed=5), force=True)
+    assert outcome.status == "promoted" and outcome.version is not None
+    v2 = outcome.version
+    rng = np.random.default_rng(0)
+    batches = [] if harmful else [True, True]  # the new version serves well for a while
+    served = serve_stream(mon, v2, clock, batches, start=served)
+    for k in range(3):  # then errors rise: the version was bad, or the world changed again
+        clock.advance(60)
+        X = rng.normal(size=(500, 4))
+        y = (X[:, 2] > 0).astype(int) if not harmful else 1 - v2.load().predict(X)
+        serve(mon, v2, X, y, start=500 * (served + k))
+    with caplog.at_level("INFO", logger="modeldeploy.retraining"):
+        outcome = policy.run(mon)
+    if harmful:
+        assert outcome.status == "rolled_back" and reg.aliases("churn") == {"production": 1}
+    else:
+        assert "a change of the data, not of the model; not rolling back" in caplog.text
+        change = mon.change()
+        assert change.increase and change.previous is not None
+        assert change.previous > clock.now() - timedelta(minutes=5)
+        assert outcome.status == "skipped" and reg.aliases("churn") == {"production": 2}

@@ -133,17 +133,28 @@ def test_a_trainer_that_returns_no_usable_model_is_a_recorded_training_failure(
     assert [v.version for v in reg.versions("churn")] == [1]
 
 
-def test_a_failed_training_does_not_start_the_cooldown_here_or_after_a_restart(
+def test_a_failed_training_backs_off_until_more_labels_came_here_and_after_a_restart(
     served: Any,
 ) -> None:
     reg, mon = served
-    policy = _policy(reg, _Trainer(lambda: None))
+    v1 = reg.get("churn", 1)
+    policy = _policy(reg, _Trainer(lambda: None), retry_labels=400)
     assert policy.run(mon, recent()).status == "training_failed"
-    assert policy.evaluate(mon).retrain  # the next run may retry at once
-    assert _policy(reg, _Trainer()).evaluate(mon).retrain  # and a restarted policy agrees
+    waiting = policy.evaluate(mon)
+    assert not waiting.retrain and waiting.reasons[0].startswith("backing off after 1 failed")
+    assert "0 of 400 new labels" in waiting.reasons[0]
+    restarted = _policy(reg, _Trainer(), retry_labels=400)
+    assert not restarted.evaluate(mon).retrain  # the history says the same
+    serve(mon, v1, *world(400, drifted=True, seed=7), start=10_000)
+    assert policy.evaluate(mon).retrain and restarted.evaluate(mon).retrain
+    assert policy.run(mon, recent()).status == "training_failed"  # again: now 800 are needed
+    serve(mon, v1, *world(400, drifted=True, seed=8), start=20_000)
+    assert "400 of 800 new labels" in policy.evaluate(mon).reasons[0]
+    serve(mon, v1, *world(400, drifted=True, seed=9), start=30_000)
     policy.trainer = _Trainer()
     assert policy.run(mon, recent()).status == "promoted"
-    assert not policy.evaluate(mon).retrain  # a retrain that happened starts the cooldown
+    after = policy.evaluate(mon)  # a retrain that went out starts the full cooldown
+    assert not after.retrain and after.reasons[0].startswith("in cooldown")
 
 
 class _RaisingGate(Gate):
@@ -164,7 +175,7 @@ def test_a_failure_while_judging_is_a_recorded_outcome_not_a_raw_exception(serve
     last = reg.history("churn")[-1]
     assert last.kind == "retrain_failed" and last.details["phase"] == "judging"
     assert [v.version for v in reg.versions("churn")] == [1]
-    assert policy.evaluate(mon).retrain
+    assert "backing off" in policy.evaluate(mon).reasons[0]
 
 
 def test_a_holdout_the_champion_cannot_read_is_a_judging_failure(served: Any) -> None:

@@ -10,11 +10,13 @@ from sklearn import metrics as skm
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
 from modeldeploy.exceptions import InvalidParameterError
+from modeldeploy.monitoring import ChangePoint
 from modeldeploy.retraining import (
     Gate,
     TriggerContext,
     all_of,
     any_of,
+    change_detected,
     drift_detected,
     every,
     metric_above,
@@ -168,3 +170,72 @@ def test_gate_rejects_bad_configuration() -> None:
         Gate(guard={"recall": 0.1})
     with pytest.raises(InvalidParameterError, match="not among the champion's scores"):
         Gate(metric="auc").judge({"f1": 1.0}, {"f1": 1.0})
+
+
+@pytest.mark.parametrize("missing", [None, float("nan")])
+def test_a_metric_not_judged_yet_none_or_nan_never_fires(missing: float | None) -> None:
+    m = FakeMonitor({"f1": missing, "n_labelled": None})  # type: ignore[dict-item]
+    for trigger in (metric_below("f1", 0.8, min_samples=0), metric_above("f1", 0.1, min_samples=0)):
+        result = trigger(ctx(m))
+        assert not result.fired and "not judged" in result.reason
+
+
+@dataclass
+class ChangeMonitor(FakeMonitor):
+    """A monitor view that also dates changes, as modeldeploy.Monitor does."""
+
+    point: ChangePoint = field(default_factory=lambda: ChangePoint(False))
+
+    def change(self) -> ChangePoint:
+        return self.point
+
+
+def rise(start: datetime, n_after: int = 1000) -> ChangePoint:
+    return ChangePoint(True, start, True, 0.1, 0.2, 20_000, n_after, 0.05)
+
+
+def test_change_detected_fires_on_a_rise_and_says_since_when() -> None:
+    start = NOW - timedelta(minutes=30)
+    result = change_detected()(ctx(ChangeMonitor(point=rise(start))))
+    assert result.fired and result.values["kind"] == "change"
+    assert result.values["since"] == start.isoformat() and result.values["labels_since"] == 1000
+    assert "errors rose 0.1 -> 0.2" in result.reason
+
+
+def test_change_detected_ignores_falls_old_rises_and_too_few_rows() -> None:
+    start = NOW - timedelta(minutes=30)
+    fall = ChangePoint(True, start, False, 0.3, 0.1, 5000, 1000, 0.05)
+    assert "errors fell" in change_detected()(ctx(ChangeMonitor(point=fall))).reason
+    retrained = change_detected()(ctx(ChangeMonitor(point=rise(start)), last=start + timedelta(1)))
+    assert not retrained.fired and "retrained for already" in retrained.reason
+    young = change_detected(min_samples=2000)(ctx(ChangeMonitor(point=rise(start))))
+    assert not young.fired and "2,000 needed" in young.reason
+    assert not change_detected()(ctx(ChangeMonitor())).fired
+    plain = change_detected()(ctx(FakeMonitor()))
+    assert not plain.fired and "no change()" in plain.reason
+
+
+def test_change_detected_refreshes_as_the_new_concept_accumulates() -> None:
+    start = NOW - timedelta(hours=1)
+    trigger = change_detected(refresh=2.0)
+
+    def at(labels_now: int) -> Any:
+        monitor = ChangeMonitor(labels=labels_now)  # no change in view: our promotion is past
+        return trigger(
+            TriggerContext(monitor, NOW, NOW - timedelta(minutes=5), 11_000, start, 10_000)
+        )
+
+    assert not at(11_999).fired  # 1,999 rows since the change; the last retrain had 1,000
+    refresh = at(12_000)
+    assert refresh.fired and refresh.values["kind"] == "refresh"
+    assert refresh.values["since"] == start.isoformat() and refresh.values["labels_since"] == 2000
+    assert not change_detected(refresh=None)(
+        TriggerContext(ChangeMonitor(labels=50_000), NOW, NOW, 11_000, start, 10_000)
+    ).fired
+
+
+def test_change_detected_refuses_bad_settings() -> None:
+    with pytest.raises(InvalidParameterError, match="refresh"):
+        change_detected(refresh=1.0)
+    with pytest.raises(InvalidParameterError, match="min_samples"):
+        change_detected(min_samples=0)

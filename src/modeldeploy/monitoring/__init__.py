@@ -6,9 +6,20 @@ Reports render as dicts, DataFrames, notebook HTML, plots and self-contained HTM
 from __future__ import annotations
 
 from modeldeploy.monitoring.alerts import Alert
+from modeldeploy.monitoring.detectors import ChangeDetector, ChangePoint, ErrorHistory
 from modeldeploy.monitoring.drift import DriftResult, FeatureDrift
 from modeldeploy.monitoring.fleet import MonitorPublisher
 from modeldeploy.monitoring.monitor import Monitor
 from modeldeploy.monitoring.report import Report
 
-__all__ = ["Alert", "DriftResult", "FeatureDrift", "Monitor", "MonitorPublisher", "Report"]
+__all__ = [
+    "Alert",
+    "ChangeDetector",
+    "ChangePoint",
+    "DriftResult",
+    "ErrorHistory",
+    "FeatureDrift",
+    "Monitor",
+    "MonitorPublisher",
+    "Report",
+]

@@ -11,7 +11,9 @@ and loads them through their ``to_state`` / ``from_state``.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as dt
+import functools
 import itertools
 import logging
 import math
@@ -50,6 +52,7 @@ from modeldeploy.monitoring._reference import DriftReference
 from modeldeploy.monitoring._targets import Targets
 from modeldeploy.monitoring._windows import Windows
 from modeldeploy.monitoring.alerts import Alert, AlertBook, AlertCallback, Thresholds
+from modeldeploy.monitoring.detectors import ChangeDetector, ChangePoint, ErrorHistory
 from modeldeploy.monitoring.drift import DriftResult
 from modeldeploy.monitoring.estimation import ProbabilityCalibrator
 from modeldeploy.monitoring.metrics import AVERAGES, BucketRing, window_metrics
@@ -83,6 +86,8 @@ class _Snapshot(NamedTuple):
     windows: Windows
     reference: DriftReference
     labels: PendingLabels
+    detector: ChangeDetector
+    errors: ErrorHistory
 
 
 class Monitor:
@@ -197,6 +202,7 @@ class Monitor:
         max_versions: int = DEFAULT_MONITOR_MAX_VERSIONS,
         name: str | None = None,
         clock: Clock | Callable[[], float] | None = None,
+        detector: ChangeDetector | None = None,
     ) -> None:
         self.signature = signature
         self.window = window
@@ -274,6 +280,8 @@ class Monitor:
             name=name,
         )
         self._calibrator: ProbabilityCalibrator | None = None
+        self.detector = detector if detector is not None else ChangeDetector()
+        self._errors = self.detector.history()
         self._init_references(reference, reference_predictions, reference_proba, reference_labels)
 
     def _init_references(
@@ -534,6 +542,32 @@ class Monitor:
         self._dispatch()
         return out
 
+    def change(self) -> ChangePoint:
+        """When the model's errors last changed: the start of their current regime.
+
+        The :attr:`detector` runs over the losses of the labelled predictions (0/1 for a
+        classifier, absolute errors for a regressor), counted per window bucket over the last
+        ``detector.max_buckets`` buckets (longer than the window), dated by when each bucket's
+        first prediction was served. ``RetrainPolicy`` reads it through
+        :func:`~modeldeploy.retraining.change_detected`.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> mon = Monitor(window=1000, thresholds={})
+        >>> rng = np.random.default_rng(0)
+        >>> for i in range(20):  # 200 labelled rows per call; errors rise from 10% to 40%
+        ...     y = rng.integers(0, 2, 200)
+        ...     wrong = rng.random(200) < (0.1 if i < 10 else 0.4)
+        ...     mon.log_predictions(None, np.where(wrong, 1 - y, y), y_true=y)
+        >>> change = mon.change()
+        >>> change.increase, change.n_after
+        (True, 2000)
+        """
+        with self._lock:
+            self._flush()
+            return self.detector.detect(self._errors)
+
     def label_stats(self) -> dict[str, int]:
         """Running counts of the delayed-label bookkeeping.
 
@@ -733,6 +767,12 @@ class Monitor:
                 self._add_segment(
                     int(keys[a]), a, b, Xv, pred_codes, true_codes, proba, drift_from, vring
                 )
+                self._errors.open(int(keys[a]), call_times[-1] if times is None else times[a])
+            if true_codes is not None:
+                live = np.arange(live_from, n)
+                if truth_missing is not None:
+                    live = live[~truth_missing[live_from:]]
+                self._errors.add(keys[live], self._losses(pred_codes[live], true_codes[live]))
         lat = [v for v in latencies if v is not None]
         if lat:
             windows.add_latencies(last, lat, vring)
@@ -867,10 +907,19 @@ class Monitor:
         matched, late = self._windows.add_labels(
             keys, tags, truth, preds, current=current, classify=classify
         )
+        self._errors.add(keys, self._losses(preds, truth))
         counts = self._labels.counts
         counts["labels_matched"] += matched
         counts["labels_late"] += late
         counts["labels_total"] += matched + late
+
+    def _losses(self, pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+        """What the change detector reads: 0/1 errors of a classifier, absolute errors of a
+        regressor."""
+        if self._targets.task == "classification":
+            wrong: np.ndarray = np.asarray(pred) != np.asarray(truth)
+            return wrong.astype(np.float64)
+        return np.abs(np.asarray(pred, dtype=np.float64) - np.asarray(truth, dtype=np.float64))
 
     def _fit_classes(self, k: int) -> None:
         """Make room for ``k`` classes (the class encoding calls this for each new class)."""
@@ -1045,6 +1094,7 @@ class Monitor:
                 signature=sig,
                 on_alert=on_alert,
                 clock=parts[0].clock if clock is None else clock,
+                detector=first.detector,
                 **params,
             )
         with mon._lock:
@@ -1087,6 +1137,8 @@ class Monitor:
                 windows=copy.deepcopy(self._windows),
                 reference=copy.deepcopy(self._reference),
                 labels=copy.deepcopy(self._labels),
+                detector=self.detector,
+                errors=self.detector.history().merge(self._errors),
             )
         self._dispatch()
         return snap
@@ -1136,6 +1188,7 @@ class Monitor:
             tags = windows.absorb(s.windows, codes, newest)
             self._labels.absorb(s.labels, codes if classify else None, tags)
         self._latest = max(s.latest for s in snaps)
+        self._errors = functools.reduce(ErrorHistory.merge, (s.errors for s in snaps))
 
     # ------------------------------------------------------------------ persistence
 
@@ -1165,6 +1218,8 @@ class Monitor:
                 **self._reference.to_state(),
                 **self._labels.to_state(),
                 **self._alerts.to_state(),
+                "detector": dataclasses.asdict(self.detector),
+                "error_history": self._errors.to_state(),
             }
             return {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in state.items()}
 
@@ -1367,6 +1422,9 @@ class Monitor:
         )
         mon._alerts = AlertBook.from_state(state, mon._alerts.callbacks, mon.name, clock=mon.clock)
         mon._history.extend(state["history"])
+        if "error_history" in state:  # absent from files saved before change detection
+            mon.detector = ChangeDetector(**state["detector"])
+            mon._errors = ErrorHistory.from_state(state["error_history"])
         if state.get("latest_time") is not None:  # absent from files saved before it was kept
             mon._latest = max(mon._latest, float(state["latest_time"]))
         mon._verify()
@@ -1427,6 +1485,11 @@ def _check_mergeable(snaps: list[_Snapshot]) -> None:
                 "so each replica has another baseline and their drift cannot be merged. Pass "
                 "reference_predictions= (the model's predictions on the reference rows) to "
                 "every replica's Monitor."
+            )
+        if s.detector != first.detector:
+            raise MergeError(
+                f"{what} detects changes with {s.detector!r}, monitor 0 with "
+                f"{first.detector!r}. Pass the same detector= to every replica's Monitor."
             )
         if s.calibrator != first.calibrator:
             raise MergeError(

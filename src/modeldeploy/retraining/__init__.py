@@ -10,13 +10,14 @@ from typing import Any
 
 from modeldeploy.retraining._outcomes import Decision, Outcome
 from modeldeploy.retraining.gates import Gate, GateResult, score
-from modeldeploy.retraining.policy import RetrainPolicy
+from modeldeploy.retraining.policy import DataRequest, RetrainPolicy
 from modeldeploy.retraining.rollout import CanaryRollout, Replace, Rollout
 from modeldeploy.retraining.triggers import (
     TriggerContext,
     TriggerResult,
     all_of,
     any_of,
+    change_detected,
     drift_detected,
     every,
     metric_above,
@@ -41,6 +42,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "CanaryRollout",
+    "DataRequest",
     "Decision",
     "Gate",
     "GateResult",
@@ -52,6 +54,7 @@ __all__ = [
     "TriggerResult",
     "all_of",
     "any_of",
+    "change_detected",
     "drift_detected",
     "every",
     "metric_above",

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import logging
 import threading
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,9 +30,9 @@ from modeldeploy.retraining.rollout import (
     Watch,
 )
 from modeldeploy.retraining.triggers import TriggerContext, run_trigger
-from modeldeploy.typing import Clock, MonitorView, SwapTarget
+from modeldeploy.typing import Clock, MonitorView, SupportsFlush, SwapTarget
 
-__all__ = ["RetrainPolicy"]
+__all__ = ["DataRequest", "RetrainPolicy"]
 
 logger = logging.getLogger("modeldeploy.retraining")
 _OWNER = "RetrainPolicy"
@@ -54,18 +56,27 @@ class RetrainPolicy:
         :class:`~modeldeploy.retraining.Replace` (default) or
         :class:`~modeldeploy.retraining.CanaryRollout`.
     cooldown
-        The least time between two retrains, so a policy cannot thrash.
+        The least time between a rollout (a promotion or a canary) and the next retrain, so a
+        policy cannot thrash.
+    retry_labels
+        Back-off after a retrain that did not go out (the gate refused the challenger, training
+        or judging failed, or the guard rolled the promotion back): the next try waits until
+        this many new labels arrived, doubling with each failure in a row (1,000, 2,000,
+        4,000, ...), so it trains on more of the new data; never longer than ``cooldown``.
     alias
         The alias that serves the champion.
     holdout
-        Share of the data held out for the gate when ``data()`` returns only ``(X, y)``.
+        Share of the data held out for the gate when ``data()`` returns only ``(X, y)``: the
+        *last* rows, taken as time-ordered (oldest first), so the gate judges both models on
+        the most recent labelled data rather than on a random split of a window that may
+        straddle a change.
     rollback_margin
         After a promotion, roll back when the new version's monitored gate metric falls below
         the champion's by more than this (SageMaker's deployment guardrails do this with alarms).
     rollback_min_samples
         Labelled predictions of the new version the monitor needs before it may roll back.
     random_state
-        Seed of the holdout split.
+        Kept for compatibility; the holdout is the most recent rows, not a random split.
     clock
         Where the policy reads time (a :class:`~modeldeploy.typing.Clock`; a bare callable
         returning an aware ``datetime`` still works). Default: the registry's clock, so the
@@ -100,6 +111,7 @@ class RetrainPolicy:
         gate: Gate | None = None,
         rollout: Rollout | None = None,
         cooldown: timedelta = timedelta(hours=6),
+        retry_labels: int = 1_000,
         alias: str = "production",
         holdout: float = 0.25,
         rollback_margin: float = 0.05,
@@ -127,6 +139,7 @@ class RetrainPolicy:
             expected="a Replace, a CanaryRollout or None",
         )
         self.cooldown = val.check_timedelta(cooldown, "cooldown", _OWNER)
+        self.retry_labels = val.check_int(retry_labels, "retry_labels", _OWNER, min_value=1)
         self.alias = val.check_name(alias, "alias", _OWNER)
         self.holdout = val.check_float(
             holdout, "holdout", _OWNER, min_value=0.0, max_value=0.9, min_inclusive=False
@@ -146,6 +159,12 @@ class RetrainPolicy:
         self._labels_at_last_retrain = 0
         self._pending: _Pending | None = None
         self._restored = False
+        self._backoff: _Backoff | None = None
+        # A rollback ends the cooldown of the promotion it undid: the back-off decides.
+        self._cooldown_lifted = False
+        # The change the policy last retrained for: its start, and the label count there.
+        self._regime: tuple[datetime, int] | None = None
+        self._counts: Counter[str] = Counter()
 
     def __repr__(self) -> str:
         gate = f"gate {self.gate.metric} +{self.gate.min_improvement:g}"
@@ -182,14 +201,17 @@ class RetrainPolicy:
             if kind in ("promoted", "rolled_back") and event.alias == self.alias:
                 if kind == "promoted" and number is not None:
                     promoted_at[number] = event.time
+                if not alias_moved and kind == "rolled_back":
+                    self._cooldown_lifted = True
+                    self._backoff = _Backoff.from_details(event.time, event.details)
                 alias_moved = True
             elif kind == "canary_started" and number is not None:
                 canaries.add(number)
             elif kind == "rollout_failed" and number is not None:
                 failed.add(number)
-            elif kind == "challenger_rejected":
-                self._set_last_retrain(event.time, event.details)
-                break
+            elif kind in ("challenger_rejected", "retrain_failed"):
+                if self._backoff is None and not promoted_at and not canaries:
+                    self._backoff = _Backoff.from_details(event.time, event.details)
             elif kind == "retrained" and number is not None:
                 if number in promoted_at or number in canaries:
                     # A promotion retried after a failure counts from when it succeeded.
@@ -213,6 +235,35 @@ class RetrainPolicy:
     def _set_last_retrain(self, when: datetime, details: Mapping[str, Any]) -> None:
         self._last_retrain = when
         self._labels_at_last_retrain = _labels(details)
+        since = details.get("since")
+        if isinstance(since, str) and self._regime is None:
+            try:
+                start = datetime.fromisoformat(since)
+            except ValueError:
+                return
+            self._regime = (start, _labels(details, "labels_at_change"))
+
+    def stats(self) -> dict[str, int]:
+        """What this policy did since it was created: ``runs``, ``skipped`` (runs that decided
+        nothing: these are logged at DEBUG and counted here, not written to the registry
+        history), ``retrains`` (challengers trained) and one count per outcome status
+        (``promoted``, ``rejected``, ``training_failed``, ``rolled_back``, ...).
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> from sklearn.dummy import DummyClassifier
+        >>> from modeldeploy import Monitor
+        >>> policy = RetrainPolicy(ModelRegistry(tempfile.mkdtemp()), "churn",
+        ...                        trainer=DummyClassifier())
+        >>> _ = policy.run(Monitor(window=100))
+        >>> policy.stats()
+        {'runs': 1, 'skipped': 1, 'retrains': 0}
+        """
+        with self._lock:
+            counts = dict(self._counts)
+        out = {key: counts.pop(key, 0) for key in ("runs", "skipped", "retrains")}
+        return {**out, **dict(sorted(counts.items()))}
 
     def _release(self) -> Release:
         """Where rollouts move the alias and record events, from the current settings."""
@@ -247,10 +298,22 @@ class RetrainPolicy:
         with self._lock:
             self._restore()
             now = self.clock.now()
-            context = TriggerContext(monitor, now, self._last_retrain, self._labels_at_last_retrain)
+            regime, at_regime = self._regime if self._regime is not None else (None, 0)
+            context = TriggerContext(
+                monitor,
+                now,
+                self._last_retrain,
+                self._labels_at_last_retrain,
+                regime,
+                at_regime,
+            )
             results = tuple(run_trigger(t, context) for t in self.triggers)
             fired = [r for r in results if r.fired]
-            until = (self._last_retrain + self.cooldown) if self._last_retrain else None
+            until = (
+                self._last_retrain + self.cooldown
+                if self._last_retrain is not None and not self._cooldown_lifted
+                else None
+            )
             busy = self._busy()
             if busy is not None:
                 return Decision(
@@ -286,6 +349,12 @@ class RetrainPolicy:
                     now,
                     until,
                 )
+            if self._backoff is not None:
+                waiting = self._backoff.blocks(
+                    context.labels_seen(), now, self.retry_labels, self.cooldown
+                )
+                if waiting is not None:
+                    return Decision(False, (waiting, *reasons), results, now, until)
             return Decision(True, reasons, results, now, until)
 
     # ------------------------------------------------------------------ acting
@@ -293,7 +362,7 @@ class RetrainPolicy:
     def run(
         self,
         monitor: MonitorView,
-        data: Callable[[], Any] | None = None,
+        data: Callable[..., Any] | None = None,
         deployer: SwapTarget | None = None,
         *,
         force: bool = False,
@@ -305,12 +374,18 @@ class RetrainPolicy:
         monitor
             The monitor of the deployment.
         data
-            ``data() -> (X, y)`` (a holdout is split off) or ``(X_train, y_train, X_holdout,
-            y_holdout)``: recent labelled data. Called only when retraining.
+            ``data() -> (X, y)`` (the last ``holdout`` share of the rows, taken as oldest
+            first, is held out) or ``(X_train, y_train, X_holdout, y_holdout)``: recent
+            labelled data. Called only when retraining. A ``data`` that takes one argument
+            gets a :class:`DataRequest`, whose ``since`` is when the change the triggers found
+            began (``None`` when none says), so the challenger trains on the rows after it.
         deployer
             The online deployer to swap (a :class:`~modeldeploy.typing.SwapTarget`), or to give
             a canary share (a :class:`~modeldeploy.typing.CanaryTarget`, needed for
-            :class:`~modeldeploy.retraining.CanaryRollout`).
+            :class:`~modeldeploy.retraining.CanaryRollout`). Before deciding, the policy
+            flushes it (when it has ``flush()``, as :class:`~modeldeploy.OnlineDeployer`
+            does) and then the monitor, so the monitor holds every prediction the deployer
+            served and the decision does not depend on thread timing.
 
         Raises
         ------
@@ -325,13 +400,28 @@ class RetrainPolicy:
         Outcome
             What happened, stamped (``Outcome.time``) by the policy's clock.
         """
+        self._sync(monitor, deployer)
         outcome = self._run(monitor, data, deployer, force=force)
+        with self._lock:
+            self._counts["runs"] += 1
+            self._counts[outcome.status] += 1
         return dataclasses.replace(outcome, time=self.clock.now())
+
+    def _sync(self, monitor: object, deployer: object) -> None:
+        """Bring the monitor up to date with what the deployer served (the consistent view)."""
+        if isinstance(deployer, SupportsFlush) and deployer.flush() is False:
+            logger.warning(
+                "%s: the deployer did not hand all its predictions to the monitor in time; "
+                "deciding on what the monitor holds",
+                self.name,
+            )
+        if isinstance(monitor, SupportsFlush):
+            monitor.flush()
 
     def _run(
         self,
         monitor: MonitorView,
-        data: Callable[[], Any] | None,
+        data: Callable[..., Any] | None,
         deployer: SwapTarget | None,
         *,
         force: bool,
@@ -340,6 +430,12 @@ class RetrainPolicy:
         with self._lock:
             if self._watch is not None:
                 watched, self._watch = self._watch.watch(self._release(), monitor, deployer)
+                if watched is not None and watched.status in ("rolled_back", "canary_rolled_back"):
+                    # The new version did harm: try again once more data came, as after a
+                    # refused challenger.
+                    labels_seen = TriggerContext(monitor, self.clock.now()).labels_seen()
+                    self._backoff = _Backoff.after(self._backoff, labels_seen, self.clock.now())
+                    self._cooldown_lifted = watched.status == "rolled_back"
                 if watched is not None:
                     return watched
             self._restore()
@@ -355,7 +451,8 @@ class RetrainPolicy:
                         True, ("forced", *decision.reasons), decision.triggers, decision.time, until
                     )
             if not decision.retrain:
-                self._record("retrain_skipped", decision.reasons, details=decision.to_dict())
+                # Not a decision: counted (stats()) and logged, kept out of the history.
+                logger.debug("%s: no retrain: %s", self.name, "; ".join(decision.reasons))
                 return Outcome("skipped", decision.reasons, decision)
             if data is None:
                 raise InvalidParameterError(
@@ -365,16 +462,26 @@ class RetrainPolicy:
             self._record("retrain_decided", decision.reasons, details=decision.to_dict())
             return self._retrain(monitor, data, deployer, decision)
 
-    def _split(self, data: Callable[[], Any]) -> tuple[Any, Any, Any, Any]:
-        got = data()
+    def _split(self, data: Callable[..., Any], request: DataRequest) -> tuple[Any, Any, Any, Any]:
+        got = data(request) if _takes_request(data) else data()
         if isinstance(got, tuple) and len(got) == 4:
             return got
         if isinstance(got, tuple) and len(got) == 2:
-            from sklearn.model_selection import train_test_split
-
             X, y = got
-            parts = train_test_split(X, y, test_size=self.holdout, random_state=self.random_state)
-            return parts[0], parts[2], parts[1], parts[3]
+            n = len(y)
+            n_hold = max(1, round(n * self.holdout)) if n > 1 else 0
+            if n - n_hold < 1:
+                raise InvalidParameterError(
+                    f"The 'data' callable of RetrainPolicy.run returned {n} labelled rows; at "
+                    "least 2 are needed (some to train on, the most recent to judge on)."
+                )
+            cut = n - n_hold
+            return (
+                _rows(X, slice(0, cut)),
+                _rows(y, slice(0, cut)),
+                _rows(X, slice(cut, n)),
+                _rows(y, slice(cut, n)),
+            )
         raise InvalidParameterError(
             "The 'data' callable of RetrainPolicy.run must return (X, y) or (X_train, y_train, "
             f"X_holdout, y_holdout). Got {type(got).__name__} instead."
@@ -390,21 +497,26 @@ class RetrainPolicy:
     def _retrain(
         self,
         monitor: MonitorView,
-        data: Callable[[], Any],
+        data: Callable[..., Any],
         deployer: SwapTarget | None,
         decision: Decision,
     ) -> Outcome:
         labels_seen = TriggerContext(monitor, decision.time).labels_seen()
+        self._counts["retrains"] += 1
+        since, labels_since = _since(decision)
+        if since is not None:
+            self._regime = (since, labels_seen - (labels_since or 0))
+        request = DataRequest(since, decision.time, decision, labels_since)
         # Nothing a user's trainer, data or model does escapes raw: a failure is an outcome
         # with a recorded event, the champion stays, and the cooldown does not start (the next
         # run may try again).
         try:
-            X_train, y_train, X_hold, y_hold = self._split(data)
+            X_train, y_train, X_hold, y_hold = self._split(data, request)
             challenger = self._fit(X_train, y_train)
             _check_challenger(challenger)
             challenger_scores = score(challenger, X_hold, y_hold)
         except Exception as exc:
-            return self._failed("training_failed", "training failed", exc, decision)
+            return self._failed("training_failed", "training failed", exc, decision, labels_seen)
         champion_version = self.registry.get(self.name, alias=self.alias)
         champion = champion_version.load()
         try:
@@ -417,11 +529,21 @@ class RetrainPolicy:
                 score(champion, champion_input, y_hold), challenger_scores, n_holdout=len(y_hold)
             )
         except Exception as exc:
-            return self._failed("judging_failed", "judging the challenger failed", exc, decision)
-        details = {"gate": result.to_dict(), "labels_seen": labels_seen, "triggers": decision.fired}
+            return self._failed(
+                "judging_failed", "judging the challenger failed", exc, decision, labels_seen
+            )
+        details: dict[str, Any] = {
+            "gate": result.to_dict(),
+            "labels_seen": labels_seen,
+            "triggers": decision.fired,
+            "n_train": len(y_train),
+        }
+        if self._regime is not None:
+            details["since"] = self._regime[0].isoformat()
+            details["labels_at_change"] = self._regime[1]
         if not result.passed:
-            self._last_retrain = decision.time
-            self._labels_at_last_retrain = labels_seen
+            self._backoff = _Backoff.after(self._backoff, labels_seen, decision.time)
+            details["attempt"] = self._backoff.attempts
             reasons: tuple[str, ...] = ("gate refused the challenger", *result.reasons)
             self._record(
                 "challenger_rejected", reasons, version=champion_version.version, details=details
@@ -468,13 +590,21 @@ class RetrainPolicy:
                 exc_info=True,
             )
 
-    def _failed(self, status: str, what: str, exc: Exception, decision: Decision) -> Outcome:
+    def _failed(
+        self, status: str, what: str, exc: Exception, decision: Decision, labels_seen: int
+    ) -> Outcome:
         reasons = (f"{what}: {type(exc).__name__}: {exc}",)
         logger.error("%s: %s", self.name, reasons[0], exc_info=exc)
+        self._backoff = _Backoff.after(self._backoff, labels_seen, decision.time)
         self._record(
             "retrain_failed",
             reasons,
-            details={"error": repr(exc), "phase": status.removesuffix("_failed")},
+            details={
+                "error": repr(exc),
+                "phase": status.removesuffix("_failed"),
+                "labels_seen": labels_seen,
+                "attempt": self._backoff.attempts,
+            },
         )
         return Outcome(status, reasons, decision, error=repr(exc))
 
@@ -520,6 +650,8 @@ class RetrainPolicy:
             )
         self._pending = None
         self._watch = watch
+        self._backoff = None
+        self._cooldown_lifted = False
         self._last_retrain = (
             pending.decision.time if pending.decision is not None else self.clock.now()
         )
@@ -565,6 +697,112 @@ class RetrainPolicy:
 
 
 @dataclasses.dataclass(frozen=True)
+class DataRequest:
+    """What a ``data`` callable that takes an argument gets from :meth:`RetrainPolicy.run`.
+
+    Attributes
+    ----------
+    since
+        When the change the triggers found began (UTC; from
+        :func:`~modeldeploy.retraining.change_detected`), or ``None`` when no trigger dates
+        one: return the labelled rows served since then (oldest first), so the challenger
+        learns the current concept only.
+    now
+        The decision's time, on the policy's clock.
+    decision
+        The :class:`~modeldeploy.retraining.Decision` to retrain, with each trigger's numbers.
+    labels_since
+        Labelled rows the monitor counted since ``since`` (``None`` when unknown).
+    """
+
+    since: datetime | None
+    now: datetime
+    decision: Decision
+    labels_since: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Backoff:
+    """Retraining failed ``attempts`` times in a row, the last at ``time`` with ``labels``
+    labels seen; the next try waits for more labels, doubling each time."""
+
+    attempts: int
+    labels: int
+    time: datetime
+
+    @classmethod
+    def after(cls, previous: _Backoff | None, labels: int, time: datetime) -> _Backoff:
+        return cls((previous.attempts if previous is not None else 0) + 1, labels, time)
+
+    @classmethod
+    def from_details(cls, time: datetime, details: Mapping[str, Any]) -> _Backoff:
+        return cls(max(_labels(details, "attempt"), 1), _labels(details), time)
+
+    def blocks(
+        self, labels_seen: int, now: datetime, retry_labels: int, cooldown: timedelta
+    ) -> str | None:
+        """Why the next try must wait, or ``None`` once enough new labels came (or the
+        cooldown passed since the failure)."""
+        need = retry_labels * 2 ** min(self.attempts - 1, 20)
+        new = labels_seen - self.labels
+        if new >= need or now >= self.time + cooldown:
+            return None
+        return (
+            f"backing off after {self.attempts} failed or refused retrain"
+            f"{'s' if self.attempts > 1 else ''} in a row: {new:,} of {need:,} new labels "
+            f"(or until {self.time + cooldown:%Y-%m-%d %H:%M}Z)"
+        )
+
+
+def _since(decision: Decision) -> tuple[datetime | None, int | None]:
+    """The latest change start among the fired triggers' values (nested ones too)."""
+    found: list[tuple[datetime, int | None]] = []
+
+    def walk(result: Mapping[str, Any]) -> None:
+        if not result.get("fired"):
+            return
+        values = result.get("values") or {}
+        since = values.get("since")
+        if isinstance(since, str):
+            try:
+                labels = values.get("labels_since")
+                found.append((datetime.fromisoformat(since), int(labels) if labels else None))
+            except (TypeError, ValueError):
+                pass
+        for inner in values.get("results", ()) or ():
+            if isinstance(inner, Mapping):
+                walk(inner)
+
+    for result in decision.triggers:
+        walk(result.to_dict())
+    if not found:
+        return None, None
+    return max(found, key=lambda f: f[0])
+
+
+def _takes_request(data: Callable[..., Any]) -> bool:
+    """Whether ``data`` takes a positional argument (then it gets a :class:`DataRequest`)."""
+    try:
+        parameters = inspect.signature(data).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: call it as before
+        return False
+    for p in parameters:
+        if p.kind is p.VAR_POSITIONAL:
+            return True
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty:
+            return True
+    return False
+
+
+def _rows(data: Any, part: slice) -> Any:
+    """Rows of an array, a DataFrame or a Series, or a list, by position."""
+    iloc = getattr(data, "iloc", None)
+    if iloc is not None:
+        return iloc[part]
+    return data[part]
+
+
+@dataclasses.dataclass(frozen=True)
 class _Pending:
     """A challenger that passed the gate and was registered, but is not rolled out yet."""
 
@@ -575,9 +813,9 @@ class _Pending:
     champion: int | None = None  # the alias's version when it failed (None: read back)
 
 
-def _labels(details: Mapping[str, Any]) -> int:
+def _labels(details: Mapping[str, Any], key: str = "labels_seen") -> int:
     try:
-        return int(details.get("labels_seen", 0))
+        return int(details.get(key, 0))
     except (TypeError, ValueError):
         return 0
 

@@ -23,7 +23,15 @@ from modeldeploy.exceptions import DeploymentError, InvalidParameterError, Model
 from modeldeploy.registry import ModelRegistry, ModelVersion
 from modeldeploy.retraining._outcomes import Decision, Outcome
 from modeldeploy.retraining.gates import GateResult
-from modeldeploy.typing import CanaryTarget, Clock, MonitorView, SwapTarget, VersionedMonitorView
+from modeldeploy.retraining.triggers import as_number
+from modeldeploy.typing import (
+    CanaryTarget,
+    ChangeMonitorView,
+    Clock,
+    MonitorView,
+    SwapTarget,
+    VersionedMonitorView,
+)
 
 __all__ = ["CanaryRollout", "Replace", "Rollout"]
 
@@ -94,8 +102,7 @@ class Release:
     ) -> tuple[Outcome, Guard]:
         """Point the alias at the challenger (swapping ``deployer`` to it when given) and return
         the guard that watches it for harm."""
-        found = monitor.metrics().get(self.metric)  # None: no data yet
-        baseline = math.nan if found is None else float(found)
+        baseline = as_number(monitor.metrics().get(self.metric))
         promoted = self.registry.promote(
             self.name, challenger.version, alias=self.alias, reason="; ".join(reasons)
         )
@@ -291,8 +298,8 @@ class CanaryRun:
         """Wait for enough labels of both versions, then promote the canary or withdraw it."""
         champ = _version_metrics(monitor, self.champion.ref)
         chall = _version_metrics(monitor, self.challenger.ref)
-        n_champ = int(champ.get("n_labelled") or 0)
-        n_chall = int(chall.get("n_labelled") or 0)
+        n_champ = int(as_number(champ.get("n_labelled"), 0.0))
+        n_chall = int(as_number(chall.get("n_labelled"), 0.0))
         need = self.rollout.min_samples
         details = {
             "champion": {self.metric: champ.get(self.metric), "n_labelled": n_champ},
@@ -309,9 +316,14 @@ class CanaryRun:
                 details=details,
             )
             return waiting, self
-        found_a, found_b = champ[self.metric], chall[self.metric]  # None: no data yet
-        a = math.nan if found_a is None else float(found_a)
-        b = math.nan if found_b is None else float(found_b)
+        a, b = as_number(champ.get(self.metric)), as_number(chall.get(self.metric))
+        if math.isnan(a) or math.isnan(b):  # not judged yet (no labels of that class, ...)
+            return Outcome(
+                "canary_waiting",
+                (f"monitored {self.metric} not judged yet for both versions",),
+                version=self.challenger,
+                details=details,
+            ), self
         summary = (
             f"monitored {self.metric}: {self.champion.ref} {a:.4g}, "
             f"{self.challenger.ref} {b:.4g} over {min(n_champ, n_chall):,}+ rows"
@@ -340,7 +352,13 @@ class CanaryRun:
 
 
 class Guard:
-    """A promoted version watched for harm, and the baseline it must not fall below."""
+    """A promoted version watched for harm, and the baseline it must not fall below.
+
+    A drop is the new version's doing when its errors were high from its first predictions.
+    When the monitor's change detector dates a rise of the errors to after a whole bucket the
+    new version served at the old level, the world changed, not the model: the guard steps
+    aside (the old version would do no better) and the policy's triggers take over.
+    """
 
     def __init__(
         self, version: ModelVersion, previous: ModelVersion, baseline: float, since: datetime
@@ -354,6 +372,25 @@ class Guard:
     def busy(self) -> str | None:
         return None
 
+    def _world_changed(self, monitor: MonitorView) -> bool:
+        if not isinstance(monitor, ChangeMonitorView):
+            return False
+        change = monitor.change()
+        previous = getattr(change, "previous", None)
+        if not (getattr(change, "increase", False) and previous is not None):
+            return False
+        if previous <= self.since:
+            return False
+        logger.info(
+            "%s: the errors rose from %s, after %s served at the old level since its promotion "
+            "(%s): a change of the data, not of the model; not rolling back",
+            self.version.name,
+            change.start,
+            self.version.ref,
+            self.since,
+        )
+        return True
+
     def watch(
         self, release: Release, monitor: MonitorView, deployer: SwapTarget | None
     ) -> tuple[Outcome | None, Watch | None]:
@@ -365,14 +402,15 @@ class Guard:
             metrics = _version_metrics(monitor, self.version.ref)
         except DeploymentError:
             metrics = monitor.metrics()
-        n = int(metrics.get("n_labelled") or 0)
-        found = metrics.get(release.metric)  # None: not judged yet
-        value = math.nan if found is None else float(found)
+        n = int(as_number(metrics.get("n_labelled"), 0.0))
+        value = as_number(metrics.get(release.metric))
         if n < release.rollback_min_samples or math.isnan(value) or math.isnan(self.baseline):
             return None, self
         drop = -gain(release.metric, self.baseline, value)
         if drop <= release.rollback_margin:
             return None, self
+        if self._world_changed(monitor):
+            return None, None
         reasons = (
             f"{self.version.ref} monitored {release.metric} {value:.4g} vs "
             f"{self.baseline:.4g} for {self.previous.ref} before it (worse by {drop:.4g} > "

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from modeldeploy import _validation as val
 from modeldeploy.exceptions import InvalidParameterError
-from modeldeploy.typing import MonitorView
+from modeldeploy.typing import ChangeMonitorView, MonitorView
 
 __all__ = [
     "Trigger",
@@ -23,6 +23,7 @@ __all__ = [
     "TriggerResult",
     "all_of",
     "any_of",
+    "change_detected",
     "drift_detected",
     "every",
     "metric_above",
@@ -45,19 +46,36 @@ class TriggerContext:
         When the policy last retrained (``None`` if never).
     labels_at_last_retrain
         The monitor's running count of labelled predictions when the policy last retrained.
+    regime_start
+        The start of the change the policy last retrained for (``None`` if none): the data
+        since then is the current concept's.
+    labels_at_regime_start
+        The monitor's running count of labelled predictions at ``regime_start``.
     """
 
     monitor: MonitorView
     now: datetime
     last_retrain: datetime | None = None
     labels_at_last_retrain: int = 0
+    regime_start: datetime | None = None
+    labels_at_regime_start: int = 0
     _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
-    def metrics(self) -> dict[str, float | None]:
-        """The monitor's current metrics, read once per evaluation (``None``: no data yet)."""
+    def metrics(self) -> dict[str, Any]:
+        """The monitor's current metrics, read once per evaluation (a metric not judged yet
+        may be ``None`` or ``nan``)."""
         if "metrics" not in self._cache:
             self._cache["metrics"] = self.monitor.metrics()
         return dict(self._cache["metrics"])
+
+    def change(self) -> Any:
+        """The monitor's change point (see :meth:`modeldeploy.Monitor.change`), read once per
+        evaluation; ``None`` when the monitor does not detect changes."""
+        if "change" not in self._cache:
+            monitor = self.monitor
+            found = monitor.change() if isinstance(monitor, ChangeMonitorView) else None
+            self._cache["change"] = found
+        return self._cache["change"]
 
     def drift(self) -> Any:
         """The monitor's current drift result, computed once per evaluation."""
@@ -123,9 +141,8 @@ class _MetricBound:
 
     def __call__(self, context: TriggerContext) -> TriggerResult:
         metrics = context.metrics()
-        found = metrics.get(self.metric)  # None: not judged yet, as with too few samples
-        value = math.nan if found is None else float(found)
-        samples = int(metrics.get("n_labelled") or 0)
+        value = as_number(metrics.get(self.metric))
+        samples = int(as_number(metrics.get("n_labelled"), 0.0))
         values = {
             "metric": self.metric,
             "value": value,
@@ -151,6 +168,16 @@ class _MetricBound:
             f"{samples:,} labelled rows",
             values,
         )
+
+
+def as_number(value: Any, missing: float = math.nan) -> float:
+    """A metric as a float; ``None`` (not judged yet) becomes ``missing``."""
+    if value is None:
+        return missing
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return missing
 
 
 def metric_below(metric: str, threshold: float, *, min_samples: int = 500) -> _MetricBound:
@@ -228,6 +255,107 @@ def drift_detected(
         val.check_float(share, "share", "drift_detected", min_value=0.0, max_value=1.0),
         tuple(features) if features is not None else None,
         val.check_int(min_samples, "min_samples", "drift_detected", min_value=0),
+    )
+
+
+@dataclass(frozen=True)
+class _ChangeDetected:
+    min_samples: int
+    refresh: float | None
+
+    __name__ = "change_detected"
+
+    def __call__(self, context: TriggerContext) -> TriggerResult:
+        change = context.change()
+        if change is None:
+            return TriggerResult(
+                False,
+                self.__name__,
+                "change not judged: the monitor has no change() (use modeldeploy.Monitor)",
+                {},
+            )
+        values: dict[str, Any] = {
+            "change": change.to_dict(),
+            "min_samples": self.min_samples,
+            "refresh": self.refresh,
+        }
+        last = context.last_retrain
+        if (
+            change.detected
+            and change.increase
+            and (last is None or change.start is None or change.start >= last)
+        ):
+            if change.n_after < self.min_samples:
+                return TriggerResult(
+                    False,
+                    self.__name__,
+                    f"errors rose {change.before:.4g} -> {change.after:.4g} since "
+                    f"{_when(change.start)}; {change.n_after:,} labelled rows since, "
+                    f"{self.min_samples:,} needed",
+                    values,
+                )
+            values["since"] = None if change.start is None else change.start.isoformat()
+            values["labels_since"] = change.n_after
+            values["kind"] = "change"
+            return TriggerResult(
+                True,
+                self.__name__,
+                f"errors rose {change.before:.4g} -> {change.after:.4g} since "
+                f"{_when(change.start)} over {change.n_after:,} labelled rows "
+                f"(change bound {change.bound:.3g})",
+                values,
+            )
+        start = context.regime_start
+        if self.refresh is not None and start is not None:
+            now = context.labels_seen() - context.labels_at_regime_start
+            then = max(context.labels_at_last_retrain - context.labels_at_regime_start, 1)
+            due = self.refresh * then
+            if now >= due:
+                values["since"] = start.isoformat()
+                values["labels_since"] = now
+                values["kind"] = "refresh"
+                return TriggerResult(
+                    True,
+                    self.__name__,
+                    f"{now:,} labelled rows since the change of {_when(start)}, "
+                    f"{self.refresh:g}x the {then:,} of the last retrain: retrain on them",
+                    values,
+                )
+        if change.detected and change.increase:
+            why = f"the rise since {_when(change.start)} was retrained for already"
+        elif change.detected:
+            why = (
+                f"errors fell {change.before:.4g} -> {change.after:.4g} since {_when(change.start)}"
+            )
+        else:
+            why = f"no change over {change.n_after:,} labelled rows"
+        return TriggerResult(False, self.__name__, why, values)
+
+
+def _when(moment: datetime | None) -> str:
+    return "an unknown time" if moment is None else f"{moment:%Y-%m-%d %H:%M:%S}Z"
+
+
+def change_detected(*, min_samples: int = 200, refresh: float | None = 2.0) -> _ChangeDetected:
+    """Fire when the monitor's change detector finds the model's errors rose since the last
+    retrain (see :meth:`modeldeploy.Monitor.change`), and say since when.
+
+    The trigger's values carry ``kind`` (``"change"`` or ``"refresh"``), ``since`` (the
+    change's start, ISO 8601) and ``labels_since``; the policy
+    hands to a ``data`` that takes a context, so the challenger trains on the rows after the
+    change. ``min_samples`` labelled rows after the change are needed. With ``refresh``, the
+    trigger fires again each time the rows since the change the policy last retrained for have
+    grown ``refresh``-fold (1,000, 2,000, 4,000, ... with ``2.0``), so the model keeps up as
+    the new concept's data accumulates; each refresh passes the gate like any challenger and
+    waits out the cooldown. ``None`` retrains once per change.
+    """
+    return _ChangeDetected(
+        val.check_int(min_samples, "min_samples", "change_detected", min_value=1),
+        None
+        if refresh is None
+        else val.check_float(
+            refresh, "refresh", "change_detected", min_value=1.0, min_inclusive=False
+        ),
     )
 
 
