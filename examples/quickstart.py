@@ -148,8 +148,6 @@ def main() -> None:
 
     print("\ntimeline:")
     for event in reg.history("cancer"):
-        if event.kind == "retrain_skipped":
-            continue
         where = f"@{event.alias} " if event.alias else ""
         version = f"v{event.version} " if event.version is not None else ""
         head = f"  {event.time:%H:%M:%S} {event.kind:18s} {version}{where}"
