@@ -350,11 +350,8 @@ class PredictionCapture(_Sink):
             t = self.clock.now().timestamp()
             pred = None if y_pred is None else np.array(y_pred, copy=True)
             proba = None if y_proba is None else np.array(y_proba, dtype=np.float64, copy=True)
-            rows = (
-                (pred if pred is not None else proba).shape[0]
-                if (pred is not None or proba is not None)
-                else 0
-            )
+            given = pred if pred is not None else proba
+            rows = 0 if given is None else int(np.atleast_1d(given).shape[0])
             if rows == 0:
                 return True
             if ids is None:
