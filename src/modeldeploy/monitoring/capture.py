@@ -348,7 +348,7 @@ class PredictionCapture(_Sink):
         """
         try:
             t = self.clock.now().timestamp()
-            pred = None if y_pred is None else np.array(y_pred, copy=True)
+            pred = None if y_pred is None else np.atleast_1d(np.array(y_pred, copy=True))
             proba = None if y_proba is None else np.array(y_proba, dtype=np.float64, copy=True)
             given = pred if pred is not None else proba
             rows = 0 if given is None else int(np.atleast_1d(given).shape[0])
