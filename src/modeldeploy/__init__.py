@@ -22,7 +22,7 @@ from modeldeploy.exceptions import (
     SchemaError,
     VersionNotFoundError,
 )
-from modeldeploy.monitoring import Alert, Monitor
+from modeldeploy.monitoring import Alert, LabelCapture, LabelJoin, Monitor, PredictionCapture
 from modeldeploy.registry import Event, ModelRegistry, ModelVersion, Signature
 from modeldeploy.retraining import RetrainPolicy
 from modeldeploy.routing import HybridRouter
@@ -46,12 +46,15 @@ __all__ = [
     "FunctionDeployer",
     "HybridRouter",
     "IntegrityError",
+    "LabelCapture",
+    "LabelJoin",
     "ModelDeployError",
     "ModelNotFoundError",
     "ModelRegistry",
     "ModelVersion",
     "Monitor",
     "OnlineDeployer",
+    "PredictionCapture",
     "PredictionTimeoutError",
     "RetrainPolicy",
     "SchemaError",

@@ -1,13 +1,26 @@
 """Watching a deployed model: windowed quality metrics, drift, latency and errors, alerts.
 
 Reports render as dicts, DataFrames, notebook HTML, plots and self-contained HTML files.
+Predictions and labels are captured to Parquet segments and joined by id from any process.
 """
 
 from __future__ import annotations
 
 from modeldeploy.monitoring.alerts import Alert
+from modeldeploy.monitoring.capture import LabelCapture, PredictionCapture
 from modeldeploy.monitoring.drift import DriftResult, FeatureDrift
+from modeldeploy.monitoring.join import JoinResult, LabelJoin
 from modeldeploy.monitoring.monitor import Monitor
 from modeldeploy.monitoring.report import Report
 
-__all__ = ["Alert", "DriftResult", "FeatureDrift", "Monitor", "Report"]
+__all__ = [
+    "Alert",
+    "DriftResult",
+    "FeatureDrift",
+    "JoinResult",
+    "LabelCapture",
+    "LabelJoin",
+    "Monitor",
+    "PredictionCapture",
+    "Report",
+]

@@ -299,14 +299,8 @@ class SegmentWriter:
         """Write one segment; spill it when the location refuses, count it lost when the
         spill folder refuses too. Never raises."""
         pa = import_pyarrow("Prediction capture")
-        try:
-            table = self.to_table(items)
-        except Exception:
-            logger.warning(
-                "%s: could not build a segment of %d rows", self.name, rows, exc_info=True
-            )
-            with self._lock:
-                self.counts["lost"] += rows
+        table = self._build(pa, items, rows)
+        if table is None:
             return
         name = self._segment_name(table.num_rows)
         staging = Path(tempfile.gettempdir())
@@ -344,6 +338,29 @@ class SegmentWriter:
             self.counts["segments"] += 1
             if self.counts["spilled_segments"] or self._spilled_names():
                 self._resend()
+
+    def _build(self, pa: Any, items: list[Any], rows: int) -> Any:
+        """The segment's table; an item that cannot be stored is left out and counted lost,
+        never the others with it."""
+        try:
+            return self.to_table(items)
+        except Exception:
+            pass
+        tables = []
+        for item in items:
+            try:
+                tables.append(self.to_table([item]))
+            except Exception:
+                logger.warning("%s: could not store one request", self.name, exc_info=True)
+        kept = sum(t.num_rows for t in tables)
+        try:
+            table = pa.concat_tables(tables, promote_options="permissive") if tables else None
+        except Exception:
+            logger.warning("%s: could not build a segment", self.name, exc_info=True)
+            table, kept = None, 0
+        with self._lock:
+            self.counts["lost"] += rows - kept
+        return table
 
     def _spill(self, table: Any, name: str, rows: int) -> None:
         pa = import_pyarrow("Prediction capture")

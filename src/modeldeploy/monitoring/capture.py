@@ -395,7 +395,10 @@ class PredictionCapture(_Sink):
             features.extend(self._sample_features(X, n))
         pred_all = np.concatenate(preds) if preds else np.empty(0)
         pred_col = pa.array(pred_all.tolist() if pred_all.dtype == object else pred_all)
-        id_col = pa.array(ids)
+        try:
+            id_col = pa.array(ids)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # ints and text mixed: all as text
+            id_col = pa.array([None if i is None else str(i) for i in ids], pa.string())
         if pa.types.is_null(id_col.type):
             id_col = id_col.cast(pa.string())
         seconds = np.concatenate(times) if times else np.empty(0)
