@@ -207,7 +207,8 @@ def test_capture_to_a_registry_writes_to_its_artifact_store(tmp_path: Path) -> N
     reg = ModelRegistry(tmp_path / "reg")
     with PredictionCapture(reg) as cap:
         cap.record(None, [1, 0], ids=["a", "b"])
-    keys = [k for k in reg.artifacts.keys() if k.startswith("capture/")]
+    stored = reg.artifacts.keys()
+    keys = [k for k in stored if k.startswith("capture/")]
     assert len(keys) == 1 and keys[0].endswith(".parquet")
     assert PredictionCapture(reg).read().column("id").to_pylist() == ["a", "b"]
     reg.close()
@@ -321,7 +322,7 @@ def test_batch_deployer_captures_every_scored_row(
     assert list(by_id["prediction"]) == list(model.predict(X))
     sub = table[table["features"].notna()]
     assert submitted_ids is not None and sorted(sub["id"]) == sorted(submitted_ids)
-    feats = {i: f for i, f in zip(sub["id"], sub["features"], strict=True)}
+    feats = dict(zip(sub["id"], sub["features"], strict=True))
     assert all(np.allclose(feats[i], X[k]) for k, i in enumerate(submitted_ids))
 
 
