@@ -104,7 +104,7 @@ def _truth(rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """The ground truth: the model's rule, with 15% of the labels flipped."""
     y = (rows[:, 0] - rows[:, 2] > 0).astype(int)
     flip = rng.random(y.shape[0]) < 0.15
-    return np.where(flip, 1 - y, y)
+    return np.asarray(np.where(flip, 1 - y, y))
 
 
 def _load(

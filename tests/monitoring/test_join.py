@@ -57,12 +57,16 @@ def _reference(preds: pd.DataFrame, labels: pd.DataFrame, ttl_s: float | None) -
     m = p.merge(lab.rename(columns={"time": "label_time"}), on="id", how="inner")
     if ttl_s is not None:
         m = m[(m["label_time"] - m["time"]).dt.total_seconds() <= ttl_s]
-    return m[["id", "version", "prediction", "label"]].sort_values("id").reset_index(drop=True)
+    out: pd.DataFrame = m[["id", "version", "prediction", "label"]]
+    ordered: pd.DataFrame = out.sort_values("id").reset_index(drop=True)
+    return ordered
 
 
 def _pairs(result: Any) -> pd.DataFrame:
-    frame = result.table.to_pandas()
-    return frame[["id", "version", "prediction", "label"]].sort_values("id").reset_index(drop=True)
+    frame: pd.DataFrame = result.table.to_pandas()
+    out = frame[["id", "version", "prediction", "label"]]
+    ordered: pd.DataFrame = out.sort_values("id").reset_index(drop=True)
+    return ordered
 
 
 @pytest.mark.parametrize("ttl_s", [None, 600.0])
