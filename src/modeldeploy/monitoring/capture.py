@@ -368,13 +368,16 @@ class PredictionCapture(_Sink):
 
     def _to_table(self, items: list[Any]) -> Any:
         pa = import_pyarrow("PredictionCapture")
-        ids: list[Any] = []
+        ids: list[np.ndarray] = []
         times: list[np.ndarray] = []
         versions: list[Any] = []
+        counts: list[int] = []
         preds: list[np.ndarray] = []
-        probas: list[Any] = []
-        features: list[Any] = []
+        probas: list[tuple[np.ndarray | None, np.ndarray | None]] = []
+        features: list[tuple[np.ndarray | None, np.ndarray | None]] = []
         for X, pred, item_ids, proba, version, classes, t in items:
+            if proba is not None and proba.ndim == 1:
+                proba = np.column_stack([1.0 - proba, proba])
             if pred is None:
                 idx = np.asarray(proba).argmax(axis=1)
                 pred = idx if classes is None else np.asarray(classes)[idx]
@@ -383,54 +386,49 @@ class PredictionCapture(_Sink):
                 pred = pred[:, 0]
             n = pred.shape[0]
             id_arr = np.asarray(item_ids).ravel() if np.ndim(item_ids) else np.asarray([item_ids])
-            if id_arr.shape[0] != n:
+            if id_arr.shape[0] != n or (proba is not None and proba.shape[0] != n):
                 raise SchemaError(f"{id_arr.shape[0]} ids for {n} predictions")
-            ids.extend(id_arr.tolist())
+            ids.append(id_arr)
             times.append(np.full(n, t))
-            versions.extend([version] * n)
+            versions.append(version)
+            counts.append(n)
             preds.append(pred)
-            if proba is not None and np.ndim(proba) == 1:
-                proba = np.column_stack([1.0 - proba, proba])
-            probas.extend([None] * n if proba is None else list(proba))
-            features.extend(self._sample_features(X, n))
-        pred_all = np.concatenate(preds) if preds else np.empty(0)
-        pred_col = pa.array(pred_all.tolist() if pred_all.dtype == object else pred_all)
-        try:
-            id_col = pa.array(ids)
-        except (pa.ArrowInvalid, pa.ArrowTypeError):  # ints and text mixed: all as text
-            id_col = pa.array([None if i is None else str(i) for i in ids], pa.string())
-        if pa.types.is_null(id_col.type):
-            id_col = id_col.cast(pa.string())
+            probas.append((proba, None))
+            features.append(self._sample_features(X, n))
+        n_rows = sum(counts)
         seconds = np.concatenate(times) if times else np.empty(0)
         time_col = pa.array((seconds * 1e6).round().astype("int64"), pa.int64()).cast(
             pa.timestamp("us", tz="UTC")
         )
+        # One version per request: a dictionary of them, decoded.
+        codes = np.repeat(np.arange(len(versions), dtype=np.int32), counts)
+        version_col = pa.DictionaryArray.from_arrays(
+            pa.array(codes), pa.array(versions, pa.string())
+        ).dictionary_decode()
         return pa.table(
             {
-                "id": id_col,
+                "id": _id_column(pa, ids),
                 "time": time_col,
-                "version": pa.array(versions, pa.string()),
-                "prediction": pred_col,
-                "proba": pa.array(probas, pa.list_(pa.float64())),
-                "features": pa.array(features, pa.list_(pa.float64())),
+                "version": version_col,
+                "prediction": _value_column(pa, preds),
+                "proba": _list_column(pa, probas, counts, n_rows),
+                "features": _list_column(pa, features, counts, n_rows),
             }
         )
 
-    def _sample_features(self, X: Any, n: int) -> list[Any]:
+    def _sample_features(self, X: Any, n: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The rows to keep (a matrix) and which rows they are (a mask; None: all)."""
         rate = self.feature_rate
         if X is None or rate <= 0:
-            return [None] * n
-        keep = np.ones(n, dtype=bool) if rate >= 1 else self._rng.random(n) < rate
-        if not keep.any():
-            return [None] * n
+            return None, None
+        keep = None if rate >= 1 else self._rng.random(n) < rate
+        if keep is not None and not keep.any():
+            return None, None
         try:
             arr = np.asarray(X, dtype=np.float64)
-            if arr.ndim == 1:
-                arr = arr.reshape(n, -1)
         except (TypeError, ValueError):  # non-numeric features are not sampled
-            return [None] * n
-        rows = arr.tolist()
-        return [rows[i] if k else None for i, k in enumerate(keep.tolist())]
+            return None, None
+        return arr.reshape(n, -1), keep
 
     def _empty_table(self, pa: Any) -> Any:
         return pa.table(
@@ -542,6 +540,55 @@ class LabelCapture(_Sink):
                 "time": pa.array([], pa.timestamp("us", tz="UTC")),
             }
         )
+
+
+def _id_column(pa: Any, parts: list[np.ndarray]) -> Any:
+    """Ids as one column: numbers stay numbers; text (or a mix) becomes text."""
+    if parts and all(p.dtype.kind in "iub" for p in parts):
+        return pa.array(np.concatenate(parts).astype(np.int64))
+    values = [v for p in parts for v in p.tolist()]
+    try:
+        column = pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # numbers and text mixed: all as text
+        column = pa.array([None if v is None else str(v) for v in values], pa.string())
+    return column.cast(pa.string()) if pa.types.is_null(column.type) else column
+
+
+def _value_column(pa: Any, parts: list[np.ndarray]) -> Any:
+    values = np.concatenate(parts) if parts else np.empty(0)
+    if values.dtype.kind in "OUS":
+        return pa.array(values.tolist())
+    return pa.array(values)
+
+
+def _list_column(
+    pa: Any,
+    blocks: list[tuple[np.ndarray | None, np.ndarray | None]],
+    counts: list[int],
+    n_rows: int,
+) -> Any:
+    """A ``list<double>`` column from per-request ``(matrix, keep)`` blocks: a row is the
+    matrix's row where kept, null elsewhere (and where the matrix is None)."""
+    lengths = np.zeros(n_rows, dtype=np.int64)
+    valid = np.zeros(n_rows, dtype=bool)
+    values: list[np.ndarray] = []
+    start = 0
+    for (matrix, keep), n in zip(blocks, counts, strict=True):
+        if matrix is not None:
+            rows = matrix if keep is None else matrix[keep]
+            mask = np.ones(n, dtype=bool) if keep is None else keep
+            valid[start : start + n] = mask
+            lengths[start : start + n][mask] = matrix.shape[1]
+            values.append(np.ascontiguousarray(rows, dtype=np.float64).ravel())
+        start += n
+    kind = pa.list_(pa.float64())
+    if not valid.any():
+        return pa.nulls(n_rows, kind)
+    offsets = np.zeros(n_rows + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    return pa.ListArray.from_arrays(
+        pa.array(offsets), pa.array(np.concatenate(values)), type=kind, mask=pa.array(~valid)
+    )
 
 
 def _has_str(ids: Any) -> bool:
