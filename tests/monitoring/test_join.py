@@ -71,8 +71,16 @@ def _pairs(result: Any) -> pd.DataFrame:
 
 @pytest.mark.parametrize("ttl_s", [None, 600.0])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_join_follows_the_documented_rules(seed: int, ttl_s: float | None) -> None:
+@pytest.mark.parametrize("ids", ["dense", "sparse", "text"])
+def test_join_follows_the_documented_rules(seed: int, ttl_s: float | None, ids: str) -> None:
     preds, labels = _stream(seed)
+    # Compact integer ids take the direct-address path, others Arrow's hash lookup.
+    if ids == "sparse":
+        preds["id"] = preds["id"] * 1_000_003 + 2**40
+        labels["id"] = labels["id"] * 1_000_003 + 2**40
+    elif ids == "text":
+        preds["id"] = "req-" + preds["id"].astype(str)
+        labels["id"] = "req-" + labels["id"].astype(str)
     result = LabelJoin(ttl=ttl_s).join(preds, labels)
     expected = _reference(preds, labels, ttl_s)
     pd.testing.assert_frame_equal(_pairs(result), expected, check_dtype=False)

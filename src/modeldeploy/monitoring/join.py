@@ -40,6 +40,8 @@ DEFAULT_DASK_ROWS = 50_000_000
 #: Rows per ``Monitor.log_predictions`` call when a join result is fed to a monitor.
 DEFAULT_FEED_ROWS = 1_000_000
 _SEQ = "_seq"
+#: Integer ids spanning at most this many times the rows use a direct-address table.
+_DENSE_SPAN = 4
 _DUPS = "_dups"
 _EXPIRED = "_expired"
 
@@ -219,8 +221,8 @@ class LabelJoin:
         if self.engine == "auto" and pred.num_rows + lab.num_rows > self.dask_rows:
             return self._join_dask(pred, lab, now_us)
         pred, lab = _same_id_type(pred, lab)
-        table, dups = _match(pred, lab, self._ttl_us, now_us)
-        return _result(table, dups, pred.num_rows, lab.num_rows)
+        table, dups, expired = _match(pred, lab, self._ttl_us, now_us)
+        return _result(table, dups, pred.num_rows, lab.num_rows, expired)
 
     def feed(self, monitor: Any, predictions: Any, labels: Any) -> JoinResult:
         """:meth:`join`, then :meth:`JoinResult.feed` the pairs into ``monitor``."""
@@ -365,33 +367,35 @@ class LabelJoin:
 # ---------------------------------------------------------------------- the kernel
 
 
-def _match(pred: Any, lab: Any, ttl_us: int | None, now_us: int) -> tuple[Any, int]:
-    """Join one pair of tables (all rows, or one partition of each); return the matched rows
-    (with an ``_expired`` flag dropped) and how many duplicate predictions were left out."""
+def _match(
+    pred: Any, lab: Any, ttl_us: int | None, now_us: int, *, flag_expired: bool = False
+) -> tuple[Any, int, int]:
+    """Join one pair of tables (all rows, or one partition of each).
+
+    Returns the matched rows, how many duplicate predictions were left out and how many
+    matches were past the TTL: left out too, or kept with an ``_expired`` flag
+    (``flag_expired``, for partitions whose counts are summed later).
+    """
     pa = import_pyarrow(_OWNER)
-    import pyarrow.compute as pc
 
     n_l = lab.num_rows
     label_time = _label_times(lab, now_us)
     # Order the labels so the one that counts comes first among its id: latest time, then
     # latest in the input. Reversed input order already does that when times never decrease.
-    lab_seq = _seq_of(lab)
-    if np.all(np.diff(label_time) >= 0) and np.all(np.diff(lab_seq) >= 0):
-        order = np.arange(n_l - 1, -1, -1)
-    else:
-        order = np.lexsort((-lab_seq, -label_time))
-    lab_ids = lab.column("id")
-    ordered_ids = lab_ids.take(pa.array(order)) if n_l else lab_ids
-    pos = pc.index_in(pred.column("id"), value_set=ordered_ids)
-    hit = pos.is_valid().to_numpy(zero_copy_only=False)
-    p_idx = np.flatnonzero(hit)
-    l_idx = order[pos.drop_null().to_numpy()] if p_idx.size else np.empty(0, np.int64)
+    in_order = bool(np.all(label_time[1:] >= label_time[:-1]))
+    if in_order and _SEQ in lab.column_names:
+        lab_seq = _seq_of(lab)
+        in_order = bool(np.all(lab_seq[1:] >= lab_seq[:-1]))
+    order = np.arange(n_l - 1, -1, -1) if in_order else np.lexsort((-_seq_of(lab), -label_time))
+    p_idx, l_idx = _lookup(pred.column("id"), lab.column("id"), order)
     pred_time = pred.column("time").cast(pa.int64()).to_numpy()
     dups = 0
     if p_idx.size:
-        counts = np.bincount(l_idx, minlength=max(n_l, 1))
-        multi = counts[l_idx] > 1
-        if multi.any():
+        seen = np.zeros(n_l, dtype=bool)
+        seen[l_idx] = True
+        if np.count_nonzero(seen) < l_idx.size:
+            counts = np.bincount(l_idx, minlength=n_l)
+            multi = counts[l_idx] > 1
             # Several predictions of one id: the earliest (then the first in the input) counts.
             pred_seq = _seq_of(pred)
             sub = np.flatnonzero(multi)
@@ -404,16 +408,64 @@ def _match(pred: Any, lab: Any, ttl_us: int | None, now_us: int) -> tuple[Any, i
             dups = int((~first).sum())
             p_idx, l_idx = p_idx[keep], l_idx[keep]
     expired = np.zeros(p_idx.size, dtype=bool)
+    n_expired = 0
     if ttl_us is not None and p_idx.size:
         expired = label_time[l_idx] - pred_time[p_idx] > ttl_us
+        n_expired = int(np.count_nonzero(expired))
+        if n_expired and not flag_expired:
+            p_idx, l_idx = p_idx[~expired], l_idx[~expired]
     out = pred.drop_columns([c for c in (_SEQ,) if c in pred.column_names]).take(pa.array(p_idx))
     out = out.append_column("label", lab.column("label").take(pa.array(l_idx)))
     out = out.append_column(
         "label_time",
         pa.array(label_time[l_idx], pa.int64()).cast(pa.timestamp("us", tz="UTC")),
     )
-    out = out.append_column(_EXPIRED, pa.array(expired))
-    return out, dups
+    if flag_expired:
+        out = out.append_column(_EXPIRED, pa.array(expired))
+    return out, dups, n_expired
+
+
+def _lookup(pred_ids: Any, lab_ids: Any, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The predictions with a label (their rows) and the label that counts for each (its row):
+    the first of its id in ``order``.
+
+    Integer ids in a compact range (at most ``_DENSE_SPAN`` times the rows) go through a
+    direct-address table; other ids (text, sparse integers) through Arrow's hash lookup.
+    """
+    pa = import_pyarrow(_OWNER)
+    import pyarrow.compute as pc
+
+    n_l = len(lab_ids)
+    if not n_l or not len(pred_ids):
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    if (
+        pa.types.is_integer(pred_ids.type)
+        and pred_ids.type == lab_ids.type
+        and not pred_ids.null_count
+        and not lab_ids.null_count
+    ):
+        p = np.asarray(pred_ids.to_numpy(), dtype=np.int64)
+        q = np.asarray(lab_ids.to_numpy(), dtype=np.int64)
+        lo = min(int(p.min()), int(q.min()))
+        hi = max(int(p.max()), int(q.max()))
+        span = hi - lo + 1
+        if span <= _DENSE_SPAN * (p.size + q.size):
+            table = np.full(span, -1, dtype=np.int64)
+            keys = q - lo if lo else q
+            table[keys] = np.arange(n_l)  # any one label of each id; duplicates settled below
+            if np.count_nonzero(table >= 0) < n_l:
+                repeated = np.bincount(keys, minlength=span) > 1
+                rows = order[repeated[keys[order]]]  # duplicated ids' labels, best first
+                first = np.unique(keys[rows], return_index=True)[1]
+                table[keys[rows[first]]] = rows[first]
+            pos = table[p - lo if lo else p]
+            p_idx = np.flatnonzero(pos >= 0)
+            return p_idx, pos[p_idx]
+    ordered_ids = lab_ids.take(pa.array(order))
+    found = pc.index_in(pred_ids, value_set=ordered_ids)
+    p_idx = np.flatnonzero(found.is_valid().to_numpy(zero_copy_only=False))
+    l_idx = order[found.drop_null().to_numpy()] if p_idx.size else np.empty(0, np.int64)
+    return p_idx, l_idx
 
 
 def _match_frame(pred: Any, lab: Any, ttl_us: int | None, now_us: int) -> Any:
@@ -422,7 +474,7 @@ def _match_frame(pred: Any, lab: Any, ttl_us: int | None, now_us: int) -> Any:
     p = _frame_to_table(pred)
     lab_t = _frame_to_table(lab)
     p, lab_t = _same_id_type(p, lab_t)
-    table, dups = _match(p, lab_t, ttl_us, now_us)
+    table, dups, _ = _match(p, lab_t, ttl_us, now_us, flag_expired=True)
     column = np.zeros(table.num_rows, dtype=np.int64)
     if table.num_rows:
         column[0] = dups
@@ -430,14 +482,18 @@ def _match_frame(pred: Any, lab: Any, ttl_us: int | None, now_us: int) -> Any:
     return table.to_pandas()
 
 
-def _result(table: Any, dups: int, n_pred: int, n_lab: int) -> JoinResult:
+def _result(
+    table: Any, dups: int, n_pred: int, n_lab: int, n_expired: int | None = None
+) -> JoinResult:
+    """The counts of a join; ``n_expired`` None: count (and drop) the ``_expired`` rows."""
     import pyarrow.compute as pc
 
-    expired_flags = table.column(_EXPIRED)
-    n_expired = int(pc.sum(expired_flags).as_py() or 0) if table.num_rows else 0
-    if n_expired:
-        table = table.filter(pc.invert(expired_flags))
-    table = table.drop_columns([_EXPIRED])
+    if n_expired is None:
+        flags = table.column(_EXPIRED)
+        n_expired = int(pc.sum(flags).as_py() or 0) if table.num_rows else 0
+        if n_expired:
+            table = table.filter(pc.invert(flags))
+        table = table.drop_columns([_EXPIRED])
     matched = table.num_rows
     counts = {
         "predictions": n_pred,
