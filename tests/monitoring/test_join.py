@@ -261,3 +261,13 @@ def test_labels_written_and_read_back_keep_their_order_rules(tmp_path: Path) -> 
     assert got == {1: 1, 2: 0}
     assert result.counts["unmatched_labels"] == 1  # the superseded one
     assert pq.read_table(str(tmp_path / "labels" / labels.segments()[0])).num_rows == 3
+
+
+@pytest.mark.slow
+def test_dask_join_matches_ids_given_as_text_like_the_in_memory_join(dask_client: Any) -> None:
+    preds, labels = _stream(11, n_pred=4000, n_lab=3000)
+    text_labels = labels.assign(id=labels["id"].astype(str))
+    memory = LabelJoin(engine="memory").join(preds, text_labels)
+    on_dask = LabelJoin(engine="dask", npartitions=3).join(preds, text_labels)
+    assert memory.counts == on_dask.counts and memory.counts["matched"] > 1000
+    assert _pairs(memory).equals(_pairs(on_dask))

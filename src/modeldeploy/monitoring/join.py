@@ -121,7 +121,8 @@ class LabelJoin:
         ``"memory"`` (pyarrow hash lookups and numpy, in this process), ``"dask"``
         (``dask.dataframe``: both sides hash-partitioned by id, each pair of partitions
         joined by the same code; extras ``[dask]`` and ``[pandas]``), or ``"auto"``: Dask
-        when a client is running or above ``dask_rows`` rows. The results are equal.
+        when either side is a ``dask.dataframe`` or there are more than ``dask_rows`` rows
+        (predictions plus labels). The results are equal.
     npartitions
         Partitions of the Dask join (default: about one per million rows, at least 2).
     dask_rows
@@ -320,6 +321,11 @@ class LabelJoin:
         pa = import_pyarrow(f"{_OWNER}(engine='dask')")
         pred = self._dask_side(predictions, "predictions")
         lab = self._dask_side(labels, "labels")
+        if pred["id"].dtype != lab["id"].dtype:
+            # One id type on both sides before hashing, or equal ids land in different parts.
+            kind = "int64" if pred["id"].dtype.kind in "iu" else str
+            pred = pred.assign(id=pred["id"].astype(kind))
+            lab = lab.assign(id=lab["id"].astype(kind))
         n_pred = int(pred.shape[0].compute())
         n_lab = int(lab.shape[0].compute())
         k = self.npartitions or max(2, (n_pred + n_lab) // 1_000_000)
