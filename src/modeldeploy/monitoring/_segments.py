@@ -189,6 +189,8 @@ class SegmentWriter:
         }
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
         self._lock = threading.Lock()
+        # Sending spilled segments waits on the location: never under _lock, which offer takes.
+        self._resend_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._closed = False
         self._seq = 0
@@ -201,15 +203,16 @@ class SegmentWriter:
         """Queue ``item`` (``rows`` rows) without waiting; False (counted) when full or closed."""
         if self._thread is None:
             self._start()
-        if self._closed:
-            self.counts["dropped"] += rows
-            return False
-        try:
-            self._queue.put_nowait(("rows", item, rows))
-        except queue.Full:
-            with self._lock:
+        with self._lock:  # held for a few counter updates only: never across I/O
+            self.counts["queued"] += rows
+            if self._closed:
                 self.counts["dropped"] += rows
-            return False
+                return False
+            try:
+                self._queue.put_nowait(("rows", item, rows))
+            except queue.Full:
+                self.counts["dropped"] += rows
+                return False
         return True
 
     def flush(self, timeout: float) -> bool:
@@ -242,8 +245,7 @@ class SegmentWriter:
 
     def resend(self) -> int:
         """Send spilled segments to the location now; return how many went."""
-        with self._lock:
-            return self._resend()
+        return self._resend()
 
     # ------------------------------------------------------------------ the thread
 
@@ -336,8 +338,8 @@ class SegmentWriter:
         with self._lock:
             self.counts["written"] += rows
             self.counts["segments"] += 1
-            if self.counts["spilled_segments"] or self._spilled_names():
-                self._resend()
+        if self.counts["spilled_segments"] or self._spilled_names():
+            self._resend()
 
     def _build(self, pa: Any, items: list[Any], rows: int) -> Any:
         """The segment's table; an item that cannot be stored is left out and counted lost,
@@ -390,20 +392,23 @@ class SegmentWriter:
             return []
 
     def _resend(self) -> int:
-        """Move spilled segments to the location (called under the lock)."""
+        """Move spilled segments to the location; one sender at a time."""
         sent = 0
-        for path in self._spilled_names():
-            rows = _rows_in_name(path.name)
-            try:
-                self.location.put(path.name.replace("__", "/", 1), path)
-            except Exception:
-                logger.info("%s: %s still refuses spilled segments", self.name, self.location)
-                break
-            path.unlink(missing_ok=True)
-            sent += 1
-            self.counts["resent"] += rows
-            self.counts["segments"] += 1
-            self.counts["spilled_segments"] = max(0, self.counts["spilled_segments"] - 1)
+        with self._resend_lock:
+            for path in self._spilled_names():
+                rows = _rows_in_name(path.name)
+                try:
+                    self.location.put(path.name.replace("__", "/", 1), path)
+                except Exception:
+                    logger.info("%s: %s still refuses spilled segments", self.name, self.location)
+                    break
+                path.unlink(missing_ok=True)
+                sent += 1
+                with self._lock:
+                    self.counts["resent"] += rows
+                    self.counts["segments"] += 1
+                    spilled = self.counts["spilled_segments"]
+                    self.counts["spilled_segments"] = max(0, spilled - 1)
         return sent
 
     def _warn_drops(self) -> None:

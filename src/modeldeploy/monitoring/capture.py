@@ -329,7 +329,7 @@ class PredictionCapture(_Sink):
     ) -> bool:
         """Queue one scored request; return False when it was dropped (the queue is full).
 
-        Never raises and never waits (a bad request is logged and counted as lost).
+        Never raises and never waits (a request it cannot read is logged and left out).
 
         Parameters
         ----------
@@ -359,9 +359,7 @@ class PredictionCapture(_Sink):
             item = (X, pred, ids, proba, version, classes, t)
         except Exception:
             logger.warning("%s: could not record a request", self._owner, exc_info=True)
-            self._writer.counts["lost"] += 1
             return False
-        self._writer.counts["queued"] += rows
         return self._writer.offer(item, rows)
 
     # ------------------------------------------------------------------ the writer's side
@@ -517,7 +515,6 @@ class LabelCapture(_Sink):
         if not id_arr.shape[0]:
             return True
         t = self.clock.now().timestamp()
-        self._writer.counts["queued"] += id_arr.shape[0]
         return self._writer.offer((id_arr, values, t), id_arr.shape[0])
 
     def _to_table(self, items: list[Any]) -> Any:
