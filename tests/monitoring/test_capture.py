@@ -48,6 +48,7 @@ def test_rows_land_in_segments_with_the_documented_schema(tmp_path: Path) -> Non
     # A segment holds at least segment_rows rows: this request went out as one.
     assert len(cap.segments()) == 1
     assert cap.stats()["written"] == 5 and cap.stats()["segments"] == 1
+    assert "written=5" in repr(cap) and "<td>5</td>" in cap._repr_html_()
 
 
 def test_segments_rotate_by_rows_and_no_row_is_lost_or_doubled(tmp_path: Path) -> None:

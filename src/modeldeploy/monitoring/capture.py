@@ -23,6 +23,7 @@ Label segments hold ``id``, ``label`` and ``time`` (when the label was logged).
 
 from __future__ import annotations
 
+import html
 import itertools
 import logging
 import tempfile
@@ -196,6 +197,14 @@ class _Sink:
         meta = load(names[0]).iloc[:0]
         parts = [delayed(load)(n) for n in names]
         return dd.from_delayed(parts, meta=meta, verify_meta=False)
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><th style='text-align:left'>{k}</th><td>{v:,}</td></tr>"
+            for k, v in self.stats().items()
+        )
+        where = html.escape(str(self._location))
+        return f"<table><caption>{self._owner} {where}</caption><tbody>{rows}</tbody></table>"
 
     def __repr__(self) -> str:
         s = self._writer.counts

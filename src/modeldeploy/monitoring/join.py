@@ -65,6 +65,13 @@ class JoinResult:
         shown = ", ".join(f"{k}={v:,}" for k, v in self.counts.items())
         return f"JoinResult({shown})"
 
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><th style='text-align:left'>{k}</th><td>{v:,}</td></tr>"
+            for k, v in self.counts.items()
+        )
+        return f"<table><caption>JoinResult</caption><tbody>{rows}</tbody></table>"
+
     def to_pandas(self) -> Any:
         """The matched pairs as a pandas DataFrame."""
         return self.table.to_pandas()
