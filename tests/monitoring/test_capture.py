@@ -375,3 +375,27 @@ def test_a_full_disk_never_fails_a_request_and_is_counted(tmp_path: Path) -> Non
     # Whatever reached the folder is whole: no partial segment is ever visible.
     for path in _segment_files(tmp_path / "cap"):
         assert pq.read_metadata(path).num_rows > 0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+# Python 3.12+ warns on fork() with threads running: forking a serving process is the case here.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_forked_child_captures_with_a_writer_of_its_own(tmp_path: Path) -> None:
+    cap = PredictionCapture(tmp_path, feature_rate=0.0)
+    cap.record(None, [1], ids=["parent-before"])  # the parent's writer thread is running
+    cap.flush()
+    pid = os.fork()
+    if pid == 0:  # the child: like a gunicorn worker forked from a preloading master
+        code = 1
+        try:
+            cap.record(None, [2, 3], ids=["child-1", "child-2"])
+            code = 0 if cap.close(timeout=30) and cap.stats()["written"] == 2 else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    cap.record(None, [4], ids=["parent-after"])
+    assert cap.close()
+    assert sorted(cap.read().column("id").to_pylist()) == [
+        "child-1", "child-2", "parent-after", "parent-before"
+    ]  # fmt: skip

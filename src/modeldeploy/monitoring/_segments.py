@@ -187,6 +187,8 @@ class SegmentWriter:
             "segments": 0,
             "spilled_segments": 0,
         }
+        self.max_queue = max_queue
+        self._pid = os.getpid()
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
         self._lock = threading.Lock()
         # Sending spilled segments waits on the location: never under _lock, which offer takes.
@@ -201,6 +203,8 @@ class SegmentWriter:
 
     def offer(self, item: Any, rows: int) -> bool:
         """Queue ``item`` (``rows`` rows) without waiting; False (counted) when full or closed."""
+        if self._pid != os.getpid():
+            self._after_fork()
         if self._thread is None:
             self._start()
         with self._lock:  # held for a few counter updates only: never across I/O
@@ -246,6 +250,19 @@ class SegmentWriter:
     def resend(self) -> int:
         """Send spilled segments to the location now; return how many went."""
         return self._resend()
+
+    def _after_fork(self) -> None:
+        """A forked child (``gunicorn --preload``) has no writer thread: start afresh, as a
+        writer of its own with its own name and counters."""
+        self._pid = os.getpid()
+        self.token = writer_token()
+        self.counts = dict.fromkeys(self.counts, 0)
+        self._queue = queue.Queue(maxsize=self.max_queue)
+        self._lock = threading.Lock()
+        self._resend_lock = threading.Lock()
+        self._thread = None
+        self._seq = 0
+        self._warned_drops = 0
 
     # ------------------------------------------------------------------ the thread
 
