@@ -399,3 +399,12 @@ def test_a_forked_child_captures_with_a_writer_of_its_own(tmp_path: Path) -> Non
     assert sorted(cap.read().column("id").to_pylist()) == [
         "child-1", "child-2", "parent-after", "parent-before"
     ]  # fmt: skip
+
+
+def test_segments_with_numeric_and_text_ids_read_back_as_text(tmp_path: Path) -> None:
+    with PredictionCapture(tmp_path, segment_rows=2) as cap:
+        cap.record(None, [1, 0], ids=[10, 11])  # a batch run's row numbers
+        cap.flush()
+        cap.record(None, [1, 1], ids=["req-a", "req-b"])  # an online deployer's request ids
+    assert len(cap.segments()) == 2
+    assert sorted(cap.read().column("id").to_pylist()) == ["10", "11", "req-a", "req-b"]

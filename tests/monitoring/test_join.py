@@ -146,6 +146,7 @@ def test_labels_from_anywhere_give_the_same_join(tmp_path: Path) -> None:
         plain.join(cap, (ids, values)),
         plain.join(cap, labels),
         plain.join(tmp_path / "capture", LabelCapture(tmp_path)),  # read from the folders
+        plain.join(tmp_path, str(tmp_path)),  # the captures' location, for both sides
     ]
     expected = dict(zip(ids, values.tolist(), strict=True))
     for result in results:

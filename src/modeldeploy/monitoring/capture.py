@@ -166,7 +166,13 @@ class _Sink:
         tables = list(read_segments(self._location, columns))
         if not tables:
             return self._empty_table(pa)
-        return pa.concat_tables(tables, promote_options="permissive")
+        try:
+            return pa.concat_tables(tables, promote_options="permissive")
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            # Segments with numeric ids and segments with text ids (a batch run's row numbers
+            # next to an online deployer's request ids): every id as text.
+            tables = [_ids_as_text(pa, t) for t in tables]
+            return pa.concat_tables(tables, promote_options="permissive")
 
     def _empty_table(self, pa: Any) -> Any:
         raise NotImplementedError
@@ -546,6 +552,13 @@ class LabelCapture(_Sink):
                 "time": pa.array([], pa.timestamp("us", tz="UTC")),
             }
         )
+
+
+def _ids_as_text(pa: Any, table: Any) -> Any:
+    if "id" not in table.column_names or pa.types.is_string(table.schema.field("id").type):
+        return table
+    i = table.column_names.index("id")
+    return table.set_column(i, "id", table.column(i).cast(pa.string()))
 
 
 def _id_column(pa: Any, parts: list[np.ndarray]) -> Any:

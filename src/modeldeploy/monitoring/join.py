@@ -246,7 +246,10 @@ class LabelJoin:
         if isinstance(source, (str, os.PathLike)):
             from modeldeploy.monitoring.capture import PredictionCapture
 
-            source = PredictionCapture(Path(source).parent, prefix=Path(source).name)
+            path = Path(source)  # the capture's location, or its capture/ folder
+            if (path / "capture").is_dir():
+                path = path / "capture"
+            source = PredictionCapture(path.parent, prefix=path.name)
         if callable(getattr(source, "read", None)) and callable(getattr(source, "segments", None)):
             table = source.read()
         else:
@@ -287,7 +290,10 @@ class LabelJoin:
                 }
             )
         elif isinstance(source, (str, os.PathLike)):
-            source = _read_file(Path(source))
+            path = Path(source)
+            if (path / "labels").is_dir():  # a LabelCapture's location
+                path = path / "labels"
+            source = _read_file(path)
         elif callable(getattr(source, "read", None)) and callable(
             getattr(source, "segments", None)
         ):
