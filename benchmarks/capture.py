@@ -11,7 +11,9 @@ Run: python benchmarks/capture.py [--rows 10000000]  (a few minutes on 2 cores; 
    prediction per id, TTL), next to ``pandas.merge`` of the same ids (an inner join, nothing
    more; the DataFrames are made beforehand) and ``pyarrow.Table.join`` (Acero's hash join).
    90% of the labels have a prediction; ids are int64 in a random order on both sides.
-4. Peak memory of each join: each runs in a forked child, whose peak RSS (``ru_maxrss``) less
+4. What capture adds to one ``OnlineDeployer.predict`` of one row (20,000 requests from one
+   thread, with and without ``capture=``; the writer runs in the background).
+5. Peak memory of each join: each runs in a forked child, whose peak RSS (``ru_maxrss``) less
    its RSS when it started is the memory the join added.
 """
 
@@ -110,13 +112,44 @@ def make_data(n: int, folder: Path) -> tuple[float, float]:
     return pred_rate, label_rate
 
 
+def online_overhead(folder: Path, n: int = 20_000) -> None:
+    from sklearn.linear_model import LogisticRegression
+
+    from modeldeploy import OnlineDeployer
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(2_000, 8))
+    model = LogisticRegression().fit(X, X[:, 0] > 0)
+    rows = [X[i % 2_000] for i in range(n)]
+    per_request = {}
+    for name in ("without capture", "with capture"):
+        cap = PredictionCapture(folder, feature_rate=0.1) if name == "with capture" else None
+        with OnlineDeployer(model, capture=cap, max_wait_ms=0) as dep:
+            for row in rows[:1_000]:
+                dep.predict(row)
+            best = float("inf")
+            for _ in range(3):
+                t = time.perf_counter()
+                for row in rows:
+                    dep.predict(row)
+                best = min(best, time.perf_counter() - t)
+        per_request[name] = best / n * 1e6
+        if cap is not None:
+            cap.close()
+            assert cap.stats()["dropped"] == 0, cap.stats()
+        print(f"OnlineDeployer.predict, one row, {name}: {per_request[name]:.1f} us/request")
+    extra = per_request["with capture"] - per_request["without capture"]
+    print(f"capture adds {extra:.1f} us per request")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000)
     args = parser.parse_args()
     n = args.rows
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
+        online_overhead(Path(tmp) / "online")
+        folder = Path(tmp) / "join"
         pred_rate, label_rate = make_data(n, folder)
         print(f"capture: predictions {pred_rate / 1e6:.2f}M rows/s, labels "
               f"{label_rate / 1e6:.2f}M rows/s (written as Parquet segments)")  # fmt: skip
