@@ -272,3 +272,30 @@ def test_dask_join_matches_ids_given_as_text_like_the_in_memory_join(dask_client
     on_dask = LabelJoin(engine="dask", npartitions=3).join(preds, text_labels)
     assert memory.counts == on_dask.counts and memory.counts["matched"] > 1000
     assert _pairs(memory).equals(_pairs(on_dask))
+
+
+@pytest.mark.slow
+def test_dask_join_on_worker_processes_reads_segments_from_s3(s3_url: str) -> None:
+    """Worker processes read the segments from the object store themselves."""
+    distributed = pytest.importorskip("distributed")
+    from modeldeploy.registry.stores import S3ArtifactStore
+
+    preds, labels = _stream(13, n_pred=6000, n_lab=5000)
+    clock = FakeClock(T0)
+    cap = PredictionCapture(S3ArtifactStore(s3_url), clock=clock, segment_rows=1500)
+    for lo in range(0, len(preds), 500):
+        part = preds.iloc[lo : lo + 500]
+        clock.set(part["time"].iloc[0].to_pydatetime())
+        cap.record(None, part["prediction"].to_numpy(), ids=part["id"].to_numpy(), version="m:1")
+    assert cap.close()
+    assert len(cap.segments()) == 4
+    memory = LabelJoin(engine="memory").join(cap, labels)
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster),
+    ):
+        on_dask = LabelJoin(engine="dask", npartitions=3).join(cap, labels)
+    assert memory.counts == on_dask.counts and memory.counts["matched"] > 2000
+    assert _pairs(memory).equals(_pairs(on_dask))

@@ -26,7 +26,7 @@ from typing import Any
 
 from modeldeploy._files import fsync_dir
 from modeldeploy.exceptions import InvalidParameterError, MissingDependencyError
-from modeldeploy.registry.stores import ArtifactStore
+from modeldeploy.registry.stores import ArtifactStore, LocalArtifactStore, S3ArtifactStore
 from modeldeploy.typing import Clock
 
 logger = logging.getLogger("modeldeploy.monitoring.capture")
@@ -86,6 +86,27 @@ class Location:
         if self.folder is not None:
             return str(self.folder)
         return f"{self.store!r}/{self.prefix}"
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Shipped to Dask workers (to_dask): the built-in stores hold locks and clients, so
+        # they travel as what rebuilds them.
+        state = dict(self.__dict__)
+        store = self.store
+        if isinstance(store, S3ArtifactStore):
+            state["store"] = ("s3", store.url, store.max_retries, store.retry_timeout_s)
+        elif isinstance(store, LocalArtifactStore):
+            state["store"] = ("local", str(store.root))
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        store = state.get("store")
+        if isinstance(store, tuple) and store[0] == "s3":
+            state["store"] = S3ArtifactStore(
+                store[1], max_retries=store[2], retry_timeout_s=store[3]
+            )
+        elif isinstance(store, tuple) and store[0] == "local":
+            state["store"] = LocalArtifactStore(store[1])
+        self.__dict__.update(state)
 
     def put(self, name: str, source: Path) -> None:
         """Store the local file ``source`` as segment ``name``, atomically."""
