@@ -40,8 +40,9 @@ DEFAULT_DASK_ROWS = 50_000_000
 #: Rows per ``Monitor.log_predictions`` call when a join result is fed to a monitor.
 DEFAULT_FEED_ROWS = 1_000_000
 _SEQ = "_seq"
-#: Integer ids spanning at most this many times the rows use a direct-address table.
-_DENSE_SPAN = 4
+#: Integer ids spanning at most this many times the rows use a direct-address table (4 bytes
+#: per slot: at most 8 bytes per row of the two sides).
+_DENSE_SPAN = 2
 _DUPS = "_dups"
 _EXPIRED = "_expired"
 
@@ -469,17 +470,21 @@ def _lookup(pred_ids: Any, lab_ids: Any, order: np.ndarray) -> tuple[np.ndarray,
         hi = max(int(p.max()), int(q.max()))
         span = hi - lo + 1
         if span <= _DENSE_SPAN * (p.size + q.size):
-            table = np.full(span, -1, dtype=np.int64)
+            kind = np.int32 if n_l < 2**31 - 1 else np.int64
+            table = np.full(span, -1, dtype=kind)
             keys = q - lo if lo else q
-            table[keys] = np.arange(n_l)  # any one label of each id; duplicates settled below
-            if np.count_nonzero(table >= 0) < n_l:
-                repeated = np.bincount(keys, minlength=span) > 1
+            rows_l = np.arange(n_l, dtype=kind)
+            table[keys] = rows_l  # any one label of each id; duplicates settled below
+            losers = np.flatnonzero(table[keys] != rows_l)
+            if losers.size:
+                repeated = np.zeros(span, dtype=bool)
+                repeated[keys[losers]] = True
                 rows = order[repeated[keys[order]]]  # duplicated ids' labels, best first
                 first = np.unique(keys[rows], return_index=True)[1]
                 table[keys[rows[first]]] = rows[first]
             pos = table[p - lo if lo else p]
             p_idx = np.flatnonzero(pos >= 0)
-            return p_idx, pos[p_idx]
+            return p_idx, pos[p_idx].astype(np.int64)
     ordered_ids = lab_ids.take(pa.array(order))
     found = pc.index_in(pred_ids, value_set=ordered_ids)
     p_idx = np.flatnonzero(found.is_valid().to_numpy(zero_copy_only=False))
