@@ -21,7 +21,14 @@ from modeldeploy.exceptions import (
     SchemaError,
     VersionNotFoundError,
 )
-from modeldeploy.monitoring import Alert, Monitor, MonitorPublisher
+from modeldeploy.monitoring import (
+    Alert,
+    LabelCapture,
+    LabelJoin,
+    Monitor,
+    MonitorPublisher,
+    PredictionCapture,
+)
 from modeldeploy.registry import Event, ModelRegistry, ModelVersion, Signature
 from modeldeploy.retraining import RetrainPolicy
 from modeldeploy.routing import HybridRouter
@@ -40,6 +47,8 @@ __all__ = [
     "FunctionDeployer",
     "HybridRouter",
     "IntegrityError",
+    "LabelCapture",
+    "LabelJoin",
     "ModelDeployError",
     "ModelNotFoundError",
     "ModelRegistry",
@@ -47,6 +56,7 @@ __all__ = [
     "Monitor",
     "MonitorPublisher",
     "OnlineDeployer",
+    "PredictionCapture",
     "PredictionTimeoutError",
     "RetrainPolicy",
     "SchemaError",

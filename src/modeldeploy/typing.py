@@ -18,6 +18,7 @@ __all__ = [
     "ArrayLike",
     "BatchQueue",
     "CanaryTarget",
+    "CaptureSink",
     "ChangeMonitorView",
     "Clock",
     "FloatArray",
@@ -82,6 +83,31 @@ class MonitorSink(Protocol):
 
     def log_error(self, error: BaseException, *, version: str | None = None) -> None:
         """Record one failed request."""
+
+
+@runtime_checkable
+class CaptureSink(Protocol):
+    """Where a deployer writes what it served (``capture=``);
+    :class:`~modeldeploy.monitoring.capture.PredictionCapture` is one.
+
+    ``record`` is called on the hot path: it must queue and return at once, and never raise.
+    """
+
+    def new_ids(self, n: int, /) -> Any:
+        """``n`` fresh request ids, for a request that came without ids."""
+
+    def record(
+        self,
+        X: Any,
+        y_pred: Any = None,
+        *,
+        ids: Any = None,
+        y_proba: Any = None,
+        version: str | None = None,
+        classes: Any = None,
+    ) -> bool:
+        """Queue one scored request (``y_pred`` None: ``classes[argmax(y_proba)]``); False when
+        it was dropped."""
 
 
 class Waitable(Protocol):

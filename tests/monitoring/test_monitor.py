@@ -417,3 +417,30 @@ def test_undefined_metrics_are_none_valid_json_and_not_judged() -> None:
     mon.log_predictions(None, [1], ids=["d"], latency_s=0.002)
     p99 = mon.metrics()["latency_p99"]
     assert p99 is not None and 0.0019 < p99 < 0.0022  # seconds, within the 6% bin width
+
+
+def test_log_predictions_at_puts_rows_in_the_buckets_of_their_own_times() -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from modeldeploy.testing import FakeClock
+
+    clock = FakeClock(datetime(2026, 3, 1, 12, tzinfo=timezone.utc))
+    now = clock.now()
+    times = [now - timedelta(hours=3), now - timedelta(minutes=20), now - timedelta(minutes=5)]
+    forms = [
+        times,  # aware datetimes
+        np.array([t.replace(tzinfo=None) for t in times], dtype="datetime64[us]"),
+        np.array([t.timestamp() for t in times]),  # epoch seconds
+    ]
+    for at in forms:
+        mon = Monitor(window=timedelta(hours=1), buckets=6, thresholds={}, clock=clock)
+        mon.log_predictions(None, np.array([1, 1, 0]), y_true=[0, 1, 1], at=at)
+        m = mon.metrics()
+        # The first row is three hours old: outside the one-hour window, it is not counted.
+        assert m["n_labelled"] == 2 and m["accuracy"] == 0.5
+    mon = Monitor(window=timedelta(hours=1), thresholds={}, clock=clock)
+    with pytest.raises(SchemaError, match="1 times"):
+        mon.log_predictions(None, np.array([1, 0]), y_true=[1, 1], at=[now])
+    with pytest.raises(SchemaError, match="'at' argument"):
+        mon.log_predictions(None, np.array([1, 0]), at=["noon", "one"])
+    assert mon.metrics()["n_labelled"] == 0  # refused calls change nothing

@@ -372,6 +372,7 @@ class Monitor:
         y_true: Any = None,
         version: str | None = None,
         latency_s: float | None = None,
+        at: Any = None,
     ) -> None:
         """Record one scored batch (this is what a deployer given ``monitor=`` calls).
 
@@ -391,14 +392,20 @@ class Monitor:
             The model version that answered (``"churn:3"``).
         latency_s
             How long the batch took, in seconds (one observation per call).
+        at
+            Each row's time, for rows logged after the fact (captured predictions joined with
+            their labels): aware datetimes, ``datetime64`` or epoch seconds, in time order. Rows
+            go to the window buckets of their own times (never earlier than rows logged
+            before). Default: now.
 
         Raises
         ------
         SchemaError
             When the lengths disagree or ``X`` does not match the signature.
         """
+        times = None if at is None else _row_times(at)
         kind = type(y_pred)
-        if kind in SCALARS or (kind is np.ndarray and y_pred.size == 1):
+        if times is None and (kind in SCALARS or (kind is np.ndarray and y_pred.size == 1)):
             with self._lock:
                 entry = (X, y_pred, ids, y_proba, y_true, version, latency_s, self._now())
                 if not self._buffer.add(entry):
@@ -408,7 +415,7 @@ class Monitor:
             with self._lock:
                 self._flush()
                 t = self._now()
-                self._fold(Batch(X, y_pred, ids, y_proba, y_true, version, [latency_s], [t], None))
+                self._fold(Batch(X, y_pred, ids, y_proba, y_true, version, [latency_s], [t], times))
         self._dispatch()
 
     def log_labels(self, ids: Any, y_true: Any) -> dict[str, int]:
@@ -705,6 +712,7 @@ class Monitor:
             ("ids", None if id_arr is None else id_arr.shape[0]),
             ("y_proba", None if proba is None else proba.shape[0]),
             ("y_true", None if truth is None else truth.shape[0]),
+            ("times (at=)", None if times is None else times.shape[0]),
         ):
             if length is not None and length != n:
                 raise SchemaError(
@@ -1530,3 +1538,19 @@ def _check_mergeable(snaps: list[_Snapshot]) -> None:
                     "The monitors' prediction-drift baselines differ. Pass the same "
                     "reference_predictions= to every replica's Monitor."
                 )
+
+
+def _row_times(at: Any) -> np.ndarray:
+    """``at=`` of :meth:`Monitor.log_predictions` as epoch seconds (float64)."""
+    arr = np.atleast_1d(np.asarray(at))
+    if arr.dtype.kind == "M":
+        return arr.astype("datetime64[us]").astype(np.int64) / 1e6
+    if arr.dtype.kind in "iuf":
+        return arr.astype(np.float64)
+    try:
+        return np.array([t.timestamp() for t in arr.tolist()], dtype=np.float64)
+    except AttributeError:
+        raise SchemaError(
+            "The 'at' argument of Monitor.log_predictions must hold one time per row: aware "
+            f"datetimes, datetime64 or epoch seconds. Got {arr.dtype} values instead."
+        ) from None

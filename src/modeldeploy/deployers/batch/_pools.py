@@ -3,7 +3,8 @@
 :class:`_Scorer` validates and predicts one chunk; it is shipped once to each worker (shared by
 threads, loaded from one ``joblib.dump`` file by worker processes, scattered to Dask workers).
 The pools (serial, threads, loky processes, Dask) start chunks and hand back futures, and
-:class:`_MonitorFeed` passes samples of the scored chunks to a monitor off the hot path. The
+:class:`_MonitorFeed` passes samples of the scored chunks to a monitor off the hot path, and
+:class:`_CaptureFeed` every scored row to a capture sink. The
 public face is :class:`~modeldeploy.deployers.batch.BatchDeployer`.
 """
 
@@ -27,7 +28,7 @@ import numpy as np
 from modeldeploy.deployers.batch._inputs import ChunkRef, LoadedRef, _is_dataframe
 from modeldeploy.exceptions import SchemaError
 from modeldeploy.registry.signature import Signature
-from modeldeploy.typing import MonitorSink
+from modeldeploy.typing import CaptureSink, MonitorSink
 
 logger = logging.getLogger("modeldeploy.batch")
 
@@ -363,3 +364,31 @@ class _MonitorFeed:
             logger.warning(
                 "The monitor fell behind: %d scored chunks were not handed to it.", self.dropped
             )
+
+
+# ---------------------------------------------------------------------- capture feed
+
+
+class _CaptureFeed:
+    """Hands every scored row to a :class:`~modeldeploy.typing.CaptureSink` (which queues it
+    and writes it in the background); its failures are logged, never raised."""
+
+    def __init__(self, capture: CaptureSink, version: str | None, method: str, model: Any):
+        self.capture = capture
+        self.version = version
+        self.method = method
+        self.classes = getattr(model, "classes_", None)
+
+    def new_ids(self, n: int) -> Any:
+        return self.capture.new_ids(n)
+
+    def put(self, X: Any, y: np.ndarray, ids: Any) -> None:
+        try:
+            if self.method == "predict_proba":
+                self.capture.record(
+                    X, None, ids=ids, y_proba=y, version=self.version, classes=self.classes
+                )
+            else:
+                self.capture.record(X, y, ids=ids, version=self.version)
+        except Exception:
+            logger.warning("The capture raised; batch scoring goes on.", exc_info=True)

@@ -23,6 +23,7 @@ from modeldeploy.deployers.batch._inputs import ChunkRef
 from modeldeploy.deployers.batch._outputs import Output, output_columns
 from modeldeploy.deployers.batch._pools import (
     _OWNER,
+    _CaptureFeed,
     _DaskPool,
     _MonitorFeed,
     _Pool,
@@ -109,6 +110,9 @@ class Run:
         ``"raise"`` or ``"skip"`` (see ``BatchDeployer``).
     feed
         Where scored samples and errors go for the monitor, or ``None``.
+    capture
+        Where every scored row goes (ids: the first id column, else global row numbers), or
+        ``None``.
     output
         Where the scores go (with a checkpoint next to it), or ``None`` to keep them in memory.
     fingerprint
@@ -130,6 +134,7 @@ class Run:
         chunk_size: int,
         on_error: str,
         feed: _MonitorFeed | None,
+        capture: _CaptureFeed | None = None,
         output: Output | None = None,
         fingerprint: dict[str, Any] | None = None,
         resume: bool = False,
@@ -142,6 +147,7 @@ class Run:
         self.chunk_size = chunk_size
         self.on_error = on_error
         self.feed = feed
+        self.capture = capture
         self.output = output
         self.fingerprint = fingerprint
         self.resume = resume
@@ -281,6 +287,9 @@ class Run:
                 checkpoint.record(entry)
             return None
         self.rows += s.stop - s.start
+        if self.capture is not None:
+            ids = np.arange(s.start, s.stop) if not s.ids else next(iter(s.ids.values()))
+            self.capture.put(None, s.y, ids)
         if checkpoint is not None:
             if self.columns is None:
                 self.columns = output_columns(s.y, self.scorer.method, self._classes())

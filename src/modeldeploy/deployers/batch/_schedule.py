@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from modeldeploy.deployers.batch._inputs import _is_dataframe
-from modeldeploy.deployers.batch._pools import _OWNER, _MonitorFeed, _Scorer
+from modeldeploy.deployers.batch._pools import _OWNER, _CaptureFeed, _MonitorFeed, _Scorer
 from modeldeploy.exceptions import DeploymentError, SchemaError
 from modeldeploy.typing import Clock
 
@@ -42,10 +42,12 @@ class _Schedule:
         scorer: Callable[[], _Scorer],
         feed: Callable[[], _MonitorFeed | None],
         clock: Clock,
+        capture: Callable[[], _CaptureFeed | None] | None = None,
     ) -> None:
         self.thresholds = thresholds
         self._scorer = scorer
         self._feed = feed
+        self._capture = capture
         self._clock = clock
         self.cond = threading.Condition()
         self.pending: list[tuple[cf.Future[np.ndarray], Any, int, Any]] = []
@@ -78,6 +80,8 @@ class _Schedule:
                     SchemaError(f"Got {len(ids)} ids for {n} rows; pass one id per row.")
                 )
                 return fut
+        elif self._capture is not None and (capture := self._capture()) is not None:
+            ids = list(capture.new_ids(n))  # the caller reads them with capture.last_ids()
         with self.cond:
             if self.closing:
                 raise DeploymentError(f"This {_OWNER} is closed; submit to a new one.")
@@ -163,6 +167,9 @@ class _Schedule:
         for fut, _, n, _ in batch:
             fut.set_result(y[offset : offset + n])
             offset += n
+        capture = None if self._capture is None else self._capture()
+        if capture is not None:
+            capture.put(X, y, [i for b in batch for i in b[3]])
         feed = self._feed()
         if feed is not None:
             given = [b[3] for b in batch]

@@ -40,14 +40,14 @@ from modeldeploy._config import (
 from modeldeploy._validation import check_choice, check_float, check_instance, check_int
 from modeldeploy.deployers.base import Closeable
 from modeldeploy.deployers.batch._outputs import check_output, open_output
-from modeldeploy.deployers.batch._pools import _OWNER, _MonitorFeed, _Pool, _Scorer
+from modeldeploy.deployers.batch._pools import _OWNER, _CaptureFeed, _MonitorFeed, _Pool, _Scorer
 from modeldeploy.deployers.batch._results import BatchResult
 from modeldeploy.deployers.batch._run import Run, make_pool
 from modeldeploy.deployers.batch._schedule import _Schedule
 from modeldeploy.deployers.batch.sources import Source, _CsvSource, open_source
 from modeldeploy.exceptions import DeploymentError, InvalidParameterError
 from modeldeploy.registry.signature import Signature
-from modeldeploy.typing import Clock, MonitorSink
+from modeldeploy.typing import CaptureSink, Clock, MonitorSink
 
 __all__ = ["BatchDeployer"]
 
@@ -89,6 +89,12 @@ class BatchDeployer(Closeable):
         A :class:`~modeldeploy.typing.MonitorSink`; it receives a uniform sample of up to
         ``monitor_rows`` rows of every scored chunk (ids are the id column, or the global row
         numbers), from a background thread.
+    capture
+        A :class:`~modeldeploy.typing.CaptureSink` (such as
+        :class:`~modeldeploy.monitoring.capture.PredictionCapture`) that gets every scored row:
+        from :meth:`run`, ids (the first id column, or the global row numbers) and scores
+        (features stay in the source you scored); from :meth:`submit`, the features too, and
+        fresh ids from the capture for a request without ids (``capture.last_ids()``).
     progress
         Show a tqdm progress bar with rows/s (needs the ``[progress]`` extra).
     signature
@@ -139,6 +145,7 @@ class BatchDeployer(Closeable):
         method: str = "predict",
         on_error: str = "raise",
         monitor: MonitorSink | None = None,
+        capture: CaptureSink | None = None,
         progress: bool = False,
         signature: Signature | None = None,
         monitor_rows: int = DEFAULT_BATCH_MONITOR_ROWS,
@@ -171,6 +178,12 @@ class BatchDeployer(Closeable):
                 "Monitor) or None",
             )  # fmt: skip
         self.monitor = monitor
+        if capture is not None:
+            check_instance(
+                capture, CaptureSink, "capture", _OWNER,
+                expected="an object with new_ids() and record() (a PredictionCapture) or None",
+            )  # fmt: skip
+        self.capture = capture
         self.progress = bool(progress)
         if signature is not None:
             check_instance(
@@ -194,6 +207,7 @@ class BatchDeployer(Closeable):
         self._lock = threading.Lock()
         self._scorer: _Scorer | None = None
         self._feed: _MonitorFeed | None = None
+        self._capture: _CaptureFeed | None = None
         self._schedule: _Schedule | None = None
         # Set once close() has scored what submit() queued: from then on nothing is scored.
         self._released = False
@@ -234,6 +248,8 @@ class BatchDeployer(Closeable):
                 self._scorer = _Scorer(model, signature, self.method, rows, fast=fast)
                 if self.monitor is not None:
                     self._feed = _MonitorFeed(self.monitor, self.version)
+                if self.capture is not None:
+                    self._capture = _CaptureFeed(self.capture, self.version, self.method, model)
             return self._scorer
 
     def _fingerprint(self, scorer: _Scorer, source: Source, ids: Sequence[str]) -> dict[str, Any]:
@@ -363,6 +379,7 @@ class BatchDeployer(Closeable):
             chunk_size=self.chunk_size,
             on_error=self.on_error,
             feed=self._feed,
+            capture=self._capture,
             output=sink,
             fingerprint=None if sink is None else self._fingerprint(scorer, src, ids),
             resume=resume,
@@ -401,7 +418,11 @@ class BatchDeployer(Closeable):
                 raise DeploymentError(f"This {_OWNER} is closed; submit to a new one.")
             if self._schedule is None:
                 self._schedule = _Schedule(
-                    self, scorer=self._get_scorer, feed=lambda: self._feed, clock=self.clock
+                    self,
+                    scorer=self._get_scorer,
+                    feed=lambda: self._feed,
+                    clock=self.clock,
+                    capture=lambda: self._capture,
                 )
             schedule = self._schedule
         return schedule.submit(X, ids=ids)

@@ -57,7 +57,7 @@ from modeldeploy.exceptions import (
     SchemaError,
 )
 from modeldeploy.registry.signature import Signature
-from modeldeploy.typing import Clock, MonitorSink
+from modeldeploy.typing import CaptureSink, Clock, MonitorSink
 
 __all__ = ["OnlineDeployer", "OnlineOptions"]
 
@@ -74,6 +74,7 @@ class OnlineOptions(TypedDict, total=False):
     timeout_ms: float | None
     fallback: Any
     monitor: MonitorSink | None
+    capture: CaptureSink | None
     breaker_threshold: int
     breaker_cooldown_s: float
     warm: bool
@@ -122,6 +123,12 @@ class OnlineDeployer(Deployer):
         A :class:`~modeldeploy.typing.MonitorSink` (such as ``Monitor``) that receives every
         scored request from a background thread; a slow or failing monitor never slows or fails
         a prediction (when its queue is full, batches are dropped and counted).
+    capture
+        A :class:`~modeldeploy.typing.CaptureSink` (such as
+        :class:`~modeldeploy.monitoring.capture.PredictionCapture`) that gets every answered
+        request (ids, version, predictions, probabilities of ``predict_proba``, features) to
+        write in the background. A request without ``ids`` gets fresh ones from the capture
+        (``capture.last_ids()`` in the calling thread), which the monitor gets too.
     breaker_threshold, breaker_cooldown_s
         After this many consecutive failures a model is skipped for this many seconds.
     warm
@@ -190,6 +197,7 @@ class OnlineDeployer(Deployer):
         timeout_ms: float | None = None,
         fallback: Any = None,
         monitor: MonitorSink | None = None,
+        capture: CaptureSink | None = None,
         breaker_threshold: int = DEFAULT_BREAKER_THRESHOLD,
         breaker_cooldown_s: float = DEFAULT_BREAKER_COOLDOWN_S,
         warm: bool = True,
@@ -221,6 +229,13 @@ class OnlineDeployer(Deployer):
                 "or None",
             )  # fmt: skip
         self.monitor = monitor
+        if capture is not None:
+            check_instance(
+                capture, CaptureSink, "capture", _OWNER,
+                expected="an object with new_ids and record methods (a CaptureSink, such as "
+                "PredictionCapture) or None",
+            )  # fmt: skip
+        self.capture = capture
         self.warm = bool(warm)
         self.warmup_timeout_s = (
             None
@@ -742,6 +757,8 @@ class OnlineDeployer(Deployer):
             raise
         if ids is not None:
             ids = self._check_ids(ids, arr.shape[0])
+        elif self.capture is not None:
+            ids = self.capture.new_ids(arr.shape[0])
         slot = route.primary
         canary = route.canary
         if canary is not None and canary.pick(key):
@@ -770,7 +787,24 @@ class OnlineDeployer(Deployer):
             (method, arr, out, ids, slot, perf_counter() - t0)
         ):
             slot.recorder.count("dropped")
+        if self.capture is not None:
+            self._capture(method, arr, out, ids, slot.label, slot.model)
         return out  # type: ignore[no-any-return]
+
+    def _capture(
+        self, method: str, arr: np.ndarray, out: Any, ids: Any, label: str, model: Any
+    ) -> None:
+        """Hand one answered request to the capture; its failures never fail the request."""
+        capture = self.capture
+        assert capture is not None
+        try:
+            if method == "predict_proba":
+                classes = getattr(model, "classes_", None)
+                capture.record(arr, None, ids=ids, y_proba=out, version=label, classes=classes)
+            else:
+                capture.record(arr, out, ids=ids, version=label)
+        except Exception:
+            logger.warning("the capture failed on one request; predictions go on", exc_info=True)
 
     @staticmethod
     def _check_ids(ids: Any, rows: int) -> Any:
@@ -826,6 +860,8 @@ class OnlineDeployer(Deployer):
             self._fallback_recorder.record(latency, arr.shape[0])
             if worker is not None:
                 worker.offer((method, arr, out, ids, None, latency))
+            if self.capture is not None:
+                self._capture(method, arr, out, ids, "fallback", None)
             return out
         if isinstance(exc, BatchTimeoutError):
             raise PredictionTimeoutError(
