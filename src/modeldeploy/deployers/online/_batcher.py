@@ -232,15 +232,18 @@ class CallPool:
 
 
 class _Request:
-    __slots__ = ("X", "done", "error", "leader", "n", "result", "t0")
+    __slots__ = ("X", "done", "error", "leader", "n", "result", "t0", "taken")
 
     def __init__(self, X: Any, n: int, t0: float) -> None:
         self.X = X
         self.n = n
         self.t0 = t0
+        # Released once: to hand this request's caller the lead, or its answer.
         self.done = _allocate_lock()
         self.done.acquire()
         self.leader = False
+        # A gathering leader's batch was taken and run by the caller that completed it.
+        self.taken = False
         self.result: Any = None
         self.error: BaseException | None = None
 
@@ -316,7 +319,8 @@ class MicroBatcher:
         self._busy = False
         self._history: deque[int] = deque([1], maxlen=_HISTORY)
         self._want = 1
-        self._doorbell: Any = None
+        # The leader waiting (on its request's lock) for its batch to fill, if any.
+        self._gathering: _Request | None = None
         self.batches = 0
         self.rows = 0
         self.configure(max_batch_size=max_batch_size, max_wait_ms=max_wait_ms)
@@ -391,13 +395,25 @@ class MicroBatcher:
             self._busy = True
             lock.release()
             return self._lead(req)
-        bell = self._doorbell
-        if bell is not None and (
+        gatherer = self._gathering
+        if gatherer is not None and (
             len(self._queue) >= self._want or self._queued_rows >= self.max_batch_size
         ):
-            self._doorbell = None
-            bell.release()
-        lock.release()
+            # This request completes the batch: run it in this thread, which holds the GIL
+            # already, rather than wake the gathering leader for it; the leader wakes once,
+            # with its answer, like the other callers of the batch.
+            self._gathering = None
+            gatherer.taken = True
+            batch = self._take()
+            lock.release()
+            self._run_and_answer(batch, req, expired=False)
+            if req.result is not None or req.error is not None:
+                if req.error is not None:
+                    raise req.error
+                return req.result
+            # The batch was full without this request: it waits for the next one, queued.
+        else:
+            lock.release()
         try:
             req.done.acquire()
         except BaseException:  # KeyboardInterrupt while waiting: leave no one stranded
@@ -448,16 +464,27 @@ class MicroBatcher:
                 return cost
         return None
 
-    def _learn(self, rows: int, seconds: float) -> None:
+    def _learn(self, rows: int, seconds: float, *, on_loop: bool) -> None:
+        """Update the cost estimate of ``rows``-row calls with one call's duration.
+
+        A call timed on a helper thread also counts the wait for the GIL, which the event
+        loop's thread holds meanwhile: such a time only lowers the estimate, so that the
+        batcher does not talk itself out of running cheap batches on the loop.
+        """
         c = min(rows.bit_length(), _SIZE_CLASSES - 1)
         old = self._costs[c]
-        self._costs[c] = seconds if old is None else old + _COST_WEIGHT * (seconds - old)
+        if old is None:
+            self._costs[c] = seconds
+        elif on_loop:
+            self._costs[c] = old + _COST_WEIGHT * (seconds - old)
+        elif seconds < old:
+            self._costs[c] = seconds
 
-    def _run_timed(self, batch: list[Any]) -> int:
+    def _run_timed(self, batch: list[Any], on_loop: bool = False) -> int:
         """:meth:`_run` with direct model calls (the caller bounds the wait), timing it."""
         start = perf_counter()
         rows = self._run(batch, self._direct)
-        self._learn(rows, perf_counter() - start)
+        self._learn(rows, perf_counter() - start, on_loop=on_loop)
         return rows
 
     def _count(self, rows: int) -> None:
@@ -515,6 +542,7 @@ class MicroBatcher:
 
     def _lead(self, req: _Request) -> Any:
         """Gather a batch headed by ``req`` (the oldest queued request), run it, deliver it."""
+        req.leader = True
         deadline = req.t0 + self._max_wait_s
         lock = self._lock
         while True:
@@ -529,21 +557,34 @@ class MicroBatcher:
                 batch = self._take()
                 lock.release()
                 break
-            bell = _allocate_lock()
-            bell.acquire()
-            self._doorbell = bell
+            self._gathering = req
             lock.release()
             try:
-                bell.acquire(True, deadline - now)
+                woke = req.done.acquire(True, deadline - now)
             except BaseException:  # KeyboardInterrupt while gathering: pass the lead on
                 with lock:
-                    if self._doorbell is bell:
-                        self._doorbell = None
-                self._abandon(req)
+                    if self._gathering is req:
+                        self._gathering = None
+                if not req.taken:
+                    self._abandon(req)
                 raise
             with lock:
-                if self._doorbell is bell:
-                    self._doorbell = None
+                if self._gathering is req:
+                    self._gathering = None
+                taken = req.taken
+            if taken:  # the caller that completed the batch ran it: here is the answer
+                if not woke:
+                    req.done.acquire()
+                if req.error is not None:
+                    raise req.error
+                return req.result
+        self._run_and_answer(batch, req, expired=expired)
+        if req.error is not None:
+            raise req.error
+        return req.result
+
+    def _run_and_answer(self, batch: list[_Request], me: _Request, *, expired: bool) -> None:
+        """Run a taken batch in this thread (``me``'s), then wake each other caller in it."""
         rows = 0
         try:
             rows = self._run(batch)
@@ -555,11 +596,8 @@ class MicroBatcher:
                         f"The batch of {len(batch)} requests sent to {self.name} was "
                         "interrupted before this request got its answer; send it again."
                     )
-                if r is not req:
+                if r is not me:
                     r.done.release()
-        if req.error is not None:
-            raise req.error
-        return req.result
 
     def _abandon(self, req: _Request) -> None:
         """Withdraw a request whose caller was interrupted; pass on the lead if it held it."""
@@ -645,15 +683,15 @@ class MicroBatcher:
             queued = list(self._queue)
             self._queue.clear()
             self._queued_rows = 0
-            bell = self._doorbell
-            self._doorbell = None
+            gatherer = self._gathering
+            self._gathering = None
             for r in queued:
                 # A request handed the lead is awake already; it sees _closed in _lead.
                 if not r.leader:
                     r.error = self._closed_error()
                     r.done.release()
-            if bell is not None:
-                bell.release()
+            if gatherer is not None:
+                gatherer.done.release()
             lanes = list(self._lanes)
         for lane in lanes:
             lane.close()
@@ -762,7 +800,7 @@ class _LoopLane:
         if limit is not None:
             cost = batcher._estimate(rows)
             if cost is not None and cost <= limit:
-                batcher._run_timed(batch)
+                batcher._run_timed(batch, on_loop=True)
                 self.answer(batch, rows)
                 if q and self.timer is None:
                     self.timer = self.loop.call_soon(self.flush)
