@@ -41,6 +41,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
+from functools import partial
 from typing import Any, Literal
 
 import numpy as np
@@ -311,10 +312,10 @@ def section_lone(models: dict[str, Any], signature: Signature, rows: list[np.nda
     print("| --- | ---: | ---: | ---: | ---: |")
     for name, model in models.items():
         dep = deployer(model, signature)
-        fast = compile_fast_path(model, signature=signature)
+        compiled = compile_fast_path(model, signature=signature)
 
-        async def direct(row: np.ndarray, fast: Any = fast) -> Any:
-            return fast.predict(signature.validate(row))
+        async def direct(row: np.ndarray, compiled: Any = compiled) -> Any:
+            return compiled.predict(signature.validate(row))
 
         floor, ours = one_coroutine([direct, dep.apredict], rows, 3000)
         f50, f99 = np.percentile(floor, [50, 99]) * 1e6
@@ -341,16 +342,12 @@ def section_threads(
             hand = HandWrittenBatcher(model)
             deps = {fast: deployer(model, signature, fast_path=fast) for fast in ("off", "auto")}
             cases: dict[str, Callable[[], Result]] = {
-                "naive threads": lambda m=model, t=threads: closed_loop(
-                    m.predict, rows, t, seconds
-                ),
-                "hand-written batcher": lambda h=hand, t=threads: closed_loop(
-                    h.predict, rows, t, seconds
-                ),
+                "naive threads": partial(closed_loop, model.predict, rows, threads, seconds),
+                "hand-written batcher": partial(closed_loop, hand.predict, rows, threads, seconds),
             }
             for fast, dep in deps.items():
-                cases[f"OnlineDeployer fast_path={fast!r}"] = lambda d=dep, t=threads: closed_loop(
-                    d.predict, rows, t, seconds
+                cases[f"OnlineDeployer fast_path={fast!r}"] = partial(
+                    closed_loop, dep.predict, rows, threads, seconds
                 )
             got = rounds(cases, repeat, "naive threads")
             hand.close()
@@ -390,16 +387,14 @@ def section_async(
         for coroutines in (16, 64):
             hand = HandWrittenAsyncBatcher(signature, fast)
             cases: dict[str, Callable[[], Result]] = {
-                "hand-written asyncio batcher": lambda h=hand, c=coroutines: closed_loop_async(
-                    h.predict, rows, c, seconds
+                "hand-written asyncio batcher": partial(
+                    closed_loop_async, hand.predict, rows, coroutines, seconds
                 )
             }
             deps = {}
             for label, kwargs in variants.items():
                 dep = deps[label] = deployer(model, signature, **kwargs)
-                cases[label] = lambda d=dep, c=coroutines: closed_loop_async(
-                    d.apredict, rows, c, seconds
-                )
+                cases[label] = partial(closed_loop_async, dep.apredict, rows, coroutines, seconds)
             got = rounds(cases, repeat, "hand-written asyncio batcher")
             for label, (res, ratio) in got.items():
                 if label in deps:
@@ -543,8 +538,8 @@ def section_fastapi(X: np.ndarray, seconds: float, repeat: int, clients: int) ->
             "sync handler calls `dep.predict` (thread pool)": "/deployer-sync",
             "sync handler calls scikit-learn `model.predict` (thread pool)": "/sklearn",
         }
-        cases = {
-            label: (lambda p=path: load(port, p, rows, clients, seconds))
+        cases: dict[str, Callable[[], Result]] = {
+            label: partial(load, port, path, rows, clients, seconds)
             for label, path in paths.items()
         }
         got = rounds(cases, repeat, next(iter(paths)))
