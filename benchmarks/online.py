@@ -5,8 +5,9 @@ shorter run, ``--sections`` to pick sections). Models: LogisticRegression and
 RandomForestClassifier(n_estimators=50, max_depth=8), both on 20 features.
 
 1. ``lone``: one caller, single rows: p50 / p99 of ``dep.predict(row)`` next to
-   ``model.predict(row)``, called alternately on the same rows; and one coroutine awaiting
-   ``dep.apredict(row)`` next to validate + the compiled predictor called in the coroutine.
+   ``model.predict(row)``, called alternately on the same rows; one coroutine awaiting
+   ``dep.apredict(row)`` next to validate + the compiled predictor called in the coroutine; and
+   what ``dep.predict`` adds over validate + the compiled predictor, paired in one loop.
 2. ``threads``: 16 and 64 threads, single rows, closed loop: throughput and p50 / p99 latency of
    ``dep.predict(row)``, of the same threads calling ``model.predict(row)`` directly, and of a
    hand-written threaded micro-batcher (one worker thread, batches of up to 64 rows or 2 ms).
@@ -14,7 +15,9 @@ RandomForestClassifier(n_estimators=50, max_depth=8), both on 20 features.
    dep.apredict(row)`` (default; ``inline_max_ms=0``, every batch on a helper thread;
    ``fast_path="off"``) next to a minimal hand-written asyncio batcher (validate, compiled
    predictor, futures: none of the library's features). The loop lag is how late a coroutine
-   that only yields gets back the loop (p99), what other requests of a server would wait.
+   that only yields gets back the loop (p99), what other requests of a server would wait; the
+   CPU time per request (``time.process_time``) is what preemption by other processes does
+   not inflate.
 4. ``ceiling``: one caller sending 64-row batches through ``dep.predict``: what batching can reach.
 5. ``fastapi``: a FastAPI app (uvicorn, one worker, 127.0.0.1, in a child process) under a
    bounded load of httpx async clients (in this process, sharing the 2 cores): requests/s,
@@ -253,7 +256,9 @@ def closed_loop_async(
                 lags.append(time.perf_counter() - t0)
 
         t0 = time.perf_counter()
+        cpu0 = time.process_time()
         await asyncio.gather(yielder(), *(caller(k) for k in range(coroutines)))
+        cpu = time.process_time() - cpu0
         elapsed = time.perf_counter() - t0
         p50, p99 = np.percentile(lat, [50, 99]) * 1e3
         return {
@@ -261,6 +266,7 @@ def closed_loop_async(
             "p50": float(p50),
             "p99": float(p99),
             "lag p99": float(np.percentile(lags, 99) * 1e3),
+            "cpu us": cpu / len(lat) * 1e6,
         }
 
     return asyncio.run(main())
@@ -323,6 +329,24 @@ def section_lone(models: dict[str, Any], signature: Signature, rows: list[np.nda
         print(f"| {name} | {f50:.0f} | {d50:.0f} | {f99:.0f} | {d99:.0f} |")
         dep.close()
 
+    print("\nWhat `dep.predict` adds over validate + the compiled predictor, one thread, paired:")
+    print("median over 7 blocks of the difference of p50s (2,000 alternated calls per block).\n")
+    print("| model | deployer adds (µs) | range over blocks |")
+    print("| --- | ---: | --- |")
+    for name, model in models.items():
+        dep = deployer(model, signature)
+        compiled = compile_fast_path(model, signature=signature)
+
+        def validate_and_predict(row: np.ndarray, compiled: Any = compiled) -> Any:
+            return compiled.predict(signature.validate(row))
+
+        adds = []
+        for _ in range(7):
+            a, b = one_caller([validate_and_predict, dep.predict], rows, 2000)
+            adds.append((np.median(b) - np.median(a)) * 1e6)
+        print(f"| {name} | {statistics.median(adds):.2f} | {min(adds):.2f} to {max(adds):.2f} |")
+        dep.close()
+
 
 def section_threads(
     models: dict[str, Any],
@@ -374,9 +398,9 @@ def section_async(
     print("\n## Concurrent coroutines on one event loop, single rows (closed loop)\n")
     print(
         "| model | coroutines | method | rows/s | p50 ms | p99 ms | loop lag p99 ms "
-        "| vs hand-written asyncio batcher |"
+        "| CPU µs / request | vs hand-written asyncio batcher |"
     )
-    print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
+    print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, model in models.items():
         fast = compile_fast_path(model, signature=signature)
         variants: dict[str, dict[str, Any]] = {
@@ -402,7 +426,7 @@ def section_async(
                 print(
                     f"| {name} | {coroutines} | {label} | {res['rows/s']:,.0f} "
                     f"| {res['p50']:.2f} | {res['p99']:.2f} | {res['lag p99']:.2f} "
-                    f"| {ratio:.2f}x |"
+                    f"| {res['cpu us']:.1f} | {ratio:.2f}x |"
                 )
             for dep in deps.values():
                 dep.close()
