@@ -18,8 +18,11 @@ RandomForestClassifier(n_estimators=50, max_depth=8), both on 20 features.
    that only yields gets back the loop (p99), what other requests of a server would wait; the
    CPU time per request (``time.process_time``) is what preemption by other processes does
    not inflate.
-4. ``ceiling``: one caller sending 64-row batches through ``dep.predict``: what batching can reach.
-5. ``fastapi``: a FastAPI app (uvicorn, one worker, 127.0.0.1, in a child process) under a
+4. ``handoff``: one coroutine awaiting ``dep.apredict`` on 1-, 16- and 64-row batches, run on
+   the loop and handed to a helper thread (``inline_max_ms=0``): what the hand-off costs, which
+   the ``inline_max_ms`` default is weighed against.
+5. ``ceiling``: one caller sending 64-row batches through ``dep.predict``: what batching can reach.
+6. ``fastapi``: a FastAPI app (uvicorn, one worker, 127.0.0.1, in a child process) under a
    bounded load of httpx async clients (in this process, sharing the 2 cores): requests/s,
    client-side p50 / p99 and the server's CPU time per request, for a handler awaiting
    ``dep.apredict``, one calling ``dep.predict`` (a sync handler, in FastAPI's thread pool), one
@@ -56,7 +59,7 @@ from modeldeploy.deployers.online import OnlineDeployer
 from modeldeploy.fastpath import compile_fast_path
 from modeldeploy.registry.signature import Signature
 
-SECTIONS = ("lone", "threads", "async", "ceiling", "fastapi")
+SECTIONS = ("lone", "threads", "async", "handoff", "ceiling", "fastapi")
 
 
 def make_models() -> tuple[np.ndarray, Signature, dict[str, Any]]:
@@ -164,6 +167,21 @@ def one_caller(
         for j, fn in enumerate(fns):
             t0 = time.perf_counter()
             fn(row)
+            times[j, i] = time.perf_counter() - t0
+    return list(times)
+
+
+def paired(
+    fns: list[Callable[[np.ndarray], Any]], rows: list[np.ndarray], n: int
+) -> list[np.ndarray]:
+    """:func:`one_caller` for two functions, the order swapped every other row (the second
+    call on a row finds warmer caches)."""
+    times = np.empty((2, n))
+    for i in range(n):
+        row = rows[i % len(rows)]
+        for j in (0, 1) if i % 2 else (1, 0):
+            t0 = time.perf_counter()
+            fns[j](row)
             times[j, i] = time.perf_counter() - t0
     return list(times)
 
@@ -330,8 +348,8 @@ def section_lone(models: dict[str, Any], signature: Signature, rows: list[np.nda
         dep.close()
 
     print("\nWhat `dep.predict` adds over validate + the compiled predictor, one thread, paired:")
-    print("median over 7 blocks of the difference of p50s (2,000 alternated calls per block,")
-    print("the order swapped every other block).\n")
+    print("median over 7 blocks of the difference of p50s (2,000 calls of each per block, in")
+    print("turn on the same row, the order swapped every other row).\n")
     print("| model | deployer adds (µs) | range over blocks |")
     print("| --- | ---: | --- |")
     for name, model in models.items():
@@ -342,11 +360,8 @@ def section_lone(models: dict[str, Any], signature: Signature, rows: list[np.nda
             return compiled.predict(signature.validate(row))
 
         adds = []
-        for block in range(7):  # the order swapped every other block: no place advantage
-            if block % 2:
-                b, a = one_caller([dep.predict, validate_and_predict], rows, 2000)
-            else:
-                a, b = one_caller([validate_and_predict, dep.predict], rows, 2000)
+        for _ in range(7):
+            a, b = paired([validate_and_predict, dep.predict], rows, 2000)
             adds.append((np.median(b) - np.median(a)) * 1e6)
         print(f"| {name} | {statistics.median(adds):.2f} | {min(adds):.2f} to {max(adds):.2f} |")
         dep.close()
@@ -434,6 +449,51 @@ def section_async(
                 )
             for dep in deps.values():
                 dep.close()
+
+
+def section_handoff(models: dict[str, Any], signature: Signature, X: np.ndarray) -> None:
+    print("\n## What a batch's hand-off to a helper thread costs (the inline threshold)\n")
+    print("One coroutine awaiting `apredict` on batches of 1, 16 and 64 rows for 1 s: run on the")
+    print("loop (default) or handed to a helper thread (`inline_max_ms=0`); p50 latency and CPU")
+    print("time per batch.\n")
+    print(
+        "| model | rows | on the loop p50 µs | CPU µs | handed off p50 µs | CPU µs "
+        "| hand-off adds µs |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for name, model in models.items():
+        deps = {
+            "loop": deployer(model, signature),
+            "hop": deployer(model, signature, inline_max_ms=0),
+        }
+        for size in (1, 16, 64):
+            batches = [X[i : i + size] for i in range(0, 2000, size)]
+            res = {}
+            for label, dep in deps.items():
+
+                async def run(
+                    dep: OnlineDeployer = dep, batches: list[np.ndarray] = batches
+                ) -> tuple[float, float]:
+                    for b in batches[:50]:  # the cost estimate learns this size
+                        await dep.apredict(b)
+                    lat: list[float] = []
+                    cpu0 = time.process_time()
+                    end = time.perf_counter() + 1.0
+                    while time.perf_counter() < end:
+                        t0 = time.perf_counter()
+                        await dep.apredict(batches[len(lat) % len(batches)])
+                        lat.append(time.perf_counter() - t0)
+                    cpu = (time.process_time() - cpu0) / len(lat)
+                    return float(np.median(lat)) * 1e6, cpu * 1e6
+
+                res[label] = asyncio.run(run())
+            (l50, lcpu), (h50, hcpu) = res["loop"], res["hop"]
+            print(
+                f"| {name} | {size} | {l50:.0f} | {lcpu:.0f} | {h50:.0f} | {hcpu:.0f} "
+                f"| {h50 - l50:.0f} |"
+            )
+        for dep in deps.values():
+            dep.close()
 
 
 def section_ceiling(
@@ -626,6 +686,8 @@ def main() -> None:
         section_threads(models, signature, rows, seconds, repeat)
     if "async" in sections:
         section_async(models, signature, rows, seconds, repeat)
+    if "handoff" in sections:
+        section_handoff(models, signature, X)
     if "ceiling" in sections:
         section_ceiling(models, signature, X, seconds)
     if "fastapi" in sections:
