@@ -26,6 +26,10 @@ DEFAULT_ALIAS = "production"
 DEFAULT_MAX_BATCH_SIZE = 64
 #: Longest an OnlineDeployer request waits for others to share its model call, in milliseconds.
 DEFAULT_MAX_WAIT_MS = 2.0
+#: Longest model call (estimated from the calls so far) that an OnlineDeployer runs on the
+#: event loop for ``apredict`` callers, in milliseconds; longer ones go to a helper thread.
+#: Only verified compiled fast paths without ``timeout_ms`` ever run on the loop.
+DEFAULT_INLINE_MAX_MS = 1.0
 #: Consecutive failures after which an OnlineDeployer's circuit breaker opens.
 DEFAULT_BREAKER_THRESHOLD = 5
 #: Seconds an open circuit breaker waits before trying the failing model again.

@@ -283,6 +283,28 @@ def test_online_deployer_captures_what_it_served(
     assert generated2 is not None and set(generated2) <= set(table.index)
 
 
+def test_coroutines_on_one_loop_capture_what_each_was_answered(
+    tmp_path: Path, clf: tuple[LogisticRegression, np.ndarray]
+) -> None:
+    import asyncio
+
+    model, X = clf
+    cap = PredictionCapture(tmp_path)
+
+    async def main(dep: OnlineDeployer) -> list[Any]:
+        calls = [dep.apredict(X[i], ids=f"a{i}", return_version=True) for i in range(64)]
+        return list(await asyncio.gather(*calls))
+
+    with OnlineDeployer(model, capture=cap, max_wait_ms=1) as dep:
+        answers = asyncio.run(main(dep))
+    assert cap.close()
+    table = cap.read().to_pandas().set_index("id")
+    assert len(table) == 64
+    for i, (out, version) in enumerate(answers):
+        assert table.loc[f"a{i}", "prediction"] == out[0] == model.predict(X[i : i + 1])[0]
+        assert table.loc[f"a{i}", "version"] == version
+
+
 def test_a_failing_capture_never_fails_a_request(
     clf: tuple[LogisticRegression, np.ndarray], caplog: pytest.LogCaptureFixture
 ) -> None:

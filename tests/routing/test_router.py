@@ -325,6 +325,37 @@ def test_awaiting_handles_does_not_block_the_event_loop(pair: Any) -> None:
     assert stats.online.requests == 1 and stats.batch.requests == 3
 
 
+def test_return_version_names_what_answered_on_either_path(pair: Any) -> None:
+    dep = pair[0]
+    dep.set_canary(OnlineDeployer(LR, signature=SIG, name="lr"), 1.0)  # every online request
+    canary = next(v.label for v in dep.stats().versions if v.role == "canary")
+    assert canary.startswith("lr") and canary != dep.version
+
+    async def main(router: HybridRouter) -> list[tuple[np.ndarray, str | None]]:
+        coros = [router.apredict(X[i], meta={"now": True}, return_version=True)
+                 for i in range(20)]  # fmt: skip
+        return list(await asyncio.gather(*coros))
+
+    with make_router(pair, route=by_meta("now")) as router:
+        out, version = router.predict(X[:4], meta={"now": True}, return_version=True)
+        assert version == canary and out.tolist() == LR.predict(X[:4]).tolist()
+        got = asyncio.run(main(router))
+        assert {v for _, v in got} == {canary}
+        assert [int(o[0]) for o, _ in got] == LR.predict(X[:20]).tolist()
+        waiting = router.submit(X[:2], meta={"now": False})
+        router.flush()
+        assert waiting.result().tolist() == TREE.predict(X[:2]).tolist()
+        router.submit(X[:3], meta={"now": False})
+        threading.Timer(0.05, router.flush).start()
+        out, version = router.predict(X[:3], meta={"now": False}, return_version=True,
+                                      timeout=10)  # fmt: skip
+        assert version == router._versions()["batch"]
+        assert out.tolist() == TREE.predict(X[:3]).tolist()
+        assert isinstance(router.predict(X[:2], meta={"now": True}), np.ndarray)
+    stats = router.stats()
+    assert (stats.online.requests, stats.online.rows, stats.online.errors) == (22, 4 + 20 + 2, 0)
+
+
 # ---------------------------------------------------------------------- threads and errors
 
 
@@ -479,7 +510,7 @@ def test_stats_count_traffic_queue_and_render(pair: Any) -> None:
         stats = router.stats()
         assert (stats.online.requests, stats.online.rows, stats.online.errors) == (5, 10, 0)
         assert (stats.batch.requests, stats.pending_requests, stats.pending_rows) == (0, 2, 20)
-        assert stats.online.latency_samples == 5 and stats.online.latency_ms["p50"] > 0
+        assert stats.online.latency_samples == 5 and (stats.online.latency_s["p50"] or 0) > 0
         assert stats.versions == {"online": pair[0].version, "batch": None}
         assert stats.settings["flush_rows"] == 1_000
         router.flush()

@@ -63,6 +63,24 @@ class LatencyRecorder:
         finally:
             lock.release()
 
+    def record_many(self, answered: Sequence[tuple[float, int]]) -> None:
+        """Several requests answered by this version: ``(latency_s, rows)`` each (one lock)."""
+        lock = self._lock
+        lock.acquire()
+        try:
+            buf = self._buf
+            window = self.window
+            i = self._i
+            rows = 0
+            for latency_s, n in answered:
+                buf[i % window] = latency_s
+                i += 1
+                rows += n
+            self._i = i
+            self._rows += rows
+        finally:
+            lock.release()
+
     def record_held(self, latency_s: float, rows: int) -> None:
         """:meth:`record` for a caller that holds :attr:`lock` already."""
         i = self._i
@@ -92,14 +110,14 @@ class LatencyRecorder:
             counts["rows"] += self._rows
             filled = min(self._i, self.window)
             lat = np.frombuffer(self._buf, dtype=np.float64, count=filled).copy()
-        p50 = p95 = p99 = mean = float("nan")
+        latency: dict[str, float | None] = dict.fromkeys(("mean", "p50", "p95", "p99"))
         if filled:
-            p50, p95, p99 = (float(v) * 1e3 for v in np.percentile(lat, [50, 95, 99]))
-            mean = float(lat.mean()) * 1e3
+            p50, p95, p99 = (float(v) for v in np.percentile(lat, [50, 95, 99]))
+            latency = {"mean": float(lat.mean()), "p50": p50, "p95": p95, "p99": p99}
         return VersionStats(
             label=self.label,
             role=self.role,
-            latency_ms={"mean": mean, "p50": p50, "p95": p95, "p99": p99},
+            latency_s=latency,
             latency_samples=filled,
             **counts,
         )
@@ -132,9 +150,9 @@ class VersionStats:
     dropped
         Answers not handed on because a background queue was full: shadow copies (on the
         shadow), or scored requests for the monitor (on the version that answered them).
-    latency_ms
-        ``mean``, ``p50``, ``p95`` and ``p99`` latency in milliseconds over the most recent
-        requests (``nan`` before the first one).
+    latency_s
+        ``mean``, ``p50``, ``p95`` and ``p99`` latency in seconds over the most recent
+        requests (``None`` before the first one).
     latency_samples
         How many recent requests the percentiles are computed from.
 
@@ -157,30 +175,36 @@ class VersionStats:
     compared: int = 0
     agreed: int = 0
     dropped: int = 0
-    latency_ms: Mapping[str, float] = field(default_factory=dict)
+    latency_s: Mapping[str, float | None] = field(default_factory=dict)
     latency_samples: int = 0
 
     @property
-    def agreement(self) -> float:
-        """Fraction of compared rows where a shadow agreed with the primary (``nan`` if none)."""
-        return self.agreed / self.compared if self.compared else float("nan")
+    def agreement(self) -> float | None:
+        """Fraction of compared rows where a shadow agreed with the primary (``None`` if none)."""
+        return self.agreed / self.compared if self.compared else None
 
     @property
-    def error_rate(self) -> float:
-        """Failed requests over all requests sent to this version (``nan`` if none)."""
+    def error_rate(self) -> float | None:
+        """Failed requests over all requests sent to this version (``None`` if none)."""
         total = self.requests + self.errors
-        return self.errors / total if total else float("nan")
+        return self.errors / total if total else None
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-friendly dict."""
+        """A dict ``json.dumps`` takes as it is: undefined values are ``None``, latencies in
+        seconds."""
         out = {k: getattr(self, k) for k in ("label", "role", *_COUNTERS)}
-        out["latency_ms"] = dict(self.latency_ms)
+        out["latency_s"] = dict(self.latency_s)
         out["latency_samples"] = self.latency_samples
         return out
 
 
-def _fmt(value: float) -> str:
-    return "-" if value != value else f"{value:.3g}"  # nan != nan
+def _fmt(value: float | None) -> str:
+    return "-" if value is None or value != value else f"{value:.3g}"  # nan != nan
+
+
+def _ms(value: float | None) -> str:
+    """A latency in seconds, displayed in milliseconds."""
+    return "-" if value is None else _fmt(value * 1e3)
 
 
 @dataclass(frozen=True)
@@ -232,12 +256,21 @@ class DeployerStats:
         return self.versions[0]
 
     @property
-    def mean_batch_size(self) -> float:
-        """Average rows per model call (``nan`` before the first call)."""
-        return self.batched_rows / self.batches if self.batches else float("nan")
+    def mean_batch_size(self) -> float | None:
+        """Average rows per model call (``None`` before the first call)."""
+        return self.batched_rows / self.batches if self.batches else None
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-friendly dict."""
+        """A dict ``json.dumps`` takes as it is (``None`` for undefined values, such as
+        latencies before the first request; latencies in seconds).
+
+        Examples
+        --------
+        >>> import json
+        >>> stats = DeployerStats([LatencyRecorder("churn:3", "primary").snapshot()])
+        >>> json.dumps(stats.to_dict()["versions"][0]["latency_s"])
+        '{"mean": null, "p50": null, "p95": null, "p99": null}'
+        """
         return {
             "versions": [v.to_dict() for v in self.versions],
             "batches": self.batches,
@@ -249,11 +282,11 @@ class DeployerStats:
     def __repr__(self) -> str:
         parts = []
         for v in self.versions:
-            lat = v.latency_ms
+            lat = v.latency_s
             text = (
                 f"{v.label} [{v.role}]: {v.requests} requests, {v.errors} errors, "
-                f"{v.fallbacks} fallbacks, p50 {_fmt(lat.get('p50', float('nan')))} ms, "
-                f"p99 {_fmt(lat.get('p99', float('nan')))} ms"
+                f"{v.fallbacks} fallbacks, p50 {_ms(lat.get('p50'))} ms, "
+                f"p99 {_ms(lat.get('p99'))} ms"
             )
             if v.compared:
                 text += f", agreement {v.agreement:.3f}"
@@ -281,11 +314,10 @@ class DeployerStats:
         )
         rows = []
         for v in self.versions:
-            lat = v.latency_ms
+            lat = v.latency_s
             cells = (
                 v.label, v.role, v.requests, v.rows, v.errors, v.rejected, v.fallbacks,
-                v.timeouts, _fmt(lat.get("p50", float("nan"))),
-                _fmt(lat.get("p95", float("nan"))), _fmt(lat.get("p99", float("nan"))),
+                v.timeouts, _ms(lat.get("p50")), _ms(lat.get("p95")), _ms(lat.get("p99")),
                 _fmt(v.agreement),
             )  # fmt: skip
             rows.append(

@@ -307,11 +307,10 @@ class ModelService:
             raise HTTPException(
                 422, detail=f"Expected one id per row ({len(rows)}); got {len(ids)} ids."
             )
-        # Requests already in flight finish on the version they started with, so the version
-        # read before the call is the one that answers unless a swap lands in between.
-        version = deployer.version
-        try:
-            out = await deployer.apredict(rows, ids=ids, key=request.key)
+        try:  # the version that answered, also during a swap or a canary
+            out, version = await deployer.apredict(
+                rows, ids=ids, key=request.key, return_version=True
+            )
         except SchemaError as exc:
             raise HTTPException(
                 422, detail={"message": str(exc), "column": exc.column, "row": exc.row}

@@ -101,8 +101,9 @@ class RouteHandle:
         return f"<code>{html.escape(repr(self))}</code>"
 
 
-def _fmt(value: float) -> str:
-    return "-" if value != value else f"{value:.3g}"  # nan != nan
+def _ms(value: float | None) -> str:
+    """A latency in seconds, displayed in milliseconds."""
+    return "-" if value is None else f"{value * 1e3:.3g}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,8 +114,9 @@ class RouterStats:
     ----------
     online, batch
         Per path: ``requests`` and ``rows`` answered, ``errors`` (failed requests) and latency
-        percentiles in ms over the most recent requests. Online latency is the online call;
-        batch latency runs from ``submit`` to the handle's resolution (queueing included).
+        percentiles in seconds (``latency_s``, ``None`` before traffic) over the most recent
+        requests. Online latency is the online call; batch latency runs from ``submit`` to the
+        handle's resolution (queueing included).
         Their ``label`` is the path, their ``role`` the version that path serves.
     rejected
         Requests refused before routing (``SchemaError``, bad ``ids``, a failing rule).
@@ -166,11 +168,10 @@ class RouterStats:
     def __repr__(self) -> str:
         parts = []
         for p in (self.online, self.batch):
-            lat = p.latency_ms
+            lat = p.latency_s
             parts.append(
                 f"{p.label} [{p.role}]: {p.requests} requests, {p.rows} rows, {p.errors} errors, "
-                f"p50 {_fmt(lat.get('p50', float('nan')))} ms, "
-                f"p99 {_fmt(lat.get('p99', float('nan')))} ms"
+                f"p50 {_ms(lat.get('p50'))} ms, p99 {_ms(lat.get('p99'))} ms"
             )
         parts.append(
             f"queued: {self.pending_requests} requests, {self.pending_rows} rows; "
@@ -182,9 +183,9 @@ class RouterStats:
         heads = ("path", "version", "requests", "rows", "errors", "p50 ms", "p95 ms", "p99 ms")
         body = []
         for p in (self.online, self.batch):
-            lat = p.latency_ms
+            lat = p.latency_s
             cells = (p.label, p.role, p.requests, p.rows, p.errors,
-                     *(_fmt(lat.get(q, float("nan"))) for q in ("p50", "p95", "p99")))  # fmt: skip
+                     *(_ms(lat.get(q)) for q in ("p50", "p95", "p99")))  # fmt: skip
             body.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells))
         caption = (
             f"Router stats: {self.pending_requests} requests ({self.pending_rows} rows) queued, "

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 from typing_extensions import Self
@@ -32,6 +32,7 @@ from modeldeploy._validation import (
 # The one import of a deployers private: the per-path counters and latency ring. To go once
 # deployers export a public stats recorder.
 from modeldeploy.deployers import LatencyRecorder
+from modeldeploy.deployers.online import OnlineDeployer
 from modeldeploy.exceptions import (
     DeploymentError,
     InvalidParameterError,
@@ -179,6 +180,8 @@ class HybridRouter:
                 f"{self.method}; build the BatchDeployer with method='predict'."
             )
         self._online_call: Callable[..., Any] = call
+        # An OnlineDeployer says which version answered, and batches coroutines on their loop.
+        self._online_deployer = online if isinstance(online, OnlineDeployer) else None
         self._cond = threading.Condition()
         self._closed = False
         self._active = 0  # calls between the closed check and their handle being tracked
@@ -200,6 +203,32 @@ class HybridRouter:
 
     # ------------------------------------------------------------------ requests
 
+    @overload
+    def predict(
+        self,
+        X: Any,
+        *,
+        meta: Mapping[str, Any] | None = ...,
+        ids: Any = ...,
+        key: Any = ...,
+        deadline: Any = ...,
+        timeout: float | None = ...,
+        return_version: Literal[False] = ...,
+    ) -> np.ndarray: ...
+
+    @overload
+    def predict(
+        self,
+        X: Any,
+        *,
+        meta: Mapping[str, Any] | None = ...,
+        ids: Any = ...,
+        key: Any = ...,
+        deadline: Any = ...,
+        timeout: float | None = ...,
+        return_version: Literal[True],
+    ) -> tuple[np.ndarray, str | None]: ...
+
     def predict(
         self,
         X: Any,
@@ -209,7 +238,8 @@ class HybridRouter:
         key: Any = None,
         deadline: Any = None,
         timeout: float | None = None,
-    ) -> np.ndarray:
+        return_version: bool = False,
+    ) -> np.ndarray | tuple[np.ndarray, str | None]:
         """Route one request and return its predictions.
 
         Parameters
@@ -228,12 +258,17 @@ class HybridRouter:
         timeout
             Longest wait, in seconds, for a request routed to batch (``None``: until its batch
             is flushed by size, time, :meth:`flush` or :meth:`close`).
+        return_version
+            Also return the label of the version that answered: on the online path, what
+            :class:`~modeldeploy.OnlineDeployer` answered with (the canary's, the fallback's);
+            on the batch path, the batch deployer's ``version`` (``None`` when unknown).
 
         Returns
         -------
-        numpy.ndarray
+        numpy.ndarray or tuple
             One prediction per row (probabilities when the batch deployer scores with
-            ``method="predict_proba"``).
+            ``method="predict_proba"``); with ``return_version=True``,
+            ``(predictions, version)``.
 
         Raises
         ------
@@ -246,8 +281,11 @@ class HybridRouter:
         """
         request, path = self._admit(X, meta, ids, key, deadline, "predict")
         if path == "online":
-            return self._answer_online(request)
-        return self._queue(request).result(timeout)
+            out, version = self._answer_online(request)
+        else:
+            out = self._queue(request).result(timeout)
+            version = self._versions()["batch"]
+        return (out, version) if return_version else out
 
     def submit(
         self,
@@ -277,10 +315,36 @@ class HybridRouter:
         fut: cf.Future[np.ndarray] = cf.Future()
         fut.set_running_or_notify_cancel()
         try:
-            fut.set_result(self._answer_online(request))
+            fut.set_result(self._answer_online(request)[0])
         except Exception as exc:
             fut.set_exception(exc)
         return RouteHandle(fut, request, "online")
+
+    @overload
+    async def apredict(
+        self,
+        X: Any,
+        *,
+        meta: Mapping[str, Any] | None = ...,
+        ids: Any = ...,
+        key: Any = ...,
+        deadline: Any = ...,
+        timeout: float | None = ...,
+        return_version: Literal[False] = ...,
+    ) -> np.ndarray: ...
+
+    @overload
+    async def apredict(
+        self,
+        X: Any,
+        *,
+        meta: Mapping[str, Any] | None = ...,
+        ids: Any = ...,
+        key: Any = ...,
+        deadline: Any = ...,
+        timeout: float | None = ...,
+        return_version: Literal[True],
+    ) -> tuple[np.ndarray, str | None]: ...
 
     async def apredict(
         self,
@@ -291,20 +355,28 @@ class HybridRouter:
         key: Any = None,
         deadline: Any = None,
         timeout: float | None = None,
-    ) -> np.ndarray:
-        """:meth:`predict` for asyncio: the online call runs off the event loop and a batch
-        request is awaited without blocking it."""
+        return_version: bool = False,
+    ) -> np.ndarray | tuple[np.ndarray, str | None]:
+        """:meth:`predict` for asyncio, never blocking the event loop: an
+        :class:`~modeldeploy.OnlineDeployer` batches the online requests on the loop (see
+        :meth:`OnlineDeployer.apredict <modeldeploy.OnlineDeployer.apredict>`), another online
+        path answers in a worker thread, and a batch request is awaited."""
         import asyncio  # with the first async call: asyncio is slow to import
 
         request, path = self._admit(X, meta, ids, key, deadline, "apredict")
         if path == "online":
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(None, self._answer_online, request)
+            if self._online_deployer is not None:
+                out, version = await self._aanswer_online(self._online_deployer, request)
+            else:
+                loop = asyncio.get_running_loop()
+                out, version = await loop.run_in_executor(None, self._answer_online, request)
+            return (out, version) if return_version else out
         handle = self._queue(request)
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(handle._future), timeout)
+            out = await asyncio.wait_for(asyncio.wrap_future(handle._future), timeout)
         except asyncio.TimeoutError:
             raise handle._timeout(timeout) from None
+        return (out, self._versions()["batch"]) if return_version else out
 
     def which(self, X: Any, *, meta: Mapping[str, Any] | None = None, deadline: Any = None) -> Path:
         """The path a request would take, without sending it (validates it like a request)."""
@@ -488,7 +560,8 @@ class HybridRouter:
         assert path is not None
         return request, path
 
-    def _answer_online(self, request: Request) -> np.ndarray:
+    def _answer_online(self, request: Request) -> tuple[np.ndarray, str | None]:
+        """Answer a request on the online path: ``(predictions, version that answered)``."""
         rec = self._recorders["online"]
         kwargs: dict[str, Any] = {}
         if request.ids is not None:
@@ -497,12 +570,36 @@ class HybridRouter:
             kwargs["key"] = request.key
         t0 = time.perf_counter()
         try:
-            out = np.asarray(self._online_call(request.rows, **kwargs))
+            if self._online_deployer is not None:
+                out, version = self._online_call(request.rows, return_version=True, **kwargs)
+            else:
+                out, version = self._online_call(request.rows, **kwargs), None
         except Exception:
             rec.count("errors")
             raise
         rec.record(time.perf_counter() - t0, request.n_rows)
-        return out
+        return np.asarray(out), version if version is not None else self._versions()["online"]
+
+    async def _aanswer_online(
+        self, dep: OnlineDeployer, request: Request
+    ) -> tuple[np.ndarray, str | None]:
+        """:meth:`_answer_online` batched on the running event loop."""
+        rec = self._recorders["online"]
+        t0 = time.perf_counter()
+        try:
+            if self.method == "predict_proba":
+                out, version = await dep.apredict_proba(
+                    request.rows, ids=request.ids, key=request.key, return_version=True
+                )
+            else:
+                out, version = await dep.apredict(
+                    request.rows, ids=request.ids, key=request.key, return_version=True
+                )
+        except Exception:
+            rec.count("errors")
+            raise
+        rec.record(time.perf_counter() - t0, request.n_rows)
+        return np.asarray(out), version
 
     def _queue(self, request: Request) -> RouteHandle:
         """Hand a request to the batch deployer; its handle resolves with the batch."""

@@ -395,7 +395,7 @@ def test_a_recorder_counts_each_answered_request_once_lone_or_queued() -> None:
     assert [a.tolist() for a in answers] == [[float(k)] * 2 for k in range(12)]
     snap = recorder.snapshot()
     assert (snap.requests, snap.rows) == (17, 5 + 24)
-    assert snap.latency_samples == 17 and snap.latency_ms["p50"] > 0
+    assert snap.latency_samples == 17 and (snap.latency_s["p50"] or 0) > 0
     assert batcher.batches < 17  # the concurrent callers shared calls
 
 
@@ -409,3 +409,71 @@ def test_a_failed_lone_call_is_not_recorded_and_frees_the_batcher() -> None:
     assert recorder.snapshot().requests == 0 and not batcher._busy
     assert batcher.submit(np.zeros((1, 2))).tolist() == [0.0]
     assert recorder.snapshot().requests == 1
+
+
+def test_the_caller_completing_a_batch_runs_it_and_the_waiting_leader_wakes_with_its_answer() -> (
+    None
+):
+    ran_on: list[str] = []
+
+    def fn(batch: np.ndarray) -> np.ndarray:
+        ran_on.append(threading.current_thread().name)
+        return batch[:, 0] * 2
+
+    batcher = MicroBatcher(fn, max_batch_size=8, max_wait_ms=5000)
+    batcher._want = 3  # as after calls shared by three callers
+    answers: dict[str, Any] = {}
+
+    def call(name: str, value: float) -> None:
+        answers[name] = batcher.submit(np.array([[value, 0.0]]))
+
+    def wait_for(condition: Any) -> None:
+        deadline = time.perf_counter() + 10
+        while not condition():
+            assert time.perf_counter() < deadline
+            time.sleep(0.001)
+
+    threads = {name: threading.Thread(target=call, args=(name, v), name=name)
+               for name, v in (("leader", 1.0), ("second", 2.0), ("third", 3.0))}  # fmt: skip
+    t0 = time.perf_counter()
+    threads["leader"].start()
+    wait_for(lambda: batcher._gathering is not None)  # waiting up to 5 s for two more
+    threads["second"].start()
+    wait_for(lambda: len(batcher._queue) == 2)
+    threads["third"].start()
+    for t in threads.values():
+        t.join(10)
+    assert time.perf_counter() - t0 < 4  # nobody waited for the 5 s deadline
+    assert ran_on == ["third"]  # one model call, in the thread that completed the batch
+    assert {k: v.tolist() for k, v in answers.items()} == {
+        "leader": [2.0], "second": [4.0], "third": [6.0]
+    }  # fmt: skip
+    assert (batcher.batches, batcher.rows) == (1, 3)
+    assert not batcher._busy and batcher._gathering is None
+    # The next lone caller still runs: nothing was left holding the batcher.
+    batcher._want = 1
+    assert batcher.submit(np.array([[5.0, 0.0]])).tolist() == [10.0]
+
+
+def test_closing_wakes_a_gathering_leader_at_once() -> None:
+    batcher = MicroBatcher(lambda b: b[:, 0], max_batch_size=8, max_wait_ms=5000)
+    batcher._want = 4
+    got: list[Any] = []
+
+    def call() -> None:
+        try:
+            got.append(batcher.submit(np.array([[1.0, 0.0]])))
+        except BatcherClosedError as exc:
+            got.append(exc)
+
+    t = threading.Thread(target=call)
+    t0 = time.perf_counter()
+    t.start()
+    deadline = time.perf_counter() + 10
+    while batcher._gathering is None:
+        assert time.perf_counter() < deadline
+        time.sleep(0.001)
+    batcher.close()
+    t.join(10)
+    assert time.perf_counter() - t0 < 4
+    assert len(got) == 1 and isinstance(got[0], BatcherClosedError)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from typing import Any, Literal
 
@@ -116,14 +117,31 @@ def test_stats_count_requests_and_give_ordered_percentiles() -> None:
     stats = dep.stats()
     primary = stats["lr"]
     assert (primary.requests, primary.rows, primary.errors) == (50, 100, 0)
-    lat = primary.latency_ms
-    assert 0 < lat["p50"] <= lat["p95"] <= lat["p99"]
+    lat = primary.latency_s
+    assert lat["p50"] is not None and lat["p95"] is not None and lat["p99"] is not None
+    assert 0 < lat["p50"] <= lat["p95"] <= lat["p99"] < 5.0  # seconds
     assert stats.batches == 50 and stats.mean_batch_size == 2.0
+    assert f"p50 {lat['p50'] * 1e3:.3g} ms" in repr(stats)  # displayed in ms
     assert "lr [primary]: 50 requests" in repr(stats)
     assert "<table>" in stats._repr_html_() and "lr" in dep._repr_html_()
     assert stats.to_dict()["versions"][0]["requests"] == 50
     with pytest.raises(KeyError, match="No version 'nope'"):
         stats["nope"]
+
+
+def test_stats_before_traffic_are_none_and_dump_to_valid_json() -> None:
+    with OnlineDeployer(LR, signature=SIG, name="lr", fallback=0) as dep:
+        stats = dep.stats()
+        assert stats.mean_batch_size is None
+        assert stats.primary.error_rate is None and stats.primary.agreement is None
+        assert dict(stats.primary.latency_s) == dict.fromkeys(("mean", "p50", "p95", "p99"))
+        text = json.dumps(stats.to_dict(), allow_nan=False)  # raises on NaN
+        assert json.loads(text)["versions"][0]["latency_s"]["p99"] is None
+        assert "p50 - ms" in repr(stats) and "<td>-</td>" in stats._repr_html_()
+        dep.predict(X[:3])
+        after = json.loads(json.dumps(dep.stats().to_dict(), allow_nan=False))
+        assert after["versions"][0]["latency_s"]["p99"] > 0
+        assert dep.stats().primary.error_rate == 0.0
 
 
 def test_latency_memory_stays_bounded() -> None:

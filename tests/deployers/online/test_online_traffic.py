@@ -113,7 +113,7 @@ def test_shadow_agreement_matches_a_direct_comparison() -> None:
     assert (shadow.compared, shadow.dropped) == (300, 0)
     expected = np.mean(lr.predict(X) == tree.predict(X))
     assert shadow.agreement == pytest.approx(expected)
-    assert 0 < shadow.agreement < 1
+    assert shadow.agreement is not None and 0 < shadow.agreement < 1
     assert "agreement" in repr(dep.stats())
 
 

@@ -93,9 +93,12 @@ class _Slot:
 
     def make_batchers(self, batching: Batching) -> None:
         methods = ("predict", "predict_proba") if self.has_proba else ("predict",)
+        # Only a verified compiled predictor may run on an event loop: its cost is known and
+        # steady, and it holds no lock a model of the user's might.
+        inline = self.fast is not None and bool(self.fast.is_fast)
         for method in methods:
             self.batchers[method] = batching.make(
-                self.model_fn(method), name=self.label, recorder=self.recorder
+                self.model_fn(method), name=self.label, recorder=self.recorder, inline=inline
             )
 
     def close(self) -> None:

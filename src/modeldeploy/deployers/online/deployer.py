@@ -6,9 +6,8 @@ import functools
 import logging
 import threading
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from time import perf_counter
-from typing import Any, ClassVar, Literal, TypedDict
+from typing import Any, ClassVar, Literal, TypedDict, overload
 
 import numpy as np
 from typing_extensions import Unpack
@@ -19,6 +18,7 @@ from modeldeploy._config import (
     DEFAULT_BACKGROUND_QUEUE_SIZE,
     DEFAULT_BREAKER_COOLDOWN_S,
     DEFAULT_BREAKER_THRESHOLD,
+    DEFAULT_INLINE_MAX_MS,
     DEFAULT_MAX_BATCH_SIZE,
     DEFAULT_MAX_WAIT_MS,
     DEFAULT_POLL_S,
@@ -37,6 +37,7 @@ from modeldeploy.deployers.online._batcher import (
     BatcherClosedError,
     Batching,
     BatchTimeoutError,
+    MicroBatcher,
     failed_on_own_rows,
 )
 from modeldeploy.deployers.online._feed import MonitorFeed
@@ -72,6 +73,7 @@ class OnlineOptions(TypedDict, total=False):
     max_batch_size: int
     max_wait_ms: float
     timeout_ms: float | None
+    inline_max_ms: float
     fallback: Any
     monitor: MonitorSink | None
     capture: CaptureSink | None
@@ -114,6 +116,13 @@ class OnlineDeployer(Deployer):
         When given, a request that gets no answer within this many milliseconds gets the
         fallback, or :class:`~modeldeploy.exceptions.PredictionTimeoutError`. Model calls then
         run on helper threads, which costs a thread hand-off per call.
+    inline_max_ms
+        ``apredict`` callers: a batch of an event loop's requests whose model call is expected
+        (from the calls so far) to take at most this many milliseconds runs on the loop itself,
+        saving two thread wake-ups; longer ones run on a helper thread while the loop goes on.
+        Only a verified compiled fast path without ``timeout_ms`` ever runs on the loop
+        (``0``: never). See "Serving asyncio" in the online guide for how the default was
+        chosen.
     fallback
         What answers when the model raises, times out or is cut off by the breaker: another
         ``ModelVersion``, a model, a callable of the validated batch, or a constant (a scalar for
@@ -195,6 +204,7 @@ class OnlineDeployer(Deployer):
         max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
         max_wait_ms: float = DEFAULT_MAX_WAIT_MS,
         timeout_ms: float | None = None,
+        inline_max_ms: float = DEFAULT_INLINE_MAX_MS,
         fallback: Any = None,
         monitor: MonitorSink | None = None,
         capture: CaptureSink | None = None,
@@ -213,9 +223,11 @@ class OnlineDeployer(Deployer):
             max_batch_size=max_batch_size,
             max_wait_ms=max_wait_ms,
             timeout_ms=timeout_ms,
+            inline_max_ms=inline_max_ms,
             owner=_OWNER,
         )
         self.timeout_ms = batching.timeout_ms
+        self.inline_max_ms = batching.inline_max_ms
         self.breaker_threshold = check_int(
             breaker_threshold, "breaker_threshold", _OWNER, min_value=1
         )
@@ -259,7 +271,6 @@ class OnlineDeployer(Deployer):
         # Swaps are numbered when called; a swap installs only if no later one did already.
         self._swaps_called = 0
         self._swap_installed = 0
-        self._executor: ThreadPoolExecutor | None = None
         self._follower: AliasFollower | None = None
         self._batching = batching
         self._slots = SlotFactory(
@@ -362,7 +373,19 @@ class OnlineDeployer(Deployer):
 
     # ------------------------------------------------------------------ predictions
 
-    def predict(self, X: Any, *, ids: Any = None, key: Any = None) -> np.ndarray:
+    @overload
+    def predict(
+        self, X: Any, *, ids: Any = ..., key: Any = ..., return_version: Literal[False] = ...
+    ) -> np.ndarray: ...
+
+    @overload
+    def predict(
+        self, X: Any, *, ids: Any = ..., key: Any = ..., return_version: Literal[True]
+    ) -> tuple[np.ndarray, str]: ...
+
+    def predict(
+        self, X: Any, *, ids: Any = None, key: Any = None, return_version: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, str]:
         """Predict one row (1-D array, dict, one-row DataFrame) or a batch.
 
         Parameters
@@ -375,11 +398,15 @@ class OnlineDeployer(Deployer):
         key
             A request key (user id, session id, ...): with a canary, the same key always goes to
             the same version.
+        return_version
+            Also return the label of what answered: the version (``"churn:3"``, the canary's
+            during a canary, the new one right after a swap) or the fallback
+            (``"fallback churn:2"``).
 
         Returns
         -------
-        numpy.ndarray
-            One prediction per row.
+        numpy.ndarray or tuple
+            One prediction per row; with ``return_version=True``, ``(predictions, version)``.
 
         Raises
         ------
@@ -390,30 +417,66 @@ class OnlineDeployer(Deployer):
         PredictionTimeoutError
             When the model does not answer within ``timeout_ms`` and there is no fallback.
         """
-        return self._serve_request("predict", X, ids, key)
+        return self._serve_request("predict", X, ids, key, return_version)
 
-    def predict_proba(self, X: Any, *, ids: Any = None, key: Any = None) -> np.ndarray:
+    @overload
+    def predict_proba(
+        self, X: Any, *, ids: Any = ..., key: Any = ..., return_version: Literal[False] = ...
+    ) -> np.ndarray: ...
+
+    @overload
+    def predict_proba(
+        self, X: Any, *, ids: Any = ..., key: Any = ..., return_version: Literal[True]
+    ) -> tuple[np.ndarray, str]: ...
+
+    def predict_proba(
+        self, X: Any, *, ids: Any = None, key: Any = None, return_version: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, str]:
         """Class probabilities, one row per row of ``X`` (see :meth:`predict`)."""
-        return self._serve_request("predict_proba", X, ids, key)
+        return self._serve_request("predict_proba", X, ids, key, return_version)
 
-    async def apredict(self, X: Any, *, ids: Any = None, key: Any = None) -> np.ndarray:
-        """:meth:`predict` for asyncio: waits in a helper thread, never blocks the event loop.
+    @overload
+    async def apredict(
+        self, X: Any, *, ids: Any = ..., key: Any = ..., return_version: Literal[False] = ...
+    ) -> np.ndarray: ...
 
-        Concurrent ``apredict`` calls are micro-batched together like threads are.
+    @overload
+    async def apredict(
+        self, X: Any, *, ids: Any = ..., key: Any = ..., return_version: Literal[True]
+    ) -> tuple[np.ndarray, str]: ...
+
+    async def apredict(
+        self, X: Any, *, ids: Any = None, key: Any = None, return_version: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, str]:
+        """:meth:`predict` for asyncio, batched on the event loop.
+
+        The requests of the coroutines of one loop queue together and are scored as one batch;
+        their answers are handed back on the loop, with no thread hand-off per request. A batch
+        runs on the loop itself when it is a verified compiled fast path expected to take at
+        most ``inline_max_ms`` (and there is no ``timeout_ms``), else on one helper thread
+        while the loop goes on. Validation, canary and shadow routing, timeouts, fallback,
+        stats and the monitor behave as for :meth:`predict`. Cancelling the awaiting task
+        withdraws its request and touches no other.
         """
-        import asyncio  # with the first async call: asyncio is slow to import
+        out, label = await self._aserve_request("predict", X, ids, key)
+        return (out, label) if return_version else out
 
-        self._check_open()
-        call = functools.partial(self._serve_request, "predict", X, ids, key)
-        return await asyncio.get_running_loop().run_in_executor(self._get_executor(), call)
+    @overload
+    async def apredict_proba(
+        self, X: Any, *, ids: Any = ..., key: Any = ..., return_version: Literal[False] = ...
+    ) -> np.ndarray: ...
 
-    async def apredict_proba(self, X: Any, *, ids: Any = None, key: Any = None) -> np.ndarray:
-        """:meth:`predict_proba` for asyncio."""
-        import asyncio
+    @overload
+    async def apredict_proba(
+        self, X: Any, *, ids: Any = ..., key: Any = ..., return_version: Literal[True]
+    ) -> tuple[np.ndarray, str]: ...
 
-        self._check_open()
-        call = functools.partial(self._serve_request, "predict_proba", X, ids, key)
-        return await asyncio.get_running_loop().run_in_executor(self._get_executor(), call)
+    async def apredict_proba(
+        self, X: Any, *, ids: Any = None, key: Any = None, return_version: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, str]:
+        """:meth:`predict_proba` for asyncio (see :meth:`apredict`)."""
+        out, label = await self._aserve_request("predict_proba", X, ids, key)
+        return (out, label) if return_version else out
 
     def predict_batch(self, X: np.ndarray) -> Any:
         """Answer an already validated batch (micro-batched, with fallback)."""
@@ -646,8 +709,6 @@ class OnlineDeployer(Deployer):
         if self._feed is not None:
             self._feed.close()
         self._batching.close()
-        if self._executor is not None:
-            self._executor.shutdown(wait=False)
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until the scored requests so far reached the monitor and the shadow.
@@ -723,21 +784,61 @@ class OnlineDeployer(Deployer):
     def _breaker_changed(self, label: str, kind: str, reason: str) -> None:
         self._emit(kind, label, reason=reason)
 
-    def _get_executor(self) -> ThreadPoolExecutor:
-        if self._executor is None:
-            with self._admin:
-                if self._executor is None:
-                    self._executor = ThreadPoolExecutor(
-                        max_workers=max(8, self.max_batch_size),
-                        thread_name_prefix="modeldeploy-async",
-                    )
-        return self._executor
-
     # ------------------------------------------------------------------ serving
 
-    def _serve_request(self, method: str, X: Any, ids: Any, key: Any) -> np.ndarray:
-        """Answer one request of ``dep`` with ``method`` (the hot path of every predict call)."""
+    def _serve_request(
+        self, method: str, X: Any, ids: Any, key: Any, with_version: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, str]:
+        """Answer one request with ``method`` (the hot path of every predict call); with
+        ``with_version``, as ``(answer, label of what answered)``."""
         t0 = perf_counter()
+        route, arr, ids, slot, batcher = self._admit(method, X, ids, key)
+        breaker = slot.breaker
+        try:
+            if breaker.open_until is not None and not breaker.allow():
+                raise CircuitOpenError
+            # The batcher records the answered request's latency and rows in slot.recorder.
+            out = batcher.submit(arr, t0)
+        except Exception as exc:
+            answer = self._failed(slot, method, arr, ids, exc, t0)
+            return (answer, self.fallback.label) if with_version else answer  # type: ignore[union-attr]
+        self._answered(route, slot, method, arr, out, ids, t0)
+        return (out, slot.label) if with_version else out
+
+    async def _aserve_request(
+        self, method: str, X: Any, ids: Any, key: Any
+    ) -> tuple[np.ndarray, str]:
+        """:meth:`_serve_request` on an event loop: the model call is awaited through the
+        batcher's lane for this loop; returns ``(answer, label of what answered)``."""
+        import asyncio  # with the first async call: asyncio is slow to import
+
+        t0 = perf_counter()
+        route, arr, ids, slot, batcher = self._admit(method, X, ids, key)
+        breaker = slot.breaker
+        try:
+            if breaker.open_until is not None and not breaker.allow():
+                raise CircuitOpenError
+            # The lane records the answered request's latency and rows in slot.recorder.
+            out = await batcher.submit_async(arr, t0)
+        except Exception as exc:
+            fallback = self.fallback
+            if fallback is None or fallback.constant is not None:
+                out = self._failed(slot, method, arr, ids, exc, t0)  # raises without fallback
+            else:  # a fallback model or function may take long: not on the loop
+                failed = functools.partial(self._failed, slot, method, arr, ids, exc, t0)
+                out = await asyncio.get_running_loop().run_in_executor(None, failed)
+            return out, fallback.label  # type: ignore[union-attr]
+        self._answered(route, slot, method, arr, out, ids, t0)
+        return out, slot.label
+
+    def _admit(
+        self, method: str, X: Any, ids: Any, key: Any
+    ) -> tuple[_Route, np.ndarray, Any, _Slot, MicroBatcher]:
+        """Validate a request and pick what answers it: ``(route, rows, ids, slot, batcher)``.
+
+        Raises the caller's own error (schema, ids, closed deployer, missing method) before
+        anything is queued, so a bad request never touches another caller's batch.
+        """
         if self._closed:
             self._check_open()
         route = self._route
@@ -769,16 +870,21 @@ class OnlineDeployer(Deployer):
                 f"The model {slot.label} has no {method}; call predict instead, or deploy a "
                 f"model that has {method}."
             )
-        breaker = slot.breaker
-        try:
-            if breaker.open_until is not None and not breaker.allow():
-                raise CircuitOpenError
-            # The batcher records the answered request's latency and rows in slot.recorder.
-            out = batcher.submit(arr, t0)
-        except Exception as exc:
-            return self._failed(slot, method, arr, ids, exc, t0)
-        if breaker.failures:
-            breaker.success()
+        return route, arr, ids, slot, batcher
+
+    def _answered(
+        self,
+        route: _Route,
+        slot: _Slot,
+        method: str,
+        arr: np.ndarray,
+        out: Any,
+        ids: Any,
+        t0: float,
+    ) -> None:
+        """After a model answered: close the breaker, offer shadow, monitor and capture."""
+        if slot.breaker.failures:
+            slot.breaker.success()
         shadow = route.shadow
         if shadow is not None:
             shadow.offer(method, arr, out)
@@ -789,7 +895,6 @@ class OnlineDeployer(Deployer):
             slot.recorder.count("dropped")
         if self.capture is not None:
             self._capture(method, arr, out, ids, slot.label, slot.model)
-        return out  # type: ignore[no-any-return]
 
     def _capture(
         self, method: str, arr: np.ndarray, out: Any, ids: Any, label: str, model: Any
