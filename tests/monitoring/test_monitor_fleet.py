@@ -8,6 +8,7 @@ import logging
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -167,6 +168,19 @@ def test_a_publisher_that_cannot_write_counts_failures_and_never_raises(tmp_path
     publisher.close()  # idempotent
     assert publisher.published == 0 and publisher.failures >= 2
     assert f"{publisher.failures} failed" in repr(publisher)
+
+
+def test_the_publisher_keeps_time_by_the_monitors_clock(tmp_path: Path) -> None:
+    clock = FakeClock(START)
+    mon = _replica(clock)
+    with MonitorPublisher(mon, tmp_path, replica="w1", every_s=60) as publisher:
+        assert publisher.published == 1  # at start
+        clock.advance(61)
+        deadline = time.monotonic() + 10
+        while publisher.published < 2:
+            assert time.monotonic() < deadline, "a minute of the monitor's clock passed"
+            time.sleep(0.01)
+    assert publisher.published == 3  # and once more at close
 
 
 def test_bad_names_and_places_are_refused() -> None:

@@ -114,7 +114,8 @@ class MonitorPublisher:
         self.publish()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.every_s):
+        # The monitor's clock times the period, so a FakeClock moves the publisher too.
+        while not self.monitor.clock.wait(self._stop, self.every_s):
             self.publish()
 
     def __enter__(self) -> MonitorPublisher:
