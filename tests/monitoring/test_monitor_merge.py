@@ -267,3 +267,47 @@ def test_merge_puts_classes_in_one_order_and_keeps_estimates() -> None:
             mon.log_predictions(None, pred, y_proba=proba, y_true=truth)
         clock.advance(30)
     _compare(Monitor.combine([b, a]), whole)
+
+
+@pytest.mark.parametrize("k", [2, 4])
+def test_labels_that_reach_another_replica_are_joined_by_the_merge(k: int) -> None:
+    """A label posted to a worker that did not serve its prediction waits there as an early
+    label; the merged view attaches it, as one monitor over the whole stream does."""
+    from sklearn.metrics import accuracy_score, f1_score
+
+    rng = np.random.default_rng(k)
+    clock = FakeClock(START)
+    wide = {"window": dt.timedelta(minutes=10), "early_label_ttl_s": 600.0}
+    whole = _monitor("classification", clock, **wide)
+    parts = [_monitor("classification", clock, **wide) for _ in range(k)]
+    served: list[tuple[str, int, int]] = []
+    for b in range(20):
+        n = 25
+        ids = [f"q{b}-{i}" for i in range(n)]
+        pred = rng.integers(0, 3, n)
+        shard = int(rng.integers(k))
+        for mon in (whole, parts[shard]):
+            mon.log_predictions(None, pred, ids=ids)
+        truth = np.where(rng.random(n) < 0.7, pred, rng.integers(0, 3, n))
+        served += [(i, int(p), int(t)) for i, p, t in zip(ids, pred, truth, strict=True)]
+        clock.advance(2.0)
+    order = rng.permutation(len(served))
+    for c in range(0, len(order), 40):  # labels in batches, each to a random other worker
+        chunk = [served[j] for j in order[c : c + 40]]
+        ids, truth = [s[0] for s in chunk], np.array([s[2] for s in chunk])
+        whole.log_labels(ids, truth)
+        parts[int(rng.integers(k))].log_labels(ids, truth)
+        clock.advance(1.0)
+    again = [s[0] for s in served[:30]]  # a second label for 30 ids, at yet another worker
+    whole.log_labels(again, np.zeros(30, dtype=int))
+    parts[-1].log_labels(again, np.zeros(30, dtype=int))
+    merged = Monitor.combine(parts)
+    preds, truth = [s[1] for s in served], [s[2] for s in served]
+    got = merged.metrics()
+    assert got["n_labelled"] == len(served)
+    assert got["accuracy"] == pytest.approx(accuracy_score(truth, preds))
+    assert got["f1"] == pytest.approx(f1_score(truth, preds, average="macro"))
+    _same(got, whole.metrics(), "metrics")
+    stats, want = merged.label_stats(), whole.label_stats()
+    for key in ("labels_matched", "labels_total", "labels_duplicate", "pending", "labels_waiting"):
+        assert stats[key] == want[key], key

@@ -1197,6 +1197,34 @@ class Monitor:
             self._labels.absorb(s.labels, codes if classify else None, tags)
         self._latest = max(s.latest for s in snaps)
         self._errors = functools.reduce(ErrorHistory.merge, (s.errors for s in snaps))
+        self._join_across_replicas()
+
+    def _join_across_replicas(self) -> None:
+        """Join the labels that reached another replica than their prediction.
+
+        Such a label waits in that replica as an early label (its id was never logged there).
+        One monitor over both streams would have attached it to its prediction, or counted it
+        as a duplicate (expired, evicted) when its prediction was labelled (expired, evicted)
+        already; so does the merged monitor.
+        A label that came after its prediction is not counted as ``labels_early``.
+        """
+        labels = self._labels
+        if not labels.early:
+            return
+        waiting = labels.pending
+        early = labels.early
+        met = [i for i in early if i in waiting]
+        resolved = labels.resolved
+        done = [i for i in early if i not in waiting and i in resolved]
+        if done:  # labelled, expired or evicted in its own replica: counted as one monitor would
+            repeats = sum(early.pop(i)[2] for i in done)
+            labels.take_arrays(id_array(done), hold_unseen=False)
+            labels.counts["labels_duplicate"] += repeats
+        if not met:
+            return
+        came_after = sum(1 for i in met if early[i][1] >= waiting[i][2])
+        attached = self._meet_early_labels(met, self._now())
+        labels.counts["labels_early"] -= min(came_after, attached)
 
     # ------------------------------------------------------------------ persistence
 
