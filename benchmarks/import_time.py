@@ -43,6 +43,27 @@ def cumulative_s(module: str, src: str | None = None) -> tuple[float, float]:
     raise RuntimeError(f"python -X importtime printed no line for {module}")
 
 
+#: What programs write: the first use of the classes loads their parts (PEP 562).
+STATEMENTS = {
+    "from modeldeploy import OnlineDeployer": "from modeldeploy import OnlineDeployer",
+    "the six classes": (
+        "from modeldeploy import (BatchDeployer, HybridRouter, ModelRegistry, Monitor, "
+        "OnlineDeployer, RetrainPolicy)"
+    ),
+}
+
+
+def statement_s(statement: str) -> tuple[float, float]:
+    """Wall and CPU seconds of one statement, the first thing a fresh interpreter runs."""
+    code = (
+        "import time\nt, c = time.perf_counter(), time.process_time()\n"
+        f"{statement}\nprint(time.perf_counter() - t, time.process_time() - c)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    wall, cpu = done.stdout.split()
+    return float(wall), float(cpu)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=5)
@@ -52,7 +73,11 @@ def main() -> None:
     if args.baseline:
         cumulative_s("modeldeploy", args.baseline)
     runs: dict[str, list[tuple[float, float]]] = {"ours": [], "numpy": [], "baseline": []}
+    for label in STATEMENTS:
+        runs[label] = []
     for _ in range(args.repeats):
+        for label, statement in STATEMENTS.items():
+            runs[label].append(statement_s(statement))
         runs["ours"].append(cumulative_s("modeldeploy"))
         runs["numpy"].append(cumulative_s("numpy"))
         if args.baseline:
@@ -69,6 +94,9 @@ def main() -> None:
     print(f"import modeldeploy         {ours * 1e3:10.1f} ms {ours_cpu * 1e3:14.1f} ms")
     print(f"import numpy (floor)       {floor * 1e3:10.1f} ms {floor_cpu * 1e3:14.1f} ms")
     print(f"modeldeploy over numpy     {(ours - floor) * 1e3:10.1f} ms")
+    for label in STATEMENTS:
+        wall, cpu = (statistics.median(x) for x in zip(*runs[label], strict=True))
+        print(f"{label:27s}{wall * 1e3:10.1f} ms {cpu * 1e3:14.1f} ms  (wall time)")
     if runs["baseline"]:
         base, base_cpu = (statistics.median(x) for x in zip(*runs["baseline"], strict=True))
         print(f"baseline {args.baseline}: {base * 1e3:.1f} ms, CPU {base_cpu * 1e3:.1f} ms")

@@ -3,14 +3,8 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
-from modeldeploy.deployers import (
-    BatchDeployer,
-    BatchResult,
-    Deployer,
-    FunctionDeployer,
-    OnlineDeployer,
-)
 from modeldeploy.exceptions import (
     AliasNotFoundError,
     DeploymentError,
@@ -21,17 +15,26 @@ from modeldeploy.exceptions import (
     SchemaError,
     VersionNotFoundError,
 )
-from modeldeploy.monitoring import (
-    Alert,
-    LabelCapture,
-    LabelJoin,
-    Monitor,
-    MonitorPublisher,
-    PredictionCapture,
-)
-from modeldeploy.registry import Event, ModelRegistry, ModelVersion, Signature
-from modeldeploy.retraining import RetrainPolicy
-from modeldeploy.routing import HybridRouter
+
+if TYPE_CHECKING:
+    from modeldeploy.deployers import (
+        BatchDeployer,
+        BatchResult,
+        Deployer,
+        FunctionDeployer,
+        OnlineDeployer,
+    )
+    from modeldeploy.monitoring import (
+        Alert,
+        LabelCapture,
+        LabelJoin,
+        Monitor,
+        MonitorPublisher,
+        PredictionCapture,
+    )
+    from modeldeploy.registry import Event, ModelRegistry, ModelVersion, Signature
+    from modeldeploy.retraining import RetrainPolicy
+    from modeldeploy.routing import HybridRouter
 
 # A library leaves output to the application: without a logging set-up, nothing is printed.
 logging.getLogger("modeldeploy").addHandler(logging.NullHandler())
@@ -66,7 +69,37 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> str:
+#: Public names and the module each comes from: imported on first use (PEP 562), so
+#: ``import modeldeploy`` costs little and a program pays only for the parts it uses.
+_LAZY = {
+    "Alert": "modeldeploy.monitoring",
+    "BatchDeployer": "modeldeploy.deployers",
+    "BatchResult": "modeldeploy.deployers",
+    "Deployer": "modeldeploy.deployers",
+    "Event": "modeldeploy.registry",
+    "FunctionDeployer": "modeldeploy.deployers",
+    "HybridRouter": "modeldeploy.routing",
+    "LabelCapture": "modeldeploy.monitoring",
+    "LabelJoin": "modeldeploy.monitoring",
+    "ModelRegistry": "modeldeploy.registry",
+    "ModelVersion": "modeldeploy.registry",
+    "Monitor": "modeldeploy.monitoring",
+    "MonitorPublisher": "modeldeploy.monitoring",
+    "OnlineDeployer": "modeldeploy.deployers",
+    "PredictionCapture": "modeldeploy.monitoring",
+    "RetrainPolicy": "modeldeploy.retraining",
+    "Signature": "modeldeploy.registry",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is not None:
+        import importlib
+
+        value = getattr(importlib.import_module(module), name)
+        globals()[name] = value  # the next access is a plain attribute
+        return value
     # __version__ is read from the package metadata when asked for: importlib.metadata takes
     # tens of milliseconds to import, which every `import modeldeploy` would pay (structlog
     # does the same).
@@ -78,3 +111,7 @@ def __getattr__(name: str) -> str:
         except PackageNotFoundError:  # pragma: no cover - a source tree, not installed
             return "0.0.0+unknown"
     raise AttributeError(f"module 'modeldeploy' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

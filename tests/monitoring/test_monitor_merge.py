@@ -294,19 +294,19 @@ def test_labels_that_reach_another_replica_are_joined_by_the_merge(k: int) -> No
     order = rng.permutation(len(served))
     for c in range(0, len(order), 40):  # labels in batches, each to a random other worker
         chunk = [served[j] for j in order[c : c + 40]]
-        ids, truth = [s[0] for s in chunk], np.array([s[2] for s in chunk])
-        whole.log_labels(ids, truth)
-        parts[int(rng.integers(k))].log_labels(ids, truth)
+        ids, labels = [s[0] for s in chunk], np.array([s[2] for s in chunk])
+        whole.log_labels(ids, labels)
+        parts[int(rng.integers(k))].log_labels(ids, labels)
         clock.advance(1.0)
     again = [s[0] for s in served[:30]]  # a second label for 30 ids, at yet another worker
     whole.log_labels(again, np.zeros(30, dtype=int))
     parts[-1].log_labels(again, np.zeros(30, dtype=int))
     merged = Monitor.combine(parts)
-    preds, truth = [s[1] for s in served], [s[2] for s in served]
+    preds, truth_all = [s[1] for s in served], [s[2] for s in served]
     got = merged.metrics()
     assert got["n_labelled"] == len(served)
-    assert got["accuracy"] == pytest.approx(accuracy_score(truth, preds))
-    assert got["f1"] == pytest.approx(f1_score(truth, preds, average="macro"))
+    assert got["accuracy"] == pytest.approx(accuracy_score(truth_all, preds))
+    assert got["f1"] == pytest.approx(f1_score(truth_all, preds, average="macro"))
     _same(got, whole.metrics(), "metrics")
     stats, want = merged.label_stats(), whole.label_stats()
     for key in ("labels_matched", "labels_total", "labels_duplicate", "pending", "labels_waiting"):
