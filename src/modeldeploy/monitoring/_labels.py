@@ -135,17 +135,22 @@ class PendingLabels:
         ids: Any,
         keys: np.ndarray,
         codes: np.ndarray,
-        times: np.ndarray,
+        times: np.ndarray | float,
         source: int = -1,
     ) -> None:
-        """Remember predictions by id (a repeated id replaces the older prediction)."""
+        """Remember predictions by id (a repeated id replaces the older prediction); ``times``
+        is one time each or one for all."""
         idv = id_array(ids)
         n = idv.shape[0]
         skip = max(0, n - self.max_pending)
-        if skip:  # only the newest max_pending of a huge batch could ever stay
-            self.counts["predictions_evicted"] += skip
-            self._remember(idv[skip - min(skip, self.max_pending) : skip], EVICTED)
-        self._wait(idv[skip:], keys[skip:], codes[skip:], times[skip:], source)
+        if not skip:
+            self._wait(idv, keys, codes, times, source)
+            return
+        # only the newest max_pending of a huge batch could ever stay
+        self.counts["predictions_evicted"] += skip
+        self._remember(idv[skip - min(skip, self.max_pending) : skip], EVICTED)
+        t = times[skip:] if isinstance(times, np.ndarray) else times
+        self._wait(idv[skip:], keys[skip:], codes[skip:], t, source)
 
     def _wait(self, ids: np.ndarray, keys: Any, codes: Any, times: Any, tags: Any) -> None:
         """Predictions waiting now; the oldest past ``max_pending`` are evicted."""
@@ -165,10 +170,13 @@ class PendingLabels:
         w = self._waiting
         if self.ttl_s is None or not w.n_alive:
             return
-        old = w.older_than("t", now - self.ttl_s)
+        cutoff = now - self.ttl_s
+        if w.cols["t"][w.head] >= cutoff:  # times only grow: nothing waited that long
+            return
+        old = w.older_than("t", cutoff)
         if old.size:
             self.settle()  # a prediction replaced by a newer one of its id does not expire
-            old = w.older_than("t", now - self.ttl_s)
+            old = w.older_than("t", cutoff)
             w.kill(old)
             self.counts["predictions_expired"] += old.size
             self._remember(w.ids(old), EXPIRED)

@@ -63,6 +63,8 @@ class Targets:
         self.classes: list[Any] = []
         self._index: dict[Any, int] = {}
         self._lut = np.zeros(0, dtype=np.int64)
+        # classes 0, 1, ..., _dense - 1 have codes 0, 1, ...: such labels are their own code
+        self._dense = 0
 
     def __len__(self) -> int:
         return len(self.classes)
@@ -98,6 +100,8 @@ class Targets:
                 table[: self._lut.size] = self._lut
                 self._lut = table
             self._lut[int(label)] = code  # int(): a bool index would mask, not index
+            if label == code == self._dense:
+                self._dense += 1
         if self.on_new_class is not None:
             self.on_new_class(len(self.classes))
         return code
@@ -108,6 +112,8 @@ class Targets:
             return np.zeros(0, dtype=np.int64)
         if values.dtype.kind in "biu" and self._lut.size:
             ints = values.astype(np.int64, copy=False)
+            if int(ints.view(np.uint64).max()) < self._dense:  # (negatives are huge there)
+                return ints
             if ints.min() >= 0 and ints.max() < self._lut.size:
                 codes = self._lut[ints]
                 if codes.min() >= 0:

@@ -137,7 +137,13 @@ class Windows:
         Keys never go back, even when the times do.
         """
         if self.bucket_size:
-            keys = (self.seq + np.arange(n, dtype=np.int64)) // self.bucket_size
+            first = self.seq // self.bucket_size
+            if n and (self.seq + n - 1) // self.bucket_size == first:  # one bucket
+                keys = np.full(n, first, dtype=np.int64)
+            else:
+                keys = (self.seq + np.arange(n, dtype=np.int64)) // self.bucket_size
+        elif times is None:  # every row now: one bucket
+            keys = np.full(n, max(int(now // self.bucket_s), self.last_key), dtype=np.int64)
         else:
             t = times if times is not None else np.full(n, now)
             raw = np.floor(t / self.bucket_s).astype(np.int64)

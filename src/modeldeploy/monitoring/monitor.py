@@ -761,8 +761,11 @@ class Monitor:
 
         keys, live_from, last = windows.keys(n, times, call_times[-1])
         if n:
-            cuts = np.flatnonzero(np.diff(keys[live_from:])) + 1 + live_from
-            bounds = [live_from, *cuts.tolist(), n]
+            if keys[live_from] == keys[n - 1]:  # the usual batch: one bucket
+                bounds = [live_from, n]
+            else:
+                cuts = np.flatnonzero(np.diff(keys[live_from:])) + 1 + live_from
+                bounds = [live_from, *cuts.tolist(), n]
             for a, b in itertools.pairwise(bounds):
                 self._add_segment(
                     int(keys[a]), a, b, Xv, pred_codes, true_codes, proba, drift_from, vring
@@ -783,19 +786,19 @@ class Monitor:
             labels.counts["labels_missing"] += n_missing
         if id_arr is not None:
             labels.expire(call_times[-1])
-            row_times = times if times is not None else np.full(n, call_times[-1])
             if truth is None:
                 labels.add(
                     id_arr[live_from:],
                     keys[live_from:],
                     pred_codes[live_from:],
-                    row_times[live_from:],
+                    call_times[-1] if times is None else times[live_from:],
                     tag,
                 )
                 if live_from:
                     labels.counts["predictions_evicted"] += live_from
             else:
                 if truth_missing is not None:  # rows whose label is missing wait for one by id
+                    row_times = times if times is not None else np.full(n, call_times[-1])
                     rows = np.flatnonzero(truth_missing)
                     kept = rows[rows >= live_from]
                     labels.add(
