@@ -250,7 +250,7 @@ class PendingLabels:
         r, done = self._resolved, self._resolutions
         r.append(ids, reason=reason, seq=np.arange(done, done + n))
         self._resolutions = done + n
-        r.kill(r.older_than("seq", self._resolutions - self.max_pending))
+        r.kill_before("seq", self._resolutions - self.max_pending)
 
     def hold(self, ids: list[Any], labels: list[Any], now: float) -> int:
         """Keep labels that came before their prediction; return how many of them were dropped.
@@ -543,6 +543,24 @@ class _IdTable:
         self.indexed = self.n
         return before - self.n_alive
 
+    def kill_before(self, column: str, cutoff: float) -> None:
+        """:meth:`kill` of the rows :meth:`older_than` gives, a run of rows from the head."""
+        head = self.head
+        end = head + int(np.searchsorted(self.cols[column][head : self.n], cutoff))
+        if end <= head:
+            return
+        alive = self.alive[head:end]
+        self.n_alive -= int(np.count_nonzero(alive))
+        alive[:] = False
+        if self.indexed > head:  # some of them are in the index
+            slots = self.slot[head : min(end, self.indexed)]
+            self._free(slots[slots >= 0])
+            slots[:] = -1
+        self.head = end
+        if end < self.n and not self.alive[end]:
+            ahead = int(np.argmax(self.alive[end : self.n]))
+            self.head = end + ahead if self.alive[end + ahead] else self.n
+
     def kill(self, rows: np.ndarray) -> None:
         """Rows that are no longer live (resolved, forgotten)."""
         if not rows.size:
@@ -550,13 +568,21 @@ class _IdTable:
         self.alive[rows] = False
         self.n_alive -= rows.size
         slots = self.slot[rows]
-        slots = slots[slots >= 0]
-        self.table[slots] = _TOMBSTONE
+        self._free(slots[slots >= 0])
         self.slot[rows] = -1
         head = self.head
         if head < self.n and not self.alive[head]:
             ahead = int(np.argmax(self.alive[head : self.n]))  # stops at the first live row
             self.head = head + ahead if self.alive[head + ahead] else self.n
+
+    def _free(self, slots: np.ndarray) -> None:
+        """Take rows out of the index: their slots become tombstones (a search goes on past
+        them), or empty where the next slot is empty (no search needs to go on there)."""
+        table = self.table
+        table[slots] = _TOMBSTONE
+        ends = table[(slots + 1) & (table.size - 1)] == _EMPTY
+        table[slots[ends]] = _EMPTY
+        self.used -= int(np.count_nonzero(ends))
 
     # ------------------------------------------------------------------ hashing
 
@@ -729,11 +755,10 @@ class _IdTable:
         """Drop dead rows, renumbering the live ones (in order) in the columns and the index."""
         keep = self.head + np.flatnonzero(self.alive[self.head : self.n])
         k = keep.size
-        new_of = np.full(self.n, _TOMBSTONE, dtype=np.int64)  # a dead row in the index: none
-        new_of[keep] = np.arange(k)
-        table = self.table
-        held = table >= 0
-        table[held] = new_of[table[held]]
+        # the index holds live rows only, each in its slot: renumber them there
+        slots = self.slot[keep]
+        placed = slots >= 0
+        self.table[slots[placed]] = np.flatnonzero(placed)
         self.indexed = int(np.searchsorted(keep, self.indexed))
         for name in ("h", "alive", "slot", "obj"):
             col = getattr(self, name)
