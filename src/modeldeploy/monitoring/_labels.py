@@ -753,20 +753,28 @@ class _IdTable:
 
     def _compact(self) -> None:
         """Drop dead rows, renumbering the live ones (in order) in the columns and the index."""
-        keep = self.head + np.flatnonzero(self.alive[self.head : self.n])
-        k = keep.size
+        head, n = self.head, self.n
+        keep: slice | np.ndarray
+        if self.n_alive == n - head:  # the dead rows are the oldest (a FIFO): shift the rest
+            keep = slice(head, n)
+            k = n - head
+            self.indexed = max(0, self.indexed - head)
+        else:
+            keep = head + np.flatnonzero(self.alive[head:n])
+            k = keep.size
+            self.indexed = int(np.searchsorted(keep, self.indexed))
         # the index holds live rows only, each in its slot: renumber them there
-        slots = self.slot[keep]
-        placed = slots >= 0
-        self.table[slots[placed]] = np.flatnonzero(placed)
-        self.indexed = int(np.searchsorted(keep, self.indexed))
+        if self.indexed:
+            slots = self.slot[keep]
+            placed = slots >= 0
+            self.table[slots[placed]] = np.flatnonzero(placed)
         for name in ("h", "alive", "slot", "obj"):
             col = getattr(self, name)
             if col is not None:
                 col[:k] = col[keep]
         for col in self.cols.values():
             col[:k] = col[keep]
-        self.alive[k : self.n] = False
+        self.alive[k:n] = False
         self.n, self.head = k, 0
 
     def _rebuild(self, upto: int | None = None) -> None:
