@@ -478,7 +478,7 @@ class _IdTable:
         if self.lazy and self.indexed < self.n:
             self.index()
         h, obj = self._keys(ids)
-        return self._probe(h, obj)[0]
+        return self._find(h, obj)
 
     def reasons(self, ids: np.ndarray) -> np.ndarray:
         """The ``reason`` column of the live rows of ids (``ABSENT`` for none)."""
@@ -579,9 +579,9 @@ class _IdTable:
         """Take rows out of the index: their slots become tombstones (a search goes on past
         them), or empty where the next slot is empty (no search needs to go on there)."""
         table = self.table
-        table[slots] = _TOMBSTONE
+        # read before writing: a slot freed now is not empty yet, so a run is never cut
         ends = table[(slots + 1) & (table.size - 1)] == _EMPTY
-        table[slots[ends]] = _EMPTY
+        table[slots] = np.where(ends, _EMPTY, _TOMBSTONE)
         self.used -= int(np.count_nonzero(ends))
 
     # ------------------------------------------------------------------ hashing
@@ -630,9 +630,8 @@ class _IdTable:
         spread: np.ndarray = (h.view(np.uint64) * _MULT) >> np.uint64(64 - self.bits)
         return spread.view(np.int64)
 
-    def _probe(self, h: np.ndarray, obj: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """Rows holding these ids (``-1``: none) and their slots: for an id not held, the slot
-        to put it in (the first tombstone on its way, else the empty slot that ended it)."""
+    def _find(self, h: np.ndarray, obj: np.ndarray | None) -> np.ndarray:
+        """Rows holding these ids (``-1``: none)."""
         table, hashes, objects = self.table, self.h, self.obj
         slots = self._slots(h)
         r = table[slots]
@@ -641,53 +640,97 @@ class _IdTable:
         hit &= r >= 0
         if obj is not None and objects is not None:
             hit &= objects[r] == obj
-        rows = np.where(hit, r, -1)
-        on = ~hit & (r != _EMPTY)  # a collision or a tombstone: look further
+        on = r != _EMPTY
+        r[~hit] = -1
+        on &= r < 0  # a collision or a tombstone: look further
         if not on.any():
-            return rows, slots
-        free = np.where(r == _TOMBSTONE, slots, -1)
+            return r
         todo = np.flatnonzero(on)
         mask = (1 << self.bits) - 1
+        probe = slots[todo]
         while todo.size:
-            probe = (slots[todo] + 1) & mask
-            slots[todo] = probe
-            r = table[probe]
-            hit = (hashes[r] == h[todo]) & (r >= 0)
+            probe = (probe + 1) & mask
+            found = table[probe]
+            hit = (hashes[found] == h[todo]) & (found >= 0)
             if obj is not None and objects is not None:
-                hit &= objects[r] == obj[todo]
-            rows[todo[hit]] = r[hit]
-            tomb = (r == _TOMBSTONE) & (free[todo] < 0)
-            free[todo[tomb]] = probe[tomb]
-            todo = todo[~hit & (r != _EMPTY)]
-        reuse = (free >= 0) & (rows < 0)
-        slots[reuse] = free[reuse]
-        return rows, slots
+                hit &= objects[found] == obj[todo]
+            r[todo[hit]] = found[hit]
+            on = ~hit & (found != _EMPTY)
+            todo, probe = todo[on], probe[on]
+        return r
+
+    def _probe(
+        self, h: np.ndarray, obj: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Rows holding these ids (``-1``: none) and their slots: for an id not held, the slot
+        to put it in (the first tombstone on its way, else the empty slot that ended it), and
+        where that slot is an empty one."""
+        table, hashes, objects = self.table, self.h, self.obj
+        slots = self._slots(h)
+        r = table[slots]
+        hit = hashes[r] == h
+        hit &= r >= 0
+        if obj is not None and objects is not None:
+            hit &= objects[r] == obj
+        empty = r == _EMPTY
+        rows = np.where(hit, r, -1)
+        on = ~(hit | empty)  # a collision or a tombstone: look further
+        if not on.any():
+            return rows, slots, empty
+        # the few ids that look further, by their position in ``todo``
+        todo = np.flatnonzero(on)
+        ends = slots[todo]  # where each one's search is
+        free = np.where(r[todo] == _TOMBSTONE, ends, -1)  # the first tombstone on its way
+        active = np.arange(todo.size)
+        at = ends
+        mask = (1 << self.bits) - 1
+        while active.size:
+            at = (at + 1) & mask
+            ends[active] = at
+            found = table[at]
+            mine = todo[active]
+            hit = (hashes[found] == h[mine]) & (found >= 0)
+            if obj is not None and objects is not None:
+                hit &= objects[found] == obj[mine]
+            rows[mine[hit]] = found[hit]
+            tomb = (found == _TOMBSTONE) & (free[active] < 0)
+            free[active[tomb]] = at[tomb]
+            go_on = ~hit & (found != _EMPTY)
+            active, at = active[go_on], at[go_on]
+        absent = rows[todo] < 0
+        reuse = absent & (free >= 0)
+        slots[todo] = np.where(reuse, free, ends)
+        empty[todo] = absent & ~reuse
+        return rows, slots, empty
 
     def _put(self, rows: np.ndarray) -> None:
         """Index rows (in row order): each replaces the older live row of its id."""
         while True:
             obj = None if self.obj is None else self.obj[rows]
-            old, slots = self._probe(self.h[rows], obj)
+            old, slots, empty = self._probe(self.h[rows], obj)
             newer = old > rows  # (after a first round) a later row of the id is in already
             if newer.any():
                 self.alive[rows[newer]] = False
                 self.n_alive -= int(np.count_nonzero(newer))
                 keep = ~newer
-                rows, old, slots = rows[keep], old[keep], slots[keep]
+                rows, old, slots, empty = rows[keep], old[keep], slots[keep], empty[keep]
             table = self.table
-            taken = int(np.count_nonzero(table[slots] == _EMPTY))
             table[slots] = rows
-            won = table[slots] == rows
-            if won.all():  # the usual case: no two rows of this batch wanted one slot
-                self.slot[rows] = slots
-                self._replaced(old[old >= 0], taken)
-                return
+            self.slot[rows] = slots
+            lost = np.flatnonzero(table[slots] != rows)
             # Rows of this batch that wanted one free slot: the winner is placed, the others
             # look again (a later row of an id then replaces an earlier one).
-            placed = rows[won]
-            self.slot[placed] = slots[won]
-            self._replaced(old[won][old[won] >= 0], taken)
-            rows = rows[~won]
+            taken = int(np.count_nonzero(empty)) - int(np.count_nonzero(empty[lost]))
+            replaced = old >= 0
+            if replaced.any():
+                replaced[lost] = False
+                self._replaced(old[replaced], taken)
+            else:
+                self.used += taken
+            if not lost.size:  # the usual case: no two rows of this batch wanted one slot
+                return
+            rows = rows[lost]
+            self.slot[rows] = -1
             if rows.size <= _ONE_BY_ONE:
                 for row in rows.tolist():
                     self._put_one(row)
