@@ -378,7 +378,19 @@ class Windows:
         """
         matched = late = 0
         # the usual batch of labels is of one bucket (and one version): no sort needed
-        distinct = [int(keys[0])] if keys.min() == keys.max() else np.unique(keys).tolist()
+        first = int(keys[0])
+        if keys.min() == keys.max() and tags.min() == tags.max():
+            slot = self.ring.lookup(first)
+            if slot is None or first <= current - self.buckets:
+                return 0, keys.size
+            _add_labels(self.ring, slot, truth, preds, classify)
+            vring = self._rings.get(int(tags[0]))
+            vslot = None if vring is None else vring.lookup(first)
+            if vring is not None and vslot is not None:
+                self._sync(vring)
+                _add_labels(vring, vslot, truth, preds, classify)
+            return keys.size, 0
+        distinct = [first] if keys.min() == keys.max() else np.unique(keys).tolist()
         for key in distinct:
             sel = keys == key
             slot = self.ring.lookup(key)
@@ -558,8 +570,10 @@ def _add_labels(
     if classify:
         k = arrays["conf"].shape[1]
         codes = preds.astype(np.int64)
-        answered = codes >= 0  # a NaN prediction (code -1) is no answer to score
-        flat = (truth.astype(np.int64) * k + codes)[answered]
+        flat = truth.astype(np.int64) * k
+        flat += codes
+        if codes.min() < 0:
+            flat = flat[codes >= 0]  # a NaN prediction (code -1) is no answer to score
         arrays["conf"][slot] += np.bincount(flat, minlength=k * k).reshape(k, k)
     else:
         p = preds.astype(np.float64)
