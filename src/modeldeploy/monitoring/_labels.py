@@ -219,14 +219,15 @@ class PendingLabels:
         self.settle()
         w, counts = self._waiting, self.counts
         rows = w.find(ids)
-        pos = np.flatnonzero(rows >= 0)
-        r = rows[pos]
+        every = bool(rows.size) and rows.min() >= 0  # the usual batch: every id waits
+        pos = np.arange(rows.size) if every else np.flatnonzero(rows >= 0)
+        r = rows if every else rows[pos]
         if pos.size:
             first = w.first_of(r, pos)
             if first is not None:  # an id labelled twice here: the first label wins
                 counts["labels_duplicate"] += int(pos.size - np.count_nonzero(first))
                 pos, r = pos[first], r[first]
-        missing = np.flatnonzero(rows < 0)
+        missing = np.zeros(0, dtype=np.int64) if every else np.flatnonzero(rows < 0)
         if missing.size:  # looked up before this call's matches are remembered (and trimmed)
             reasons = self._resolved.reasons(ids[missing])
             counts["labels_duplicate"] += int(np.count_nonzero(reasons == LABELLED))
@@ -237,8 +238,8 @@ class PendingLabels:
                 counts["labels_unknown"] += missing.size
         c = w.cols
         out = (pos, c["key"][r], c["code"][r], c["tag"][r], missing)
-        w.kill(r)
-        self._remember(ids[pos], LABELLED)
+        w.kill(r, indexed=True)
+        self._remember(ids if pos.size == ids.size else ids[pos], LABELLED)
         return out
 
     def _remember(self, ids: np.ndarray, reason: int | np.ndarray) -> None:
@@ -561,14 +562,15 @@ class _IdTable:
             ahead = int(np.argmax(self.alive[end : self.n]))
             self.head = end + ahead if self.alive[end + ahead] else self.n
 
-    def kill(self, rows: np.ndarray) -> None:
-        """Rows that are no longer live (resolved, forgotten)."""
+    def kill(self, rows: np.ndarray, *, indexed: bool = False) -> None:
+        """Rows that are no longer live (resolved, forgotten); ``indexed``: all of them are in
+        the index (found by :meth:`find`)."""
         if not rows.size:
             return
         self.alive[rows] = False
         self.n_alive -= rows.size
         slots = self.slot[rows]
-        self._free(slots[slots >= 0])
+        self._free(slots if indexed else slots[slots >= 0])
         self.slot[rows] = -1
         head = self.head
         if head < self.n and not self.alive[head]:
