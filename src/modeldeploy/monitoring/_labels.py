@@ -422,6 +422,7 @@ ABSENT, LABELLED, EXPIRED, EVICTED = 0, 1, 2, 3
 _PENDING_COLUMNS = {"key": np.int64, "code": np.float64, "t": np.float64, "tag": np.int64}
 _RESOLVED_COLUMNS = {"reason": np.int8, "seq": np.int64}
 _EMPTY, _TOMBSTONE = -1, -2
+_INT64 = np.dtype(np.int64)
 _MULT = np.uint64(0x9E3779B97F4A7C15)
 _U64 = (1 << 64) - 1
 #: Rows (live ones and dead ones not compacted away yet) per live row at most.
@@ -852,6 +853,8 @@ def id_array(ids: Any) -> np.ndarray:
     >>> id_array(np.arange(3)).dtype, id_array(["a", "bc"]).dtype, id_array([1, "a"]).dtype
     (dtype('int64'), dtype('<U2'), dtype('O'))
     """
+    if type(ids) is np.ndarray and ids.dtype == _INT64 and ids.ndim == 1:
+        return ids  # the usual ids, as they are
     if isinstance(ids, np.ndarray):
         flat = ids.ravel()
         if flat.dtype.kind in "ib" or (

@@ -65,6 +65,7 @@ class Targets:
         self._lut = np.zeros(0, dtype=np.int64)
         # classes 0, 1, ..., _dense - 1 have codes 0, 1, ...: such labels are their own code
         self._dense = 0
+        self._kind: str | None = None
 
     def __len__(self) -> int:
         return len(self.classes)
@@ -76,7 +77,9 @@ class Targets:
 
     def kind(self) -> str | None:
         """The type of the class labels (that of the first class seen), once there is one."""
-        return class_kind(self.classes[0]) if self.classes else None
+        if self._kind is None and self.classes:
+            self._kind = class_kind(self.classes[0])  # the first class never changes
+        return self._kind
 
     def code(self, label: Any) -> int:
         """The code of one class label, registering it when new."""

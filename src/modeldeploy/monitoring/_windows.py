@@ -272,8 +272,8 @@ class Windows:
             arrays["features"][s] += features
         if classify:
             k = arrays["pred"].shape[1]
-            codes = pred.astype(np.int64)
-            t_codes = None if truth is None else truth.astype(np.int64)
+            codes = pred.astype(np.int64, copy=False)
+            t_codes = None if truth is None else truth.astype(np.int64, copy=False)
             if n and (codes.min() < 0 or (t_codes is not None and t_codes.min() < 0)):
                 self._add_masked(targets, s, codes, t_codes, proba, drift_from)
                 return

@@ -689,7 +689,8 @@ class Monitor:
         pred = np.asarray(y_pred)
         if pred.ndim == 2 and pred.shape[1] == 1:
             pred = pred[:, 0]
-        pred = np.atleast_1d(pred)
+        if pred.ndim == 0:
+            pred = pred.reshape(1)
         if pred.ndim != 1:
             raise SchemaError(
                 f"y_pred must hold one prediction per row (1-D); got shape {pred.shape}. "
@@ -701,14 +702,11 @@ class Monitor:
         if proba is not None and proba.ndim == 1:
             proba = np.column_stack([1.0 - proba, proba])
         truth = None if y_true is None else np.atleast_1d(np.asarray(y_true)).ravel()
-        for what, length in (
-            ("ids", None if id_arr is None else id_arr.shape[0]),
-            ("y_proba", None if proba is None else proba.shape[0]),
-            ("y_true", None if truth is None else truth.shape[0]),
-        ):
-            if length is not None and length != n:
+        for what, given in (("ids", id_arr), ("y_proba", proba), ("y_true", truth)):
+            if given is not None and given.shape[0] != n:
                 raise SchemaError(
-                    f"log_predictions got {n} predictions but {length} {what}; pass one per row."
+                    f"log_predictions got {n} predictions but {given.shape[0]} {what}; pass one "
+                    "per row."
                 )
         reference = self._reference
         Xv = None
