@@ -138,8 +138,8 @@ class Windows:
         """
         if self.bucket_size:
             first = self.seq // self.bucket_size
-            if n and (self.seq + n - 1) // self.bucket_size == first:  # one bucket
-                keys = np.full(n, first, dtype=np.int64)
+            if n and (self.seq + n - 1) // self.bucket_size == first:  # one bucket, in the window
+                return np.full(n, first, dtype=np.int64), 0, first
             else:
                 keys = (self.seq + np.arange(n, dtype=np.int64)) // self.bucket_size
         elif times is None:  # every row now: one bucket

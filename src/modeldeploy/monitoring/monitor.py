@@ -731,7 +731,11 @@ class Monitor:
             pred_vals, pred_missing = coerce_classes(pred, kind, "y_pred")
             if truth is not None:
                 truth_vals, truth_missing = coerce_classes(truth, kind, "y_true")
-            pred_codes = targets.encode_masked(pred_vals, pred_missing)
+            pred_codes = (
+                targets.encode(pred_vals)
+                if pred_missing is None
+                else targets.encode_masked(pred_vals, pred_missing)
+            )
             true_codes = None if truth is None else targets.encode_masked(truth_vals, truth_missing)
             if proba is not None and self._calibrator is not None:
                 proba = self._calibrator.transform(proba)
