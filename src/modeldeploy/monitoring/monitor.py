@@ -908,7 +908,8 @@ class Monitor:
             return
         current = self._current_key()
         classify = self._targets.task == "classification"
-        truth = self._targets.encode(values[pos]) if classify else values[pos].astype(np.float64)
+        mine = values if pos.size == values.size else values[pos]  # (pos is then every row)
+        truth = self._targets.encode(mine) if classify else mine.astype(np.float64)
         matched, late = self._windows.add_labels(
             keys, tags, truth, preds, current=current, classify=classify
         )
