@@ -664,32 +664,31 @@ class _IdTable:
 
     def _probe(
         self, h: np.ndarray, obj: np.ndarray | None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Rows holding these ids (``-1``: none) and their slots: for an id not held, the slot
-        to put it in (the first tombstone on its way, else the empty slot that ended it), and
-        where that slot is an empty one."""
+        to put it in (the first tombstone on its way, else the empty slot that ended it);
+        where that slot is an empty one, and the positions of the ids held."""
         table, hashes, objects = self.table, self.h, self.obj
+        m = h.shape[0]
         slots = self._slots(h)
-        r = table[slots]
-        hit = hashes[r] == h
-        hit &= r >= 0
-        if obj is not None and objects is not None:
-            hit &= objects[r] == obj
-        empty = r == _EMPTY
-        rows = np.where(hit, r, -1)
-        on = ~(hit | empty)  # a collision or a tombstone: look further
-        if not on.any():
-            return rows, slots, empty
-        # the few ids that look further, by their position in ``todo``
-        todo = np.flatnonzero(on)
-        ends = slots[todo]  # where each one's search is
-        free = np.where(r[todo] == _TOMBSTONE, ends, -1)  # the first tombstone on its way
+        rows = np.full(m, -1, dtype=np.int64)
+        empty = np.ones(m, dtype=bool)
+        # the ids whose search goes on (an id or a tombstone in the way), by position
+        todo = np.flatnonzero(table[slots] != _EMPTY)
+        if not todo.size:  # the usual insert: every id goes to its own empty slot
+            return rows, slots, empty, todo
+        empty[todo] = False
+        at = slots[todo]
+        ends = at.copy()  # where each one's search is
+        free = np.full(todo.size, -1, dtype=np.int64)  # the first tombstone on its way
         active = np.arange(todo.size)
-        at = ends
         mask = (1 << self.bits) - 1
+        first = True
         while active.size:
-            at = (at + 1) & mask
-            ends[active] = at
+            if not first:
+                at = (at + 1) & mask
+                ends[active] = at
+            first = False
             found = table[at]
             mine = todo[active]
             hit = (hashes[found] == h[mine]) & (found >= 0)
@@ -704,19 +703,22 @@ class _IdTable:
         reuse = absent & (free >= 0)
         slots[todo] = np.where(reuse, free, ends)
         empty[todo] = absent & ~reuse
-        return rows, slots, empty
+        return rows, slots, empty, todo[~absent]
 
     def _put(self, rows: np.ndarray) -> None:
         """Index rows (in row order): each replaces the older live row of its id."""
         while True:
             obj = None if self.obj is None else self.obj[rows]
-            old, slots, empty = self._probe(self.h[rows], obj)
-            newer = old > rows  # (after a first round) a later row of the id is in already
-            if newer.any():
-                self.alive[rows[newer]] = False
-                self.n_alive -= int(np.count_nonzero(newer))
-                keep = ~newer
-                rows, old, slots, empty = rows[keep], old[keep], slots[keep], empty[keep]
+            old, slots, empty, held = self._probe(self.h[rows], obj)
+            if held.size:
+                newer = held[old[held] > rows[held]]  # a later row of the id is in already
+                if newer.size:  # (after a first round)
+                    self.alive[rows[newer]] = False
+                    self.n_alive -= newer.size
+                    keep = np.ones(rows.size, dtype=bool)
+                    keep[newer] = False
+                    rows, old, slots, empty = rows[keep], old[keep], slots[keep], empty[keep]
+                    held = np.flatnonzero(old >= 0)
             table = self.table
             table[slots] = rows
             self.slot[rows] = slots
@@ -724,8 +726,9 @@ class _IdTable:
             # Rows of this batch that wanted one free slot: the winner is placed, the others
             # look again (a later row of an id then replaces an earlier one).
             taken = int(np.count_nonzero(empty)) - int(np.count_nonzero(empty[lost]))
-            replaced = old >= 0
-            if replaced.any():
+            if held.size:
+                replaced = np.zeros(rows.size, dtype=bool)
+                replaced[held] = True
                 replaced[lost] = False
                 self._replaced(old[replaced], taken)
             else:
