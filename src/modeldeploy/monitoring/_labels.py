@@ -637,7 +637,7 @@ class _IdTable:
         """Rows holding these ids (``-1``: none)."""
         table, hashes, objects = self.table, self.h, self.obj
         slots = self._slots(h)
-        r = table[slots]
+        r: np.ndarray = table[slots]
         # r < 0 (empty, tombstone) reads some other row's hash: "r >= 0" rules those out
         hit = hashes[r] == h
         hit &= r >= 0

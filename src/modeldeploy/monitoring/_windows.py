@@ -140,8 +140,7 @@ class Windows:
             first = self.seq // self.bucket_size
             if n and (self.seq + n - 1) // self.bucket_size == first:  # one bucket, in the window
                 return np.full(n, first, dtype=np.int64), 0, first
-            else:
-                keys = (self.seq + np.arange(n, dtype=np.int64)) // self.bucket_size
+            keys = (self.seq + np.arange(n, dtype=np.int64)) // self.bucket_size
         elif times is None:  # every row now: one bucket
             keys = np.full(n, max(int(now // self.bucket_s), self.last_key), dtype=np.int64)
         else:
