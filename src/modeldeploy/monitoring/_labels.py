@@ -223,8 +223,11 @@ class PendingLabels:
         pos = np.arange(rows.size) if every else np.flatnonzero(rows >= 0)
         r = rows if every else rows[pos]
         if pos.size:
-            first = w.first_of(r, pos)
-            if first is not None:  # an id labelled twice here: the first label wins
+            w.alive[r] = False  # (killed below): fewer rows die than were found on a repeat
+            if w.n_alive - int(np.count_nonzero(w.alive[w.head : w.n])) < r.size:
+                first = w.first_of(r, pos)
+                assert first is not None
+                # an id labelled twice here: the first label wins
                 counts["labels_duplicate"] += int(pos.size - np.count_nonzero(first))
                 pos, r = pos[first], r[first]
         missing = np.zeros(0, dtype=np.int64) if every else np.flatnonzero(rows < 0)
@@ -238,7 +241,7 @@ class PendingLabels:
                 counts["labels_unknown"] += missing.size
         c = w.cols
         out = (pos, c["key"][r], c["code"][r], c["tag"][r], missing)
-        w.kill(r, indexed=True)
+        w.kill(r, indexed=True, cleared=True)
         self._remember(ids if pos.size == ids.size else ids[pos], LABELLED)
         return out
 
@@ -563,12 +566,14 @@ class _IdTable:
             ahead = int(np.argmax(self.alive[end : self.n]))
             self.head = end + ahead if self.alive[end + ahead] else self.n
 
-    def kill(self, rows: np.ndarray, *, indexed: bool = False) -> None:
-        """Rows that are no longer live (resolved, forgotten); ``indexed``: all of them are in
-        the index (found by :meth:`find`)."""
+    def kill(self, rows: np.ndarray, *, indexed: bool = False, cleared: bool = False) -> None:
+        """Rows that are no longer live (resolved, forgotten), each once; ``indexed``: all of
+        them are in the index (found by :meth:`find`); ``cleared``: their ``alive`` flags are
+        cleared already."""
         if not rows.size:
             return
-        self.alive[rows] = False
+        if not cleared:
+            self.alive[rows] = False
         self.n_alive -= rows.size
         slots = self.slot[rows]
         self._free(slots if indexed else slots[slots >= 0])
