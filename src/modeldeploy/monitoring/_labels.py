@@ -226,10 +226,9 @@ class PendingLabels:
             w.alive[r] = False  # (killed below): fewer rows die than were found on a repeat
             if w.n_alive - int(np.count_nonzero(w.alive[w.head : w.n])) < r.size:
                 first = w.first_of(r, pos)
-                assert first is not None
-                # an id labelled twice here: the first label wins
-                counts["labels_duplicate"] += int(pos.size - np.count_nonzero(first))
-                pos, r = pos[first], r[first]
+                if first is not None:  # an id labelled twice here: the first label wins
+                    counts["labels_duplicate"] += int(pos.size - np.count_nonzero(first))
+                    pos, r = pos[first], r[first]
         missing = np.zeros(0, dtype=np.int64) if every else np.flatnonzero(rows < 0)
         if missing.size:  # looked up before this call's matches are remembered (and trimmed)
             reasons = self._resolved.reasons(ids[missing])
