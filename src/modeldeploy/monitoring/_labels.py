@@ -135,17 +135,22 @@ class PendingLabels:
         ids: Any,
         keys: np.ndarray,
         codes: np.ndarray,
-        times: np.ndarray,
+        times: np.ndarray | float,
         source: int = -1,
     ) -> None:
-        """Remember predictions by id (a repeated id replaces the older prediction)."""
+        """Remember predictions by id (a repeated id replaces the older prediction); ``times``
+        is one time each or one for all."""
         idv = id_array(ids)
         n = idv.shape[0]
         skip = max(0, n - self.max_pending)
-        if skip:  # only the newest max_pending of a huge batch could ever stay
-            self.counts["predictions_evicted"] += skip
-            self._remember(idv[skip - min(skip, self.max_pending) : skip], EVICTED)
-        self._wait(idv[skip:], keys[skip:], codes[skip:], times[skip:], source)
+        if not skip:
+            self._wait(idv, keys, codes, times, source)
+            return
+        # only the newest max_pending of a huge batch could ever stay
+        self.counts["predictions_evicted"] += skip
+        self._remember(idv[skip - min(skip, self.max_pending) : skip], EVICTED)
+        t = times[skip:] if isinstance(times, np.ndarray) else times
+        self._wait(idv[skip:], keys[skip:], codes[skip:], t, source)
 
     def _wait(self, ids: np.ndarray, keys: Any, codes: Any, times: Any, tags: Any) -> None:
         """Predictions waiting now; the oldest past ``max_pending`` are evicted."""
@@ -165,10 +170,13 @@ class PendingLabels:
         w = self._waiting
         if self.ttl_s is None or not w.n_alive:
             return
-        old = w.older_than("t", now - self.ttl_s)
+        cutoff = now - self.ttl_s
+        if w.cols["t"][w.head] >= cutoff:  # times only grow: nothing waited that long
+            return
+        old = w.older_than("t", cutoff)
         if old.size:
             self.settle()  # a prediction replaced by a newer one of its id does not expire
-            old = w.older_than("t", now - self.ttl_s)
+            old = w.older_than("t", cutoff)
             w.kill(old)
             self.counts["predictions_expired"] += old.size
             self._remember(w.ids(old), EXPIRED)
@@ -211,14 +219,17 @@ class PendingLabels:
         self.settle()
         w, counts = self._waiting, self.counts
         rows = w.find(ids)
-        pos = np.flatnonzero(rows >= 0)
-        r = rows[pos]
+        every = bool(rows.size) and rows.min() >= 0  # the usual batch: every id waits
+        pos = np.arange(rows.size) if every else np.flatnonzero(rows >= 0)
+        r = rows if every else rows[pos]
         if pos.size:
-            first = w.first_of(r, pos)
-            if first is not None:  # an id labelled twice here: the first label wins
-                counts["labels_duplicate"] += int(pos.size - np.count_nonzero(first))
-                pos, r = pos[first], r[first]
-        missing = np.flatnonzero(rows < 0)
+            w.alive[r] = False  # (killed below): fewer rows die than were found on a repeat
+            if w.n_alive - int(np.count_nonzero(w.alive[w.head : w.n])) < r.size:
+                first = w.first_of(r, pos)
+                if first is not None:  # an id labelled twice here: the first label wins
+                    counts["labels_duplicate"] += int(pos.size - np.count_nonzero(first))
+                    pos, r = pos[first], r[first]
+        missing = np.zeros(0, dtype=np.int64) if every else np.flatnonzero(rows < 0)
         if missing.size:  # looked up before this call's matches are remembered (and trimmed)
             reasons = self._resolved.reasons(ids[missing])
             counts["labels_duplicate"] += int(np.count_nonzero(reasons == LABELLED))
@@ -229,8 +240,8 @@ class PendingLabels:
                 counts["labels_unknown"] += missing.size
         c = w.cols
         out = (pos, c["key"][r], c["code"][r], c["tag"][r], missing)
-        w.kill(r)
-        self._remember(ids[pos], LABELLED)
+        w.kill(r, indexed=True, cleared=True)
+        self._remember(ids if pos.size == ids.size else ids[pos], LABELLED)
         return out
 
     def _remember(self, ids: np.ndarray, reason: int | np.ndarray) -> None:
@@ -242,7 +253,7 @@ class PendingLabels:
         r, done = self._resolved, self._resolutions
         r.append(ids, reason=reason, seq=np.arange(done, done + n))
         self._resolutions = done + n
-        r.kill(r.older_than("seq", self._resolutions - self.max_pending))
+        r.kill_before("seq", self._resolutions - self.max_pending)
 
     def hold(self, ids: list[Any], labels: list[Any], now: float) -> int:
         """Keep labels that came before their prediction; return how many of them were dropped.
@@ -413,6 +424,7 @@ ABSENT, LABELLED, EXPIRED, EVICTED = 0, 1, 2, 3
 _PENDING_COLUMNS = {"key": np.int64, "code": np.float64, "t": np.float64, "tag": np.int64}
 _RESOLVED_COLUMNS = {"reason": np.int8, "seq": np.int64}
 _EMPTY, _TOMBSTONE = -1, -2
+_INT64 = np.dtype(np.int64)
 _MULT = np.uint64(0x9E3779B97F4A7C15)
 _U64 = (1 << 64) - 1
 #: Rows (live ones and dead ones not compacted away yet) per live row at most.
@@ -470,7 +482,7 @@ class _IdTable:
         if self.lazy and self.indexed < self.n:
             self.index()
         h, obj = self._keys(ids)
-        return self._probe(h, obj)[0]
+        return self._find(h, obj)
 
     def reasons(self, ids: np.ndarray) -> np.ndarray:
         """The ``reason`` column of the live rows of ids (``ABSENT`` for none)."""
@@ -535,20 +547,49 @@ class _IdTable:
         self.indexed = self.n
         return before - self.n_alive
 
-    def kill(self, rows: np.ndarray) -> None:
-        """Rows that are no longer live (resolved, forgotten)."""
+    def kill_before(self, column: str, cutoff: float) -> None:
+        """:meth:`kill` of the rows :meth:`older_than` gives, a run of rows from the head."""
+        head = self.head
+        end = head + int(np.searchsorted(self.cols[column][head : self.n], cutoff))
+        if end <= head:
+            return
+        alive = self.alive[head:end]
+        self.n_alive -= int(np.count_nonzero(alive))
+        alive[:] = False
+        if self.indexed > head:  # some of them are in the index
+            slots = self.slot[head : min(end, self.indexed)]
+            self._free(slots[slots >= 0])
+            slots[:] = -1
+        self.head = end
+        if end < self.n and not self.alive[end]:
+            ahead = int(np.argmax(self.alive[end : self.n]))
+            self.head = end + ahead if self.alive[end + ahead] else self.n
+
+    def kill(self, rows: np.ndarray, *, indexed: bool = False, cleared: bool = False) -> None:
+        """Rows that are no longer live (resolved, forgotten), each once; ``indexed``: all of
+        them are in the index (found by :meth:`find`); ``cleared``: their ``alive`` flags are
+        cleared already."""
         if not rows.size:
             return
-        self.alive[rows] = False
+        if not cleared:
+            self.alive[rows] = False
         self.n_alive -= rows.size
         slots = self.slot[rows]
-        slots = slots[slots >= 0]
-        self.table[slots] = _TOMBSTONE
+        self._free(slots if indexed else slots[slots >= 0])
         self.slot[rows] = -1
         head = self.head
         if head < self.n and not self.alive[head]:
             ahead = int(np.argmax(self.alive[head : self.n]))  # stops at the first live row
             self.head = head + ahead if self.alive[head + ahead] else self.n
+
+    def _free(self, slots: np.ndarray) -> None:
+        """Take rows out of the index: their slots become tombstones (a search goes on past
+        them), or empty where the next slot is empty (no search needs to go on there)."""
+        table = self.table
+        # read before writing: a slot freed now is not empty yet, so a run is never cut
+        ends = table[(slots + 1) & (table.size - 1)] == _EMPTY
+        table[slots] = np.where(ends, _EMPTY, _TOMBSTONE)
+        self.used -= int(np.count_nonzero(ends))
 
     # ------------------------------------------------------------------ hashing
 
@@ -596,64 +637,110 @@ class _IdTable:
         spread: np.ndarray = (h.view(np.uint64) * _MULT) >> np.uint64(64 - self.bits)
         return spread.view(np.int64)
 
-    def _probe(self, h: np.ndarray, obj: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """Rows holding these ids (``-1``: none) and their slots: for an id not held, the slot
-        to put it in (the first tombstone on its way, else the empty slot that ended it)."""
+    def _find(self, h: np.ndarray, obj: np.ndarray | None) -> np.ndarray:
+        """Rows holding these ids (``-1``: none)."""
         table, hashes, objects = self.table, self.h, self.obj
         slots = self._slots(h)
-        r = table[slots]
+        r: np.ndarray = table[slots]
         # r < 0 (empty, tombstone) reads some other row's hash: "r >= 0" rules those out
         hit = hashes[r] == h
         hit &= r >= 0
         if obj is not None and objects is not None:
             hit &= objects[r] == obj
-        rows = np.where(hit, r, -1)
-        on = ~hit & (r != _EMPTY)  # a collision or a tombstone: look further
+        on = r != _EMPTY
+        r[~hit] = -1
+        on &= r < 0  # a collision or a tombstone: look further
         if not on.any():
-            return rows, slots
-        free = np.where(r == _TOMBSTONE, slots, -1)
+            return r
         todo = np.flatnonzero(on)
         mask = (1 << self.bits) - 1
+        probe = slots[todo]
         while todo.size:
-            probe = (slots[todo] + 1) & mask
-            slots[todo] = probe
-            r = table[probe]
-            hit = (hashes[r] == h[todo]) & (r >= 0)
+            probe = (probe + 1) & mask
+            found = table[probe]
+            hit = (hashes[found] == h[todo]) & (found >= 0)
             if obj is not None and objects is not None:
-                hit &= objects[r] == obj[todo]
-            rows[todo[hit]] = r[hit]
-            tomb = (r == _TOMBSTONE) & (free[todo] < 0)
-            free[todo[tomb]] = probe[tomb]
-            todo = todo[~hit & (r != _EMPTY)]
-        reuse = (free >= 0) & (rows < 0)
-        slots[reuse] = free[reuse]
-        return rows, slots
+                hit &= objects[found] == obj[todo]
+            r[todo[hit]] = found[hit]
+            on = ~hit & (found != _EMPTY)
+            todo, probe = todo[on], probe[on]
+        return r
+
+    def _probe(
+        self, h: np.ndarray, obj: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Rows holding these ids (``-1``: none) and their slots: for an id not held, the slot
+        to put it in (the first tombstone on its way, else the empty slot that ended it);
+        where that slot is an empty one, and the positions of the ids held."""
+        table, hashes, objects = self.table, self.h, self.obj
+        m = h.shape[0]
+        slots = self._slots(h)
+        rows = np.full(m, -1, dtype=np.int64)
+        empty = np.ones(m, dtype=bool)
+        # the ids whose search goes on (an id or a tombstone in the way), by position
+        todo = np.flatnonzero(table[slots] != _EMPTY)
+        if not todo.size:  # the usual insert: every id goes to its own empty slot
+            return rows, slots, empty, todo
+        empty[todo] = False
+        at = slots[todo]
+        ends = at.copy()  # where each one's search is
+        free = np.full(todo.size, -1, dtype=np.int64)  # the first tombstone on its way
+        active = np.arange(todo.size)
+        mask = (1 << self.bits) - 1
+        first = True
+        while active.size:
+            if not first:
+                at = (at + 1) & mask
+                ends[active] = at
+            first = False
+            found = table[at]
+            mine = todo[active]
+            hit = (hashes[found] == h[mine]) & (found >= 0)
+            if obj is not None and objects is not None:
+                hit &= objects[found] == obj[mine]
+            rows[mine[hit]] = found[hit]
+            tomb = (found == _TOMBSTONE) & (free[active] < 0)
+            free[active[tomb]] = at[tomb]
+            go_on = ~hit & (found != _EMPTY)
+            active, at = active[go_on], at[go_on]
+        absent = rows[todo] < 0
+        reuse = absent & (free >= 0)
+        slots[todo] = np.where(reuse, free, ends)
+        empty[todo] = absent & ~reuse
+        return rows, slots, empty, todo[~absent]
 
     def _put(self, rows: np.ndarray) -> None:
         """Index rows (in row order): each replaces the older live row of its id."""
         while True:
             obj = None if self.obj is None else self.obj[rows]
-            old, slots = self._probe(self.h[rows], obj)
-            newer = old > rows  # (after a first round) a later row of the id is in already
-            if newer.any():
-                self.alive[rows[newer]] = False
-                self.n_alive -= int(np.count_nonzero(newer))
-                keep = ~newer
-                rows, old, slots = rows[keep], old[keep], slots[keep]
+            old, slots, empty, held = self._probe(self.h[rows], obj)
+            if held.size:
+                newer = held[old[held] > rows[held]]  # a later row of the id is in already
+                if newer.size:  # (after a first round)
+                    self.alive[rows[newer]] = False
+                    self.n_alive -= newer.size
+                    keep = np.ones(rows.size, dtype=bool)
+                    keep[newer] = False
+                    rows, old, slots, empty = rows[keep], old[keep], slots[keep], empty[keep]
+                    held = np.flatnonzero(old >= 0)
             table = self.table
-            taken = int(np.count_nonzero(table[slots] == _EMPTY))
             table[slots] = rows
-            won = table[slots] == rows
-            if won.all():  # the usual case: no two rows of this batch wanted one slot
-                self.slot[rows] = slots
-                self._replaced(old[old >= 0], taken)
-                return
+            self.slot[rows] = slots
+            lost = np.flatnonzero(table[slots] != rows)
             # Rows of this batch that wanted one free slot: the winner is placed, the others
             # look again (a later row of an id then replaces an earlier one).
-            placed = rows[won]
-            self.slot[placed] = slots[won]
-            self._replaced(old[won][old[won] >= 0], taken)
-            rows = rows[~won]
+            taken = int(np.count_nonzero(empty)) - int(np.count_nonzero(empty[lost]))
+            if held.size:
+                replaced = np.zeros(rows.size, dtype=bool)
+                replaced[held] = True
+                replaced[lost] = False
+                self._replaced(old[replaced], taken)
+            else:
+                self.used += taken
+            if not lost.size:  # the usual case: no two rows of this batch wanted one slot
+                return
+            rows = rows[lost]
+            self.slot[rows] = -1
             if rows.size <= _ONE_BY_ONE:
                 for row in rows.tolist():
                     self._put_one(row)
@@ -719,21 +806,28 @@ class _IdTable:
 
     def _compact(self) -> None:
         """Drop dead rows, renumbering the live ones (in order) in the columns and the index."""
-        keep = self.head + np.flatnonzero(self.alive[self.head : self.n])
-        k = keep.size
-        new_of = np.full(self.n, _TOMBSTONE, dtype=np.int64)  # a dead row in the index: none
-        new_of[keep] = np.arange(k)
-        table = self.table
-        held = table >= 0
-        table[held] = new_of[table[held]]
-        self.indexed = int(np.searchsorted(keep, self.indexed))
+        head, n = self.head, self.n
+        keep: slice | np.ndarray
+        if self.n_alive == n - head:  # the dead rows are the oldest (a FIFO): shift the rest
+            keep = slice(head, n)
+            k = n - head
+            self.indexed = max(0, self.indexed - head)
+        else:
+            keep = head + np.flatnonzero(self.alive[head:n])
+            k = keep.size
+            self.indexed = int(np.searchsorted(keep, self.indexed))
+        # the index holds live rows only, each in its slot: renumber them there
+        if self.indexed:
+            slots = self.slot[keep]
+            placed = slots >= 0
+            self.table[slots[placed]] = np.flatnonzero(placed)
         for name in ("h", "alive", "slot", "obj"):
             col = getattr(self, name)
             if col is not None:
                 col[:k] = col[keep]
         for col in self.cols.values():
             col[:k] = col[keep]
-        self.alive[k : self.n] = False
+        self.alive[k:n] = False
         self.n, self.head = k, 0
 
     def _rebuild(self, upto: int | None = None) -> None:
@@ -766,6 +860,8 @@ def id_array(ids: Any) -> np.ndarray:
     >>> id_array(np.arange(3)).dtype, id_array(["a", "bc"]).dtype, id_array([1, "a"]).dtype
     (dtype('int64'), dtype('<U2'), dtype('O'))
     """
+    if type(ids) is np.ndarray and ids.dtype == _INT64 and ids.ndim == 1:
+        return ids  # the usual ids, as they are
     if isinstance(ids, np.ndarray):
         flat = ids.ravel()
         if flat.dtype.kind in "ib" or (

@@ -63,6 +63,9 @@ class Targets:
         self.classes: list[Any] = []
         self._index: dict[Any, int] = {}
         self._lut = np.zeros(0, dtype=np.int64)
+        # classes 0, 1, ..., _dense - 1 have codes 0, 1, ...: such labels are their own code
+        self._dense = 0
+        self._kind: str | None = None
 
     def __len__(self) -> int:
         return len(self.classes)
@@ -74,7 +77,9 @@ class Targets:
 
     def kind(self) -> str | None:
         """The type of the class labels (that of the first class seen), once there is one."""
-        return class_kind(self.classes[0]) if self.classes else None
+        if self._kind is None and self.classes:
+            self._kind = class_kind(self.classes[0])  # the first class never changes
+        return self._kind
 
     def code(self, label: Any) -> int:
         """The code of one class label, registering it when new."""
@@ -98,6 +103,8 @@ class Targets:
                 table[: self._lut.size] = self._lut
                 self._lut = table
             self._lut[int(label)] = code  # int(): a bool index would mask, not index
+            if label == code == self._dense:
+                self._dense += 1
         if self.on_new_class is not None:
             self.on_new_class(len(self.classes))
         return code
@@ -108,6 +115,8 @@ class Targets:
             return np.zeros(0, dtype=np.int64)
         if values.dtype.kind in "biu" and self._lut.size:
             ints = values.astype(np.int64, copy=False)
+            if int(ints.view(np.uint64).max()) < self._dense:  # (negatives are huge there)
+                return ints
             if ints.min() >= 0 and ints.max() < self._lut.size:
                 codes = self._lut[ints]
                 if codes.min() >= 0:

@@ -137,7 +137,12 @@ class Windows:
         Keys never go back, even when the times do.
         """
         if self.bucket_size:
+            first = self.seq // self.bucket_size
+            if n and (self.seq + n - 1) // self.bucket_size == first:  # one bucket, in the window
+                return np.full(n, first, dtype=np.int64), 0, first
             keys = (self.seq + np.arange(n, dtype=np.int64)) // self.bucket_size
+        elif times is None:  # every row now: one bucket
+            keys = np.full(n, max(int(now // self.bucket_s), self.last_key), dtype=np.int64)
         else:
             t = times if times is not None else np.full(n, now)
             raw = np.floor(t / self.bucket_s).astype(np.int64)
@@ -266,8 +271,8 @@ class Windows:
             arrays["features"][s] += features
         if classify:
             k = arrays["pred"].shape[1]
-            codes = pred.astype(np.int64)
-            t_codes = None if truth is None else truth.astype(np.int64)
+            codes = pred.astype(np.int64, copy=False)
+            t_codes = None if truth is None else truth.astype(np.int64, copy=False)
             if n and (codes.min() < 0 or (t_codes is not None and t_codes.min() < 0)):
                 self._add_masked(targets, s, codes, t_codes, proba, drift_from)
                 return
@@ -372,7 +377,19 @@ class Windows:
         """
         matched = late = 0
         # the usual batch of labels is of one bucket (and one version): no sort needed
-        distinct = [int(keys[0])] if keys.min() == keys.max() else np.unique(keys).tolist()
+        first = int(keys[0])
+        if keys.min() == keys.max() and tags.min() == tags.max():
+            slot = self.ring.lookup(first)
+            if slot is None or first <= current - self.buckets:
+                return 0, keys.size
+            _add_labels(self.ring, slot, truth, preds, classify)
+            vring = self._rings.get(int(tags[0]))
+            vslot = None if vring is None else vring.lookup(first)
+            if vring is not None and vslot is not None:
+                self._sync(vring)
+                _add_labels(vring, vslot, truth, preds, classify)
+            return keys.size, 0
+        distinct = [first] if keys.min() == keys.max() else np.unique(keys).tolist()
         for key in distinct:
             sel = keys == key
             slot = self.ring.lookup(key)
@@ -552,8 +569,10 @@ def _add_labels(
     if classify:
         k = arrays["conf"].shape[1]
         codes = preds.astype(np.int64)
-        answered = codes >= 0  # a NaN prediction (code -1) is no answer to score
-        flat = (truth.astype(np.int64) * k + codes)[answered]
+        flat = truth.astype(np.int64) * k
+        flat += codes
+        if codes.min() < 0:
+            flat = flat[codes >= 0]  # a NaN prediction (code -1) is no answer to score
         arrays["conf"][slot] += np.bincount(flat, minlength=k * k).reshape(k, k)
     else:
         p = preds.astype(np.float64)

@@ -136,6 +136,15 @@ class ErrorHistory:
         """Count labelled predictions: ``losses[i]`` of a prediction in bucket ``keys[i]``."""
         if keys.size == 0:
             return
+        lo, hi = int(keys.min()), int(keys.max())
+        if lo == hi:  # the usual batch: one bucket, no sort
+            losses = np.asarray(losses, dtype=np.float64)
+            row = self._row(lo)
+            if row is not None:
+                row[1] += keys.size
+                row[2] += float(np.add.reduce(losses))
+                row[3] += float(np.add.reduce(losses * losses))
+            return
         order = np.argsort(keys, kind="stable")
         keys, losses = keys[order], np.asarray(losses, dtype=np.float64)[order]
         uniq, starts = np.unique(keys, return_index=True)

@@ -696,7 +696,8 @@ class Monitor:
         pred = np.asarray(y_pred)
         if pred.ndim == 2 and pred.shape[1] == 1:
             pred = pred[:, 0]
-        pred = np.atleast_1d(pred)
+        if pred.ndim == 0:
+            pred = pred.reshape(1)
         if pred.ndim != 1:
             raise SchemaError(
                 f"y_pred must hold one prediction per row (1-D); got shape {pred.shape}. "
@@ -708,15 +709,16 @@ class Monitor:
         if proba is not None and proba.ndim == 1:
             proba = np.column_stack([1.0 - proba, proba])
         truth = None if y_true is None else np.atleast_1d(np.asarray(y_true)).ravel()
-        for what, length in (
-            ("ids", None if id_arr is None else id_arr.shape[0]),
-            ("y_proba", None if proba is None else proba.shape[0]),
-            ("y_true", None if truth is None else truth.shape[0]),
-            ("times (at=)", None if times is None else times.shape[0]),
+        for what, given in (
+            ("ids", id_arr),
+            ("y_proba", proba),
+            ("y_true", truth),
+            ("times (at=)", times),
         ):
-            if length is not None and length != n:
+            if given is not None and given.shape[0] != n:
                 raise SchemaError(
-                    f"log_predictions got {n} predictions but {length} {what}; pass one per row."
+                    f"log_predictions got {n} predictions but {given.shape[0]} {what}; pass one "
+                    "per row."
                 )
         reference = self._reference
         Xv = None
@@ -741,7 +743,11 @@ class Monitor:
             pred_vals, pred_missing = coerce_classes(pred, kind, "y_pred")
             if truth is not None:
                 truth_vals, truth_missing = coerce_classes(truth, kind, "y_true")
-            pred_codes = targets.encode_masked(pred_vals, pred_missing)
+            pred_codes = (
+                targets.encode(pred_vals)
+                if pred_missing is None
+                else targets.encode_masked(pred_vals, pred_missing)
+            )
             true_codes = None if truth is None else targets.encode_masked(truth_vals, truth_missing)
             if proba is not None and self._calibrator is not None:
                 proba = self._calibrator.transform(proba)
@@ -769,8 +775,11 @@ class Monitor:
 
         keys, live_from, last = windows.keys(n, times, call_times[-1])
         if n:
-            cuts = np.flatnonzero(np.diff(keys[live_from:])) + 1 + live_from
-            bounds = [live_from, *cuts.tolist(), n]
+            if keys[live_from] == keys[n - 1]:  # the usual batch: one bucket
+                bounds = [live_from, n]
+            else:
+                cuts = np.flatnonzero(np.diff(keys[live_from:])) + 1 + live_from
+                bounds = [live_from, *cuts.tolist(), n]
             for a, b in itertools.pairwise(bounds):
                 self._add_segment(
                     int(keys[a]), a, b, Xv, pred_codes, true_codes, proba, drift_from, vring
@@ -791,19 +800,19 @@ class Monitor:
             labels.counts["labels_missing"] += n_missing
         if id_arr is not None:
             labels.expire(call_times[-1])
-            row_times = times if times is not None else np.full(n, call_times[-1])
             if truth is None:
                 labels.add(
                     id_arr[live_from:],
                     keys[live_from:],
                     pred_codes[live_from:],
-                    row_times[live_from:],
+                    call_times[-1] if times is None else times[live_from:],
                     tag,
                 )
                 if live_from:
                     labels.counts["predictions_evicted"] += live_from
             else:
                 if truth_missing is not None:  # rows whose label is missing wait for one by id
+                    row_times = times if times is not None else np.full(n, call_times[-1])
                     rows = np.flatnonzero(truth_missing)
                     kept = rows[rows >= live_from]
                     labels.add(
@@ -911,7 +920,8 @@ class Monitor:
             return
         current = self._current_key()
         classify = self._targets.task == "classification"
-        truth = self._targets.encode(values[pos]) if classify else values[pos].astype(np.float64)
+        mine = values if pos.size == values.size else values[pos]  # (pos is then every row)
+        truth = self._targets.encode(mine) if classify else mine.astype(np.float64)
         matched, late = self._windows.add_labels(
             keys, tags, truth, preds, current=current, classify=classify
         )
