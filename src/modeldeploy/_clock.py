@@ -2,8 +2,9 @@
 
 Every class that reads time takes ``clock=``: an object with ``now()`` (an aware UTC
 ``datetime``), ``monotonic()`` (seconds), ``sleep(seconds)`` and ``wait(waitable, timeout)``
-(see :class:`modeldeploy.typing.Clock`). Timed waits of background loops go through
-``clock.wait`` so that they move when a :class:`~modeldeploy.testing.FakeClock` is advanced.
+(see [`modeldeploy.typing.Clock`][modeldeploy.typing.Clock]). Timed waits of background loops go
+through ``clock.wait`` so that they move when a [`FakeClock`][modeldeploy.testing.FakeClock] is
+advanced.
 
 What stays on the real clock on purpose: measured latencies, the micro-batcher's
 ``max_wait_ms``, model-call timeouts (they bound a real thread), compile and warm-up timings,

@@ -1,9 +1,10 @@
 """Conformance checks for deployers: ours run them in our tests; run them on yours in yours.
 
-:func:`check_deployer` holds a deployer to the contract every modeldeploy deployer keeps: one
-answer per row, the same answer whether a row comes alone or in a batch, correct answers under
-concurrent calls, ``SchemaError`` for bad input without harm to later requests, stats that count
-requests, an ``apredict`` that agrees with ``predict``, and a ``close`` that stops serving.
+[`check_deployer`][modeldeploy.checks.check_deployer] holds a deployer to the contract every
+modeldeploy deployer keeps: one answer per row, the same answer whether a row comes alone or in a
+batch, correct answers under concurrent calls, ``SchemaError`` for bad input without harm to later
+requests, stats that count requests, an ``apredict`` that agrees with ``predict``, and a ``close``
+that stops serving.
 """
 
 from __future__ import annotations
@@ -151,13 +152,13 @@ def check_deployer(
     Parameters
     ----------
     deployer
-        A :class:`~modeldeploy.Deployer` (subclass instance) ready to serve.
+        A [`Deployer`][modeldeploy.Deployer] (subclass instance) ready to serve.
     X
         A 2-D array of at least two valid rows.
     threads
         Concurrent callers in the thread-safety check.
     close
-        Also check :meth:`~modeldeploy.Deployer.close` (last, as it ends the deployer).
+        Also check `close` (last, as it ends the deployer).
 
     Returns
     -------

@@ -1,7 +1,8 @@
 """Errors and warnings raised by modeldeploy.
 
-Every error is a :class:`ModelDeployError`, and each also inherits the builtin exception a caller
-would naturally catch (``KeyError`` for a failed lookup, ``ValueError`` for bad data)::
+Every error is a [`ModelDeployError`][modeldeploy.exceptions.ModelDeployError], and each also
+inherits the builtin exception a caller would naturally catch (``KeyError`` for a failed lookup,
+``ValueError`` for bad data)::
 
     ModelDeployError
     ├── InvalidParameterError (ValueError, TypeError)  a bad argument to one of our functions
@@ -22,7 +23,8 @@ would naturally catch (``KeyError`` for a failed lookup, ``ValueError`` for bad 
     └── DeploymentError (RuntimeError)                 a deployed model failed to answer
         └── PredictionTimeoutError (TimeoutError)      ... or did not answer in time
 
-Warnings are :class:`ModelDeployWarning` subclasses, so they can be filtered as a family::
+Warnings are [`ModelDeployWarning`][modeldeploy.exceptions.ModelDeployWarning] subclasses, so they
+can be filtered as a family::
 
     ModelDeployWarning (UserWarning)
     ├── EnvironmentMismatchWarning   a model saved with other library versions than loaded with
@@ -96,7 +98,7 @@ class MissingDependencyError(ModelDeployError, ImportError):
 
 
 class RegistryError(ModelDeployError):
-    """Base class of the errors raised by :class:`~modeldeploy.ModelRegistry`."""
+    """Base class of the errors raised by [`ModelRegistry`][modeldeploy.ModelRegistry]."""
 
 
 class ModelNotFoundError(RegistryError, KeyError):
@@ -222,7 +224,7 @@ class StoreUnavailableError(RegistryError, ConnectionError):
 
 
 class SchemaError(ModelDeployError, ValueError):
-    """Input data does not match the model's :class:`~modeldeploy.Signature`.
+    """Input data does not match the model's [`Signature`][modeldeploy.Signature].
 
     Attributes
     ----------
@@ -239,7 +241,7 @@ class SchemaError(ModelDeployError, ValueError):
 
 
 class StateFileError(ModelDeployError, ValueError):
-    """A saved state file (e.g. :meth:`Monitor.save <modeldeploy.Monitor.save>`) cannot be read.
+    """A saved state file (e.g. [`Monitor.save`][modeldeploy.Monitor.save]) cannot be read.
 
     It is truncated, damaged, or not a file of this kind; nothing is loaded from it.
 
@@ -255,9 +257,9 @@ class StateFileError(ModelDeployError, ValueError):
 
 
 class MergeError(ModelDeployError, ValueError):
-    """Monitors that cannot be merged exactly (:meth:`Monitor.combine
-    <modeldeploy.Monitor.combine>`): count-based windows, different settings, or drift
-    baselines that are not the same; nothing is merged.
+    """Monitors that cannot be merged exactly ([`Monitor.combine`][modeldeploy.Monitor.combine]):
+    count-based windows, different settings, or drift baselines that are not the same; nothing is
+    merged.
     """
 
 

@@ -37,14 +37,14 @@ DEFAULT_FAKE_START = datetime(2030, 1, 1, tzinfo=timezone.utc)
 
 
 class FakeClock:
-    """A :class:`~modeldeploy.typing.Clock` that moves only when told to.
+    """A [`Clock`][modeldeploy.typing.Clock] that moves only when told to.
 
     Give the same instance to every object under test (``ModelRegistry(clock=...)``,
     ``Monitor(clock=...)``, ``RetrainPolicy(clock=...)``, deployers and routers), then move it
-    with :meth:`advance` to test schedules, cooldowns, windows, label TTLs, breaker pauses,
-    alias polling and flush timers without sleeping. Background loops wait through
-    :meth:`wait`, which returns as soon as the fake time reaches its deadline (checked every
-    ``poll_s`` real seconds) or the awaited event is set.
+    with [`advance`][modeldeploy.testing.FakeClock.advance] to test schedules, cooldowns, windows,
+    label TTLs, breaker pauses, alias polling and flush timers without sleeping. Background loops
+    wait through [`wait`][modeldeploy.testing.FakeClock.wait], which returns as soon as the fake
+    time reaches its deadline (checked every ``poll_s`` real seconds) or the awaited event is set.
 
     Parameters
     ----------
@@ -88,7 +88,8 @@ class FakeClock:
             return self._wall
 
     def monotonic(self) -> float:
-        """Fake seconds since the clock was made, moved only by :meth:`advance`."""
+        """Fake seconds since the clock was made, moved only by
+        [`advance`][modeldeploy.testing.FakeClock.advance]."""
         with self._lock:
             return self._mono
 
@@ -153,7 +154,7 @@ def run_concurrently(n: int, target: Callable[[int], Any], *, timeout: float = 6
 
 
 class RecordingMonitor:
-    """A :class:`~modeldeploy.typing.MonitorSink` that keeps every call, for assertions.
+    """A [`MonitorSink`][modeldeploy.typing.MonitorSink] that keeps every call, for assertions.
 
     Parameters
     ----------

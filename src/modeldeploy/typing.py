@@ -63,7 +63,7 @@ Model: TypeAlias = SupportsPredict
 
 @runtime_checkable
 class MonitorSink(Protocol):
-    """What a deployer hands its scored batches to (``monitor=``); :class:`~modeldeploy.Monitor`
+    """What a deployer hands its scored batches to (``monitor=``); [`Monitor`][modeldeploy.Monitor]
     is one.
 
     Deployers call these off the hot path; an exception raised here never fails a prediction.
@@ -88,7 +88,7 @@ class MonitorSink(Protocol):
 @runtime_checkable
 class CaptureSink(Protocol):
     """Where a deployer writes what it served (``capture=``);
-    :class:`~modeldeploy.monitoring.capture.PredictionCapture` is one.
+    [`PredictionCapture`][modeldeploy.monitoring.PredictionCapture] is one.
 
     ``record`` is called on the hot path: it must queue and return at once, and never raise.
     """
@@ -126,7 +126,7 @@ class Clock(Protocol):
     ``now()`` stamps what is stored or shown (registry events, alerts, outcomes, windows);
     ``monotonic()`` measures intervals (cooldowns, breaker pauses, flush timers, polling);
     ``wait(waitable, timeout)`` is how background loops wait, so they move when a
-    :class:`~modeldeploy.testing.FakeClock` is advanced. The default is the system clock.
+    [`FakeClock`][modeldeploy.testing.FakeClock] is advanced. The default is the system clock.
     """
 
     def now(self) -> datetime:
@@ -149,13 +149,15 @@ class Clock(Protocol):
 
 @runtime_checkable
 class OnlinePath(Protocol):
-    """What :class:`~modeldeploy.HybridRouter` asks of its online path;
-    :class:`~modeldeploy.OnlineDeployer` and every :class:`~modeldeploy.Deployer` are one.
+    """What [`HybridRouter`][modeldeploy.HybridRouter] asks of its online path;
+    [`OnlineDeployer`][modeldeploy.OnlineDeployer] and every [`Deployer`][modeldeploy.Deployer] are
+    one.
 
     The router also passes ``key=`` when a request has one (which
-    :class:`~modeldeploy.OnlineDeployer` takes), calls ``predict_proba`` instead of ``predict``
-    when its batch path scores probabilities, validates with :class:`SupportsValidate` when
-    the path has it, and reads a ``version`` attribute (``"name:version"``) when there is one.
+    [`OnlineDeployer`][modeldeploy.OnlineDeployer] takes), calls ``predict_proba`` instead of
+    ``predict`` when its batch path scores probabilities, validates with
+    [`SupportsValidate`][modeldeploy.typing.SupportsValidate] when the path has it, and reads a
+    ``version`` attribute (``"name:version"``) when there is one.
     """
 
     def predict(self, X: Any, /, *, ids: Any = None) -> Any:
@@ -170,17 +172,19 @@ class SupportsValidate(Protocol):
     """A path that checks input against its signature before it is routed."""
 
     def validate(self, X: Any, /) -> Any:
-        """Return the validated rows, or raise :class:`~modeldeploy.exceptions.SchemaError`."""
+        """Return the validated rows, or raise
+        [`SchemaError`][modeldeploy.exceptions.SchemaError]."""
 
 
 @runtime_checkable
 class BatchQueue(Protocol):
-    """The queue :class:`~modeldeploy.HybridRouter` feeds its batch requests to;
-    :class:`~modeldeploy.BatchDeployer` is one.
+    """The queue [`HybridRouter`][modeldeploy.HybridRouter] feeds its batch requests to;
+    [`BatchDeployer`][modeldeploy.BatchDeployer] is one.
 
-    The router never changes the queue's own settings: it calls :meth:`flush` itself, on its
-    own size and time thresholds. It reads ``method`` (``"predict"`` or ``"predict_proba"``) and
-    ``version`` attributes when there are.
+    The router never changes the queue's own settings: it calls
+    [`flush`][modeldeploy.typing.BatchQueue.flush] itself, on its own size and time thresholds. It
+    reads ``method`` (``"predict"`` or ``"predict_proba"``) and ``version`` attributes when there
+    are.
     """
 
     def submit(self, X: Any, /, *, ids: Any = None) -> cf.Future[Any]:
@@ -197,16 +201,16 @@ class BatchQueue(Protocol):
 @runtime_checkable
 class SwapTarget(Protocol):
     """What a retraining rollout needs of a deployer to promote or roll back: a hot swap.
-    :class:`~modeldeploy.OnlineDeployer` is one."""
+    [`OnlineDeployer`][modeldeploy.OnlineDeployer] is one."""
 
     def swap(self, version: Any, /) -> Any:
-        """Serve ``version`` (a :class:`~modeldeploy.ModelVersion`) from now on."""
+        """Serve ``version`` (a [`ModelVersion`][modeldeploy.ModelVersion]) from now on."""
 
 
 @runtime_checkable
 class CanaryTarget(SwapTarget, Protocol):
     """What a canary rollout needs of a deployer: a traffic share for the challenger, then
-    promote it or withdraw it. :class:`~modeldeploy.OnlineDeployer` is one."""
+    promote it or withdraw it. [`OnlineDeployer`][modeldeploy.OnlineDeployer] is one."""
 
     def set_canary(self, version: Any, /, fraction: float) -> Any:
         """Send ``fraction`` of the traffic to ``version``."""
@@ -220,7 +224,7 @@ class CanaryTarget(SwapTarget, Protocol):
 
 @runtime_checkable
 class MonitorView(Protocol):
-    """What retraining triggers read from a monitor; :class:`~modeldeploy.Monitor` is one."""
+    """What retraining triggers read from a monitor; [`Monitor`][modeldeploy.Monitor] is one."""
 
     def metrics(self) -> Mapping[str, float | None]:
         """The current windowed metrics, with ``n_labelled`` among them."""
@@ -236,7 +240,7 @@ class MonitorView(Protocol):
 @runtime_checkable
 class VersionedMonitorView(MonitorView, Protocol):
     """A monitor that also keeps metrics per served version, which a canary rollout and the
-    guard after a promotion compare; :class:`~modeldeploy.Monitor` is one."""
+    guard after a promotion compare; [`Monitor`][modeldeploy.Monitor] is one."""
 
     def metrics(self, version: str | None = None) -> Mapping[str, float | None]:
         """The current metrics, of one version (``"name:version"``) when given."""
@@ -245,19 +249,20 @@ class VersionedMonitorView(MonitorView, Protocol):
 @runtime_checkable
 class ChangeMonitorView(MonitorView, Protocol):
     """A monitor that also says when its errors last changed, which
-    :func:`~modeldeploy.retraining.change_detected` reads; :class:`~modeldeploy.Monitor` is one.
+    [`change_detected`][modeldeploy.retraining.triggers.change_detected] reads;
+    [`Monitor`][modeldeploy.Monitor] is one.
     """
 
     def change(self) -> Any:
         """The start of the errors' current regime: a
-        :class:`~modeldeploy.monitoring.detectors.ChangePoint` (``detected``, ``start``,
+        [`ChangePoint`][modeldeploy.monitoring.ChangePoint] (``detected``, ``start``,
         ``increase``, ``n_after``, ...)."""
 
 
 @runtime_checkable
 class SupportsFlush(Protocol):
     """Something that hands over what it holds when asked: a deployer's queue to its monitor,
-    a monitor's buffered calls. :class:`~modeldeploy.retraining.RetrainPolicy` flushes the
+    a monitor's buffered calls. [`RetrainPolicy`][modeldeploy.RetrainPolicy] flushes the
     deployer and the monitor it is given before it decides, so it decides on everything served.
     """
 

@@ -1,6 +1,7 @@
 """Serving models: in real time (OnlineDeployer), in batches (BatchDeployer), or your own.
 
-Custom deployers subclass :class:`Deployer`; a plain function deploys with ``FunctionDeployer``.
+Custom deployers subclass [`Deployer`][modeldeploy.Deployer]; a plain function deploys with
+``FunctionDeployer``.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ _COUNTERS = (
 
 class LatencyRecorder:
     """Counters and a ring of the most recent latencies of one model version (or one path of a
-    router): what :class:`VersionStats` snapshots.
+    router): what [`VersionStats`][modeldeploy.deployers.VersionStats] snapshots.
 
     Memory is fixed: ``window`` float64 latencies plus a few integers, whatever the traffic.
     """
@@ -82,7 +82,7 @@ class LatencyRecorder:
             lock.release()
 
     def record_held(self, latency_s: float, rows: int) -> None:
-        """:meth:`record` for a caller that holds :attr:`lock` already."""
+        """`record` for a caller that holds `lock` already."""
         i = self._i
         self._buf[i % self.window] = latency_s
         self._i = i + 1
@@ -214,7 +214,7 @@ class DeployerStats:
     Attributes
     ----------
     versions
-        One :class:`VersionStats` per version, the primary first.
+        One [`VersionStats`][modeldeploy.deployers.VersionStats] per version, the primary first.
     batches, batched_rows
         Model calls made by the micro-batcher and the rows they held (their ratio is the mean
         batch size).

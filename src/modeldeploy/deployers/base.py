@@ -1,4 +1,5 @@
-"""The extension point for deployers: :class:`Deployer`, and :class:`FunctionDeployer`."""
+"""The extension point for deployers: [`Deployer`][modeldeploy.Deployer], and
+[`FunctionDeployer`][modeldeploy.FunctionDeployer]."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ __all__ = ["Closeable", "Deployer", "FunctionDeployer"]
 
 
 def _as_sample(X: Any) -> Any:
-    """A request turned into something :meth:`Signature.infer` reads (a 2-D sample)."""
+    """A request turned into something [`Signature.infer`][modeldeploy.Signature.infer] reads (a 2-D
+    sample)."""
     if isinstance(X, dict):
         return [X]
     if isinstance(X, np.ndarray) and X.ndim == 1:
@@ -34,11 +36,11 @@ def _as_sample(X: Any) -> Any:
 
 
 class Closeable:
-    """What every deployer shares: :meth:`close` once, and the context manager that calls it.
+    """What every deployer shares: `close` once, and the context manager that calls it.
 
-    A subclass releases what it holds (threads, pools, files) in :meth:`_release`, which runs
-    once, on the first :meth:`close`, after :attr:`closed` turned True (so new work is refused
-    while it releases). Calling :meth:`close` again, from any thread, does nothing.
+    A subclass releases what it holds (threads, pools, files) in `_release`, which runs
+    once, on the first `close`, after `closed` turned True (so new work is refused
+    while it releases). Calling `close` again, from any thread, does nothing.
 
     Examples
     --------
@@ -60,7 +62,7 @@ class Closeable:
 
     @property
     def closed(self) -> bool:
-        """Whether :meth:`close` was called."""
+        """Whether `close` was called."""
         return self._closed
 
     def close(self) -> None:
@@ -72,7 +74,7 @@ class Closeable:
         self._release()
 
     def _release(self) -> None:
-        """Release threads, pools and files; runs once, on the first :meth:`close`."""
+        """Release threads, pools and files; runs once, on the first `close`."""
 
     def __enter__(self) -> Self:
         return self
@@ -89,12 +91,12 @@ class Closeable:
 class Deployer(Closeable, abc.ABC):
     """Base class of deployers: validation, stats, sync and asyncio calls, closing.
 
-    A subclass overrides one method, :meth:`predict_batch`, which answers a batch already
-    validated against the signature (a 2-D array in the registered column order). It may also
-    override :meth:`predict_proba_batch`. The base class validates requests, counts them,
-    measures their latency, turns model failures into
-    :class:`~modeldeploy.exceptions.DeploymentError`, offers ``apredict`` for asyncio, and is a
-    context manager whose exit calls :meth:`close`.
+    A subclass overrides one method, [`predict_batch`][modeldeploy.Deployer.predict_batch], which
+    answers a batch already validated against the signature (a 2-D array in the registered column
+    order). It may also override [`predict_proba_batch`][modeldeploy.Deployer.predict_proba_batch].
+    The base class validates requests, counts them, measures their latency, turns model failures
+    into [`DeploymentError`][modeldeploy.exceptions.DeploymentError], offers ``apredict`` for
+    asyncio, and is a context manager whose exit calls `close`.
 
     Parameters
     ----------
@@ -148,12 +150,14 @@ class Deployer(Closeable, abc.ABC):
 
     @property
     def supports_proba(self) -> bool:
-        """Whether :meth:`predict_proba` answers.
+        """Whether [`predict_proba`][modeldeploy.Deployer.predict_proba] answers.
 
-        True when the class overrides :meth:`predict_proba_batch` (or :meth:`predict_proba`);
-        override this property when that depends on the instance (``FunctionDeployer`` without
-        ``proba_fn`` gives False). An :class:`~modeldeploy.deployers.online.OnlineDeployer`
-        serving this deployer reads it: it warms up and offers ``predict_proba`` only when True.
+        True when the class overrides
+        [`predict_proba_batch`][modeldeploy.Deployer.predict_proba_batch] (or
+        [`predict_proba`][modeldeploy.Deployer.predict_proba]); override this property when that
+        depends on the instance (``FunctionDeployer`` without ``proba_fn`` gives False). An
+        [`OnlineDeployer`][modeldeploy.OnlineDeployer] serving this deployer reads it: it warms up
+        and offers ``predict_proba`` only when True.
         """
         cls = type(self)
         return (
@@ -201,11 +205,13 @@ class Deployer(Closeable, abc.ABC):
         return self._serve(self.predict_batch, X)
 
     def predict_proba(self, X: Any, *, ids: Any = None) -> np.ndarray:
-        """Class probabilities, one row per row of ``X`` (see :meth:`predict`)."""
+        """Class probabilities, one row per row of ``X`` (see
+        [`predict`][modeldeploy.Deployer.predict])."""
         return self._serve(self.predict_proba_batch, X)
 
     async def apredict(self, X: Any, *, ids: Any = None) -> np.ndarray:
-        """:meth:`predict` for asyncio: runs in a worker thread, never blocks the event loop."""
+        """[`predict`][modeldeploy.Deployer.predict] for asyncio: runs in a worker thread, never
+        blocks the event loop."""
         import asyncio  # with the first async call: asyncio is slow to import
 
         return await asyncio.get_running_loop().run_in_executor(
@@ -213,7 +219,7 @@ class Deployer(Closeable, abc.ABC):
         )
 
     async def apredict_proba(self, X: Any, *, ids: Any = None) -> np.ndarray:
-        """:meth:`predict_proba` for asyncio."""
+        """[`predict_proba`][modeldeploy.Deployer.predict_proba] for asyncio."""
         import asyncio
 
         return await asyncio.get_running_loop().run_in_executor(
@@ -289,7 +295,7 @@ class FunctionDeployer(Deployer):
     proba_fn
         Optional function returning class probabilities for a batch.
     signature, name
-        As for :class:`Deployer` (the name defaults to the function's name).
+        As for [`Deployer`][modeldeploy.Deployer] (the name defaults to the function's name).
 
     Examples
     --------

@@ -1,9 +1,10 @@
 """A registry version's compiled fast path, stored next to it for every replica to load.
 
 Compiling the fast path of a 50-tree forest takes a few tenths of a second. A replica that
-follows an alias would pay it on every promotion, during its swap; :func:`attach_fast_path`
-pays it once, where the version is made (at registration, by the retraining policy, or from the
-command line), and replicas find the attachment instead of compiling.
+follows an alias would pay it on every promotion, during its swap;
+[`attach_fast_path`][modeldeploy.fastpath.attach_fast_path] pays it once, where the version is made
+(at registration, by the retraining policy, or from the command line), and replicas find the
+attachment instead of compiling.
 """
 
 from __future__ import annotations
@@ -51,9 +52,9 @@ def attach_fast_path(
 ) -> FastPathReport:
     """Compile a registry version's fast path, verify it, and store it next to the version.
 
-    An :class:`~modeldeploy.OnlineDeployer` serving the version (a replica following an alias,
-    in any process or on any host sharing the registry) then loads the stored fast path instead
-    of compiling it. The decision is stored too when the fast path is refused (a model kind
+    An [`OnlineDeployer`][modeldeploy.OnlineDeployer] serving the version (a replica following an
+    alias, in any process or on any host sharing the registry) then loads the stored fast path
+    instead of compiling it. The decision is stored too when the fast path is refused (a model kind
     without one, a parity check that failed), so replicas do not try again either, and it is
     recorded once in the model's history as a ``fast_path`` event. An older attachment under
     the same key is replaced.

@@ -5,7 +5,7 @@ same order and the same dtypes (``X -= mean_.astype(X.dtype)`` where scikit-lear
 float64 operands where it does not), so the results are bit-identical to the model's own
 ``predict`` for dense numeric input (for a DataFrame-trained model, starting from an ``X`` with
 the column-major layout scikit-learn gets from pandas: see
-:func:`~modeldeploy.deployers._fast_check.frame_input`). The parity check in :mod:`.fastpath`
+`frame_input`). The parity check in `.fastpath`
 verifies that claim before anything serves. Estimators are matched by exact type, so a user
 subclass that overrides ``predict`` is never compiled; it is served by its own ``predict``.
 """

@@ -1,4 +1,4 @@
-"""The parity check behind :func:`~modeldeploy.fastpath.compile_fast_path`.
+"""The parity check behind [`compile_fast_path`][modeldeploy.fastpath.compile_fast_path].
 
 Which rows a fast path is compared on (reference rows, then a stress set where a wrong fast path
 would show), how it is compared (identical labels, probabilities within ``atol``), how its

@@ -264,7 +264,7 @@ def _forest_trees(model: Any) -> list[Any]:
 
 
 def compile_trees(model: Any) -> TreeProgram:
-    """Compile a supported tree model to a :class:`TreeProgram`.
+    """Compile a supported tree model to a `TreeProgram`.
 
     Raises
     ------
@@ -382,7 +382,7 @@ def _program(
 
 
 def load_tree_program(model: Any, artifact: bytes) -> TreeProgram:
-    """Rebuild a :class:`TreeProgram` for ``model`` from a stored ONNX artifact."""
+    """Rebuild a `TreeProgram` for ``model`` from a stored ONNX artifact."""
     name = qualname(model)
     family = "forest" if name in _FOREST_CLF or name in _FOREST_REG else "gb"
     if name in _HGB:

@@ -1,7 +1,8 @@
 """Verified fast paths: a compiled predictor that answers exactly like the model, or nothing.
 
-:func:`compile_fast_path` builds a faster predictor for the model kinds it knows and checks it
-against the model's own ``predict`` / ``predict_proba`` before anyone uses it:
+[`compile_fast_path`][modeldeploy.fastpath.compile_fast_path] builds a faster predictor for the
+model kinds it knows and checks it against the model's own ``predict`` / ``predict_proba`` before
+anyone uses it:
 
 * linear models, and Pipelines of standard scalers and a ``SimpleImputer`` ending in one: exact
   numpy over the fitted attributes (``"numpy-linear"``), no dependency beyond numpy and scipy;
@@ -18,7 +19,7 @@ a stress set: rows on a linear model's decision boundary and one ulp either side
 threshold of a tree model and its float64 and float32 neighbours. Labels must be identical and
 probabilities (or regression values) within ``atol``. Otherwise the fast path is refused, the
 report says why with the numbers, and the model's own ``predict`` serves (``mode="require"``
-raises :class:`~modeldeploy.exceptions.DeploymentError` instead).
+raises [`DeploymentError`][modeldeploy.exceptions.DeploymentError] instead).
 """
 
 from __future__ import annotations
@@ -183,9 +184,11 @@ def _library_versions(onnx: bool) -> tuple[tuple[str, str], ...]:
 class FastPath:
     """A model's predictor for validated rows: the compiled fast path, or the model itself.
 
-    Build one with :func:`compile_fast_path`. :meth:`predict` and :meth:`predict_proba` take the
-    2-D array that :meth:`Signature.validate <modeldeploy.Signature.validate>` returns and
-    answer like the model's own methods; :attr:`report` says which path serves and why.
+    Build one with [`compile_fast_path`][modeldeploy.fastpath.compile_fast_path].
+    [`predict`][modeldeploy.fastpath.FastPath.predict] and
+    [`predict_proba`][modeldeploy.fastpath.FastPath.predict_proba] take the 2-D array that
+    [`Signature.validate`][modeldeploy.Signature.validate] returns and answer like the model's own
+    methods; `report` says which path serves and why.
 
     Examples
     --------
@@ -229,7 +232,8 @@ class FastPath:
 
     @property
     def has_predict_proba(self) -> bool:
-        """Whether :meth:`predict_proba` is available for this model."""
+        """Whether [`predict_proba`][modeldeploy.fastpath.FastPath.predict_proba] is available for
+        this model."""
         return self._proba is not None
 
     def predict(self, X: np.ndarray) -> np.ndarray:
@@ -264,8 +268,9 @@ class FastPath:
     def to_bytes(self) -> bytes:
         """The compiled artifact, to store next to the model version.
 
-        :meth:`from_bytes` reads it back for the same model without recompiling. Linear fast
-        paths store no arithmetic (they are recompiled from the model in microseconds).
+        [`from_bytes`][modeldeploy.fastpath.FastPath.from_bytes] reads it back for the same model
+        without recompiling. Linear fast paths store no arithmetic (they are recompiled from the
+        model in microseconds).
         """
         artifact = getattr(self._program, "artifact", b"") or b""
         header = json.dumps(
@@ -293,16 +298,17 @@ class FastPath:
         atol: float = DEFAULT_FAST_PATH_ATOL,
         measure: bool | None = None,
     ) -> FastPath:
-        """Rebuild a fast path for ``model`` from :meth:`to_bytes` output.
+        """Rebuild a fast path for ``model`` from
+        [`to_bytes`][modeldeploy.fastpath.FastPath.to_bytes] output.
 
         Parameters
         ----------
         data
-            What :meth:`to_bytes` returned for this model.
+            What [`to_bytes`][modeldeploy.fastpath.FastPath.to_bytes] returned for this model.
         model
             The same fitted model the artifact was compiled from.
         signature, mode, reference, atol
-            As for :func:`compile_fast_path`.
+            As for [`compile_fast_path`][modeldeploy.fastpath.compile_fast_path].
         verify
             Run the parity check again (the default). ``False`` trusts the artifact, for a
             replica that loads what a verified compile stored next to a sha256-checked version.
@@ -366,8 +372,8 @@ def compile_fast_path(
     model
         A fitted model. Known kinds are compiled; anything else is served by its own methods.
     signature
-        The version's :class:`~modeldeploy.Signature`: its profile gives the reference rows when
-        ``reference`` is not given, and the model's own methods get
+        The version's [`Signature`][modeldeploy.Signature]: its profile gives the reference rows
+        when ``reference`` is not given, and the model's own methods get
         ``signature.to_model_input(X)``.
     mode
         ``"auto"`` serves the fast path when it passes the parity check, else the model;

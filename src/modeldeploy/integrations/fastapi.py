@@ -1,9 +1,11 @@
 """A FastAPI front for a registered model, to include in your own app (``[fastapi]``).
 
-:class:`ModelService` follows an alias of a :class:`~modeldeploy.ModelRegistry` with an
-:class:`~modeldeploy.OnlineDeployer` and feeds a :class:`~modeldeploy.Monitor`;
-:meth:`ModelService.lifespan` opens and closes them with the app, and
-:meth:`ModelService.router` returns an ``APIRouter`` with the endpoints:
+[`ModelService`][modeldeploy.integrations.fastapi.ModelService] follows an alias of a
+[`ModelRegistry`][modeldeploy.ModelRegistry] with an [`OnlineDeployer`][modeldeploy.OnlineDeployer]
+and feeds a [`Monitor`][modeldeploy.Monitor];
+[`ModelService.lifespan`][modeldeploy.integrations.fastapi.ModelService.lifespan] opens and closes
+them with the app, and [`ModelService.router`][modeldeploy.integrations.fastapi.ModelService.router]
+returns an ``APIRouter`` with the endpoints:
 
 ``POST /predict``
     JSON rows (objects keyed by feature name, or lists in the signature's order), validated
@@ -13,7 +15,7 @@
     Ground truth for earlier predictions, by id: fed to the monitor.
 ``GET /metrics``
     Prometheus text (needs ``modeldeploy[prometheus]``): the deployer's counters when the
-    service has a :class:`~modeldeploy.integrations.prometheus.DeployerMetrics`, and the
+    service has a [`DeployerMetrics`][modeldeploy.integrations.prometheus.DeployerMetrics], and the
     monitor's state.
 ``GET /health``, ``GET /ready``
     Liveness (the process answers) and readiness (the first version is loaded and warm).
@@ -93,33 +95,40 @@ class LabelsRequest(BaseModel):
 class ModelService:
     """One registered model served behind FastAPI: registry, deployer and monitor together.
 
-    Nothing is opened when the service is built; :meth:`open` (or the app's lifespan, see
-    :meth:`lifespan`) opens the registry when given as a location, follows ``alias`` of
-    ``name`` with an :class:`~modeldeploy.OnlineDeployer` (a promotion elsewhere is picked up
-    within ``poll_s``), and builds the monitor; :meth:`close` closes them in reverse order.
+    Nothing is opened when the service is built;
+    [`open`][modeldeploy.integrations.fastapi.ModelService.open] (or the app's lifespan, see
+    [`lifespan`][modeldeploy.integrations.fastapi.ModelService.lifespan]) opens the registry when
+    given as a location, follows ``alias`` of ``name`` with an
+    [`OnlineDeployer`][modeldeploy.OnlineDeployer] (a promotion elsewhere is picked up within
+    ``poll_s``), and builds the monitor;
+    [`close`][modeldeploy.integrations.fastapi.ModelService.close] closes them in reverse order.
 
     Parameters
     ----------
     registry
-        A :class:`~modeldeploy.ModelRegistry` (closed by :meth:`close` as well), or where one
-        lives (a folder, a ``postgresql://`` URL), opened by :meth:`open`.
+        A [`ModelRegistry`][modeldeploy.ModelRegistry] (closed by
+        [`close`][modeldeploy.integrations.fastapi.ModelService.close] as well), or where one lives
+        (a folder, a ``postgresql://`` URL), opened by
+        [`open`][modeldeploy.integrations.fastapi.ModelService.open].
     name, alias
         The model and the alias to serve.
     monitor
-        ``True`` (default): a :meth:`Monitor.for_version <modeldeploy.Monitor.for_version>` of
-        the first version served; a :class:`~modeldeploy.Monitor` of your own; or ``None`` for
+        ``True`` (default): a [`Monitor.for_version`][modeldeploy.Monitor.for_version] of
+        the first version served; a [`Monitor`][modeldeploy.Monitor] of your own; or ``None`` for
         none (``/labels`` then answers 404).
     monitor_state
-        A file the monitor is loaded from at :meth:`open` when it exists, and saved to at
-        :meth:`close`, so a restart keeps the window and the labels waiting.
+        A file the monitor is loaded from at
+        [`open`][modeldeploy.integrations.fastapi.ModelService.open] when it exists, and saved to at
+        [`close`][modeldeploy.integrations.fastapi.ModelService.close], so a restart keeps the
+        window and the labels waiting.
     metrics
-        A :class:`~modeldeploy.integrations.prometheus.DeployerMetrics` to count the deployer's
-        requests in (its sink is put in front of the monitor), or None.
+        A [`DeployerMetrics`][modeldeploy.integrations.prometheus.DeployerMetrics] to count the
+        deployer's requests in (its sink is put in front of the monitor), or None.
     poll_s
         Seconds between two checks of the alias.
     **options
-        Passed to :class:`~modeldeploy.OnlineDeployer` (the keys of
-        :class:`~modeldeploy.deployers.online.deployer.OnlineOptions` but ``monitor``:
+        Passed to [`OnlineDeployer`][modeldeploy.OnlineDeployer] (the keys of
+        `OnlineOptions` but ``monitor``:
         ``max_batch_size``, ``timeout_ms``, ``fallback``, ...).
 
     Examples
@@ -234,8 +243,10 @@ class ModelService:
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Any) -> AsyncIterator[None]:
-        """An app lifespan: :meth:`open` at start-up, :meth:`close` at shutdown (both off the
-        event loop). Pass it as ``FastAPI(lifespan=service.lifespan)``, or enter it from your
+        """An app lifespan: [`open`][modeldeploy.integrations.fastapi.ModelService.open] at
+        start-up, [`close`][modeldeploy.integrations.fastapi.ModelService.close] at shutdown (both
+        off the event loop). Pass it as ``FastAPI(lifespan=service.lifespan)``, or enter it from
+        your
         own lifespan: ``async with service.lifespan(app): yield``."""
         await asyncio.to_thread(self.open)
         try:
@@ -252,7 +263,8 @@ class ModelService:
 
     @property
     def deployer(self) -> OnlineDeployer:
-        """The deployer (:class:`~modeldeploy.exceptions.DeploymentError` before :meth:`open`)."""
+        """The deployer ([`DeploymentError`][modeldeploy.exceptions.DeploymentError] before
+        [`open`][modeldeploy.integrations.fastapi.ModelService.open])."""
         deployer = self._deployer
         if deployer is None:
             raise DeploymentError(

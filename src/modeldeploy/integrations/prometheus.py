@@ -2,18 +2,21 @@
 
 Two parts, because Prometheus reads them in two ways:
 
-* :class:`DeployerMetrics` holds counters and histograms (requests, errors, timeouts,
+* [`DeployerMetrics`][modeldeploy.integrations.prometheus.DeployerMetrics] holds counters and
+histograms (requests, errors, timeouts,
   fallbacks, latency in seconds, rows per request, deployment events) that deployers update as
-  they serve, through a :meth:`DeployerMetrics.sink` (given as ``monitor=``, and its
-  ``on_event`` as ``on_event=``). They are plain ``prometheus_client``
+  they serve, through a
+  [`DeployerMetrics.sink`][modeldeploy.integrations.prometheus.DeployerMetrics.sink] (given as
+  ``monitor=``, and its ``on_event`` as ``on_event=``). They are plain ``prometheus_client``
   metrics, so they also work in its multi-process mode (``PROMETHEUS_MULTIPROC_DIR``), where each
-  uvicorn or gunicorn worker writes its own values to a file and the scraped process adds them
-  up.
-* :class:`MonitorCollector` reads a :class:`~modeldeploy.Monitor` when Prometheus scrapes:
+  uvicorn or gunicorn worker writes its own values to a file and the scraped process adds them up.
+* [`MonitorCollector`][modeldeploy.integrations.prometheus.MonitorCollector] reads a
+[`Monitor`][modeldeploy.Monitor] when Prometheus scrapes:
   quality metrics, drift, alerts and label coverage, per version. Register it in the one process
   that exposes the monitor (a single service, or the process holding a fleet view).
 
-:func:`exposition` renders both as the Prometheus text format, for a ``/metrics`` endpoint.
+[`exposition`][modeldeploy.integrations.prometheus.exposition] renders both as the Prometheus text
+format, for a ``/metrics`` endpoint.
 
 Undefined values (a metric before labels arrive, a p-value without data) are left out of the
 exposition, never written as ``NaN``.
@@ -96,15 +99,16 @@ class DeployerMetrics:
     """Counters and histograms of what deployers serve, updated as they serve.
 
     Create one per process (it registers its metric families in ``registry``) and give every
-    deployer a :meth:`sink` as ``monitor=`` (with your own monitor behind it, if any) and the
-    sink's :meth:`~MetricsSink.on_event` as ``on_event=``. Each sink labels its deployer's
-    series.
+    deployer a [`sink`][modeldeploy.integrations.prometheus.DeployerMetrics.sink] as ``monitor=``
+    (with your own monitor behind it, if any) and the sink's
+    [`on_event`][modeldeploy.integrations.prometheus.MetricsSink.on_event] as ``on_event=``. Each
+    sink labels its deployer's series.
 
     The metric families, each with the labels ``deployer`` and ``version`` (``"churn:3"``, or
     ``"fallback"`` for answers from the fallback):
 
     ``modeldeploy_requests_total``
-        Answered requests (a :class:`~modeldeploy.BatchDeployer`: scored chunks).
+        Answered requests (a [`BatchDeployer`][modeldeploy.BatchDeployer]: scored chunks).
     ``modeldeploy_errors_total``
         Failed requests, whether or not the fallback answered them.
     ``modeldeploy_timeouts_total``
@@ -118,7 +122,7 @@ class DeployerMetrics:
         per chunk, at most its ``monitor_rows``).
     ``modeldeploy_deployment_events_total``
         Changes of what serves, labels ``deployer`` and ``kind`` (``"swapped"``,
-        ``"breaker_opened"``, ...; see :class:`~modeldeploy.deployers.DeploymentEvent`).
+        ``"breaker_opened"``, ...; see [`DeploymentEvent`][modeldeploy.deployers.DeploymentEvent]).
 
     The counts come through the deployer's monitor feed, off the hot path; a feed that falls
     behind drops batches, which the deployer counts in ``stats()`` as ``dropped``.
@@ -247,12 +251,12 @@ class DeployerMetrics:
         return out
 
     def sink(self, monitor: MonitorSink | None = None, *, deployer: str) -> MetricsSink:
-        """A :class:`~modeldeploy.typing.MonitorSink` for one deployer's ``monitor=``.
+        """A [`MonitorSink`][modeldeploy.typing.MonitorSink] for one deployer's ``monitor=``.
 
         Parameters
         ----------
         monitor
-            Where the scored batches go next (your :class:`~modeldeploy.Monitor`), or None.
+            Where the scored batches go next (your [`Monitor`][modeldeploy.Monitor]), or None.
         deployer
             The ``deployer`` label of this deployer's series.
         """
@@ -271,9 +275,10 @@ class DeployerMetrics:
 
 
 class MetricsSink:
-    """What :meth:`DeployerMetrics.sink` returns: counts each scored batch, then hands it on.
+    """What [`DeployerMetrics.sink`][modeldeploy.integrations.prometheus.DeployerMetrics.sink]
+    returns: counts each scored batch, then hands it on.
 
-    A :class:`~modeldeploy.typing.MonitorSink`; the deployer calls it from its monitor feed
+    A [`MonitorSink`][modeldeploy.typing.MonitorSink]; the deployer calls it from its monitor feed
     thread. ``monitor`` is the sink behind it (or None).
     """
 
@@ -292,7 +297,7 @@ class MetricsSink:
         version: str | None = None,
         latency_s: float | None = None,
     ) -> None:
-        """Count one answered request, then hand it to :attr:`monitor`."""
+        """Count one answered request, then hand it to `monitor`."""
         m = self.metrics
         label = version or ""
         m.requests.labels(self.deployer, label).inc()
@@ -310,7 +315,8 @@ class MetricsSink:
             )
 
     def on_event(self, event: Any) -> None:
-        """Count a :class:`~modeldeploy.deployers.DeploymentEvent` (give it as ``on_event=``)."""
+        """Count a [`DeploymentEvent`][modeldeploy.deployers.DeploymentEvent] (give it as
+        ``on_event=``)."""
         self.metrics.events.labels(self.deployer, str(event.kind)).inc()
 
     def log_error(self, error: BaseException, *, version: str | None = None) -> None:
@@ -339,7 +345,8 @@ def _rows(y_pred: Any) -> int | None:
 
 @runtime_checkable
 class ExportableMonitor(Protocol):
-    """What :class:`MonitorCollector` reads; :class:`~modeldeploy.Monitor` (also a merged
+    """What [`MonitorCollector`][modeldeploy.integrations.prometheus.MonitorCollector] reads;
+    [`Monitor`][modeldeploy.Monitor] (also a merged
     fleet view) is one."""
 
     def metrics(self, version: str | None = None) -> Mapping[str, Any]:
@@ -377,8 +384,9 @@ class MonitorCollector(Collector):
     """A Prometheus collector that reads a monitor's state at each scrape.
 
     Register it in the process that holds the monitor (``registry.register(collector)``) or
-    pass it to :func:`exposition`. Custom collectors are not shared between processes: in a
-    multi-worker service, expose the monitor from one process (or a merged fleet view).
+    pass it to [`exposition`][modeldeploy.integrations.prometheus.exposition]. Custom collectors are
+    not shared between processes: in a multi-worker service, expose the monitor from one process (or
+    a merged fleet view).
 
     Families (prefix ``modeldeploy_monitor_``; quality metrics carry a ``version`` label, empty
     for the whole window):
@@ -398,8 +406,8 @@ class MonitorCollector(Collector):
     Parameters
     ----------
     monitor
-        A :class:`~modeldeploy.Monitor` or anything with its reading methods
-        (:class:`ExportableMonitor`).
+        A [`Monitor`][modeldeploy.Monitor] or anything with its reading methods
+        ([`ExportableMonitor`][modeldeploy.integrations.prometheus.ExportableMonitor]).
     labels
         Constant labels added to every sample (``{"model": "churn"}``), e.g. when one process
         exposes several monitors.
@@ -569,8 +577,9 @@ def exposition(
     In multi-process mode (``PROMETHEUS_MULTIPROC_DIR`` set), the metrics are those every
     process wrote to that folder (``prometheus_client.multiprocess.MultiProcessCollector``),
     summed across the workers; otherwise those of ``registry`` (default:
-    ``prometheus_client.REGISTRY``). ``collectors`` (such as a :class:`MonitorCollector`) are
-    read in this process only.
+    ``prometheus_client.REGISTRY``). ``collectors`` (such as a
+    [`MonitorCollector`][modeldeploy.integrations.prometheus.MonitorCollector]) are read in this
+    process only.
 
     Returns
     -------

@@ -3,8 +3,9 @@
 A classifier's predictions fix the type of the monitor's class labels (``int``, ``float``,
 ``bool`` or ``str``). Labels, which often come from another system (a CSV, a queue, JSON), are
 converted to that type when the conversion loses nothing (``"1"`` to ``1``, ``1.0`` to ``1``,
-``1`` to ``"1"``, ``1`` to ``True``); otherwise a :class:`~modeldeploy.exceptions.SchemaError`
-names the mismatch, since comparing ``"1"`` with ``1`` would silently count every row wrong.
+``1`` to ``"1"``, ``1`` to ``True``); otherwise a
+[`SchemaError`][modeldeploy.exceptions.SchemaError] names the mismatch, since comparing ``"1"`` with
+``1`` would silently count every row wrong.
 
 A missing value is ``None`` or a float NaN (and, for regression, ``±inf``): a missing label is
 no label, a missing prediction is no answer. Both are reported as masks, never compared.

@@ -1,7 +1,7 @@
 """Buffering one-row calls: a Python call per row cannot afford numpy's per-call overhead.
 
-A deployer scoring one request at a time hands the monitor one row per call. :class:`OneRowBuffer`
-keeps those calls and gives them back as :class:`Batch` es of calls that agree on what they
+A deployer scoring one request at a time hands the monitor one row per call. `OneRowBuffer`
+keeps those calls and gives them back as `Batch` es of calls that agree on what they
 carry, so the monitor folds them in as vectorized batches.
 """
 
@@ -31,7 +31,8 @@ Entry = tuple[Any, Any, Any, Any, Any, "str | None", "float | None", float]
 
 
 class Batch(NamedTuple):
-    """Rows logged together, as :meth:`Monitor.log_predictions` takes them.
+    """Rows logged together, as [`Monitor.log_predictions`][modeldeploy.Monitor.log_predictions]
+    takes them.
 
     ``latencies`` holds one observation per call, ``call_times`` the time of each call, and
     ``times`` each row's time when the rows came from calls at different times (else ``None``:

@@ -1,7 +1,7 @@
 """The label join: predictions waiting for their label, and labels waiting for their prediction.
 
 Labels arrive later than predictions, by id, and sometimes earlier (a deployer hands predictions
-to the monitor from a background thread). :class:`PendingLabels` holds both sides, bounded in
+to the monitor from a background thread). `PendingLabels` holds both sides, bounded in
 number and age, and counts what happened to every id; it knows nothing of windows: a match
 gives back the bucket key, the encoded prediction and the version tag remembered with the
 prediction, and the monitor counts the label there.
@@ -48,7 +48,7 @@ class PendingLabels:
     evicted; the newest of each id) tells a duplicate or a too-late label from an id never
     seen.
 
-    The join is vectorised: both sides are :class:`_IdTable` s, ids in arrival order with a
+    The join is vectorised: both sides are `_IdTable` s, ids in arrival order with a
     hash index in numpy arrays (integer ids are their own hash, strings are hashed by numpy,
     a mix of types uses Python's ``hash`` and ``==``, as ``dict`` keys do), so a batch of ids
     is added or matched with a few numpy operations rather than one Python step per id.
@@ -57,9 +57,9 @@ class PendingLabels:
     usual stream (each label once, after its prediction) never asks for.
 
     A label whose id was never seen may have overtaken its prediction (a deployer hands
-    predictions to the monitor from a background thread). :meth:`hold` keeps such *early*
+    predictions to the monitor from a background thread). `hold` keeps such *early*
     labels, at most ``max_pending`` of them for at most ``early_ttl_s`` seconds, and
-    :meth:`pop_early` gives them back when the prediction is logged. A repeated early label
+    `pop_early` gives them back when the prediction is logged. A repeated early label
     for the same id is remembered as a repeat of the first (the first wins, as for labels that
     come after their prediction). An early label that expires or is pushed out counts as
     ``labels_unknown``, with its repeats.
@@ -93,7 +93,7 @@ class PendingLabels:
         self._resolutions = 0  # ids resolved so far (the seq of the next)
 
     def __len__(self) -> int:
-        """Predictions waiting (ids repeated since the last :meth:`settle` count each time)."""
+        """Predictions waiting (ids repeated since the last `settle` count each time)."""
         return self._waiting.n_alive
 
     # ------------------------------------------------------------------ views (tests, state)
@@ -186,7 +186,7 @@ class PendingLabels:
 
         Adding predictions only appends them; they are indexed in one go when labels are
         looked up (or counts read), so that many small batches of predictions cost one
-        vectorised step. Call before reading :attr:`counts` or ``len``.
+        vectorised step. Call before reading `counts` or ``len``.
         """
         self.counts["predictions_duplicate_id"] += self._waiting.index()
 
@@ -210,7 +210,7 @@ class PendingLabels:
     def take_arrays(
         self, ids: np.ndarray, hold_unseen: bool = True
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """:meth:`take` over an id array (see :func:`id_array`), as arrays.
+        """`take` over an id array (see `id_array`), as arrays.
 
         Returns the positions of the matched labels with their predictions' keys, codes and
         tags, and the positions of ids never seen (counted as ``labels_unknown`` unless
@@ -393,7 +393,7 @@ class PendingLabels:
         ttl_s: float | None,
         early_ttl_s: float = 60.0,
     ) -> PendingLabels:
-        """Rebuild what :meth:`to_state` gave; entries that do not fit raise an exception.
+        """Rebuild what `to_state` gave; entries that do not fit raise an exception.
 
         Files saved before the version tags (``pending`` entries of four) or before early
         labels were kept (no ``early``) load too.
@@ -472,7 +472,7 @@ class _IdTable:
         return self.head + np.flatnonzero(self.alive[self.head : self.n])
 
     def ids(self, rows: np.ndarray) -> np.ndarray:
-        """The ids of rows, as :func:`id_array` gives them."""
+        """The ids of rows, as `id_array` gives them."""
         if self.obj is not None:
             return np.asarray(self.obj[rows])
         return np.asarray(self.h[rows])
@@ -548,7 +548,7 @@ class _IdTable:
         return before - self.n_alive
 
     def kill_before(self, column: str, cutoff: float) -> None:
-        """:meth:`kill` of the rows :meth:`older_than` gives, a run of rows from the head."""
+        """`kill` of the rows `older_than` gives, a run of rows from the head."""
         head = self.head
         end = head + int(np.searchsorted(self.cols[column][head : self.n], cutoff))
         if end <= head:
@@ -567,7 +567,7 @@ class _IdTable:
 
     def kill(self, rows: np.ndarray, *, indexed: bool = False, cleared: bool = False) -> None:
         """Rows that are no longer live (resolved, forgotten), each once; ``indexed``: all of
-        them are in the index (found by :meth:`find`); ``cleared``: their ``alive`` flags are
+        them are in the index (found by `find`); ``cleared``: their ``alive`` flags are
         cleared already."""
         if not rows.size:
             return
@@ -747,7 +747,7 @@ class _IdTable:
                 return
 
     def _put_one(self, row: int) -> None:
-        """:meth:`_put` of one row, probing one slot at a time."""
+        """`_put` of one row, probing one slot at a time."""
         table, hashes, objects = self.table, self.h, self.obj
         want = int(hashes[row])
         mask = (1 << self.bits) - 1

@@ -85,7 +85,8 @@ def read_state(source: str | os.PathLike[str] | bytes) -> dict[str, Any]:
 
 @contextmanager
 def state_file_errors(path: str | os.PathLike[str]) -> Iterator[None]:
-    """Turn any failure to read a state into a :class:`StateFileError` naming the file.
+    """Turn any failure to read a state into a
+    [`StateFileError`][modeldeploy.exceptions.StateFileError] naming the file.
 
     A missing or unreadable file keeps the ``FileNotFoundError`` or ``PermissionError`` the
     system gave.

@@ -1,7 +1,7 @@
 """What drift is measured against: the features' reference profile and the predictions' baseline.
 
-:class:`DriftReference` holds the reference sketches (fitted once from ``reference=`` rows, or
-read from a :class:`~modeldeploy.Signature`), bins production rows into the same bins, and
+`DriftReference` holds the reference sketches (fitted once from ``reference=`` rows, or
+read from a [`Signature`][modeldeploy.Signature]), bins production rows into the same bins, and
 compares the window's binned counts (kept per bucket by the monitor's windows) with them. The
 predictions' baseline is given (``reference_predictions=``) or collected from the first
 predictions logged.
@@ -264,7 +264,7 @@ class DriftReference:
         collect_rows: int = 5_000,
         name: str | None = None,
     ) -> DriftReference:
-        """Rebuild what :meth:`to_state` gave."""
+        """Rebuild what `to_state` gave."""
         out = cls(sketch_bins=sketch_bins, psi_bins=psi_bins, collect_rows=collect_rows, name=name)
         if state["profile"] is not None:
             out.profile = ReferenceProfile.from_dict(state["profile"])

@@ -1,6 +1,7 @@
-"""What a drift check returns: one :class:`FeatureDrift` per feature, in a :class:`DriftResult`.
+"""What a drift check returns: one [`FeatureDrift`][modeldeploy.monitoring.FeatureDrift] per
+feature, in a [`DriftResult`][modeldeploy.monitoring.DriftResult].
 
-The statistics themselves are computed in :mod:`modeldeploy.monitoring.drift`.
+The statistics themselves are computed in `modeldeploy.monitoring.drift`.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ class FeatureDrift:
         Whether the statistic chosen to alert (``method``) crosses its threshold.
     method
         ``"psi"`` or ``"ks"`` (test-based: KS for numeric, chi-squared for categorical).
-        :attr:`decided_by` names the statistic this means for this feature.
+        [`decided_by`][modeldeploy.monitoring.FeatureDrift.decided_by] names the statistic this
+        means for this feature.
 
     Examples
     --------
@@ -62,7 +64,7 @@ class FeatureDrift:
 
     @property
     def decided_by(self) -> str:
-        """The statistic that decided :attr:`drifted`: ``"psi"``, or the test (``"ks"``,
+        """The statistic that decided `drifted`: ``"psi"``, or the test (``"ks"``,
         ``"chi2"``) when ``method`` is test-based.
 
         The other statistics are shown for information only: a tiny KS p-value next to
@@ -89,8 +91,8 @@ class FeatureDrift:
 class DriftResult(Mapping[str, FeatureDrift]):
     """Drift of every feature in the current window, and of the predictions.
 
-    A read-only mapping from feature name to :class:`FeatureDrift`; the predictions' drift is
-    :attr:`prediction` (``None`` until a prediction reference exists).
+    A read-only mapping from feature name to [`FeatureDrift`][modeldeploy.monitoring.FeatureDrift];
+    the predictions' drift is `prediction` (``None`` until a prediction reference exists).
 
     Examples
     --------
@@ -168,8 +170,10 @@ def drift_table_head() -> str:
 
 
 def drift_table_row(d: Mapping[str, Any]) -> str:
-    """One ``<tr>`` of a drift table from a :meth:`FeatureDrift.to_dict`, the deciding statistic
-    (:attr:`FeatureDrift.decided_by`, read from ``method`` and ``test``) in bold."""
+    """One ``<tr>`` of a drift table from a
+    [`FeatureDrift.to_dict`][modeldeploy.monitoring.FeatureDrift.to_dict], the deciding statistic
+    ([`FeatureDrift.decided_by`][modeldeploy.monitoring.FeatureDrift.decided_by], read from
+    ``method`` and ``test``) in bold."""
     decided = "psi" if d.get("method") == "psi" else d.get("test")
     bold = _DECIDING_CELL.get(str(decided), "")
     cells = []

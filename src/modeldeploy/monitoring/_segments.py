@@ -1,12 +1,12 @@
 """Append-only Parquet segments in a folder or an artifact store, written off the hot path.
 
-:class:`Location` is where segments go: a folder (written as temp file, fsync, rename) or a
-registry's :class:`~modeldeploy.registry.stores.ArtifactStore` (one ``put`` per segment: a
-single PUT on S3). :class:`SegmentWriter` owns the bounded queue and the thread that turns
+`Location` is where segments go: a folder (written as temp file, fsync, rename) or a
+registry's [`ArtifactStore`][modeldeploy.registry.stores.ArtifactStore] (one ``put`` per segment: a
+single PUT on S3). `SegmentWriter` owns the bounded queue and the thread that turns
 queued rows into segments, rotates them by rows, bytes and age, and spills what the location
 cannot take to a local folder, from where it is sent again later.
-:class:`~modeldeploy.monitoring.capture.PredictionCapture` and
-:class:`~modeldeploy.monitoring.capture.LabelCapture` hold one each.
+[`PredictionCapture`][modeldeploy.monitoring.PredictionCapture] and
+[`LabelCapture`][modeldeploy.monitoring.LabelCapture] hold one each.
 """
 
 from __future__ import annotations
@@ -57,8 +57,9 @@ class Location:
     Parameters
     ----------
     target
-        A folder path, an :class:`~modeldeploy.registry.stores.ArtifactStore`, or anything with
-        an ``artifacts`` attribute holding one (a :class:`~modeldeploy.ModelRegistry`).
+        A folder path, an [`ArtifactStore`][modeldeploy.registry.stores.ArtifactStore], or anything
+        with an ``artifacts`` attribute holding one (a
+        [`ModelRegistry`][modeldeploy.ModelRegistry]).
     prefix
         The sub-folder (or key prefix) of this kind of segment: ``"capture"``, ``"labels"``.
     owner
@@ -164,9 +165,9 @@ class SegmentWriter:
         Turns a list of queued items into one ``pyarrow.Table`` (called on the thread).
     spill
         A local folder for segments the location refused; they are sent again after the next
-        segment that reaches the location, and by :meth:`resend`.
+        segment that reaches the location, and by `resend`.
     max_queue
-        Items the queue holds; past it :meth:`offer` refuses (and counts) at once.
+        Items the queue holds; past it `offer` refuses (and counts) at once.
     segment_rows, segment_bytes, segment_s
         A segment is written once it holds this many rows, or about this many bytes, or its
         first row has waited this long (seconds on ``clock.monotonic()``).

@@ -1,6 +1,6 @@
 """Where replicas publish their monitor snapshots: a shared folder, or the registry's artifacts.
 
-A :class:`SnapshotPlace` holds one snapshot per replica, named after it, each replaced whole
+A `SnapshotPlace` holds one snapshot per replica, named after it, each replaced whole
 on every publish (a temporary file and a rename in a folder; one ``put`` in an artifact
 store), so a reader sees either the previous snapshot or the new one, never a mix.
 """
@@ -37,8 +37,9 @@ class SnapshotPlace:
     Parameters
     ----------
     place
-        A folder (created when missing), an :class:`~modeldeploy.registry.ArtifactStore`, or a
-        :class:`~modeldeploy.ModelRegistry` (its artifact store: S3 for a shared registry).
+        A folder (created when missing), an
+        [`ArtifactStore`][modeldeploy.registry.stores.ArtifactStore], or a
+        [`ModelRegistry`][modeldeploy.ModelRegistry] (its artifact store: S3 for a shared registry).
     fleet
         The fleet's name in an artifact store (one store can hold several fleets); a folder
         is one fleet.

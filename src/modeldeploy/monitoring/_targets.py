@@ -1,7 +1,7 @@
 """What the watched model predicts: the task, and class labels as dense integer codes.
 
 The windows count classes by code (confusion matrices, prediction counts), so every label and
-prediction passes through :class:`Targets` first. It learns the task (from the first
+prediction passes through `Targets` first. It learns the task (from the first
 predictions, or from the classes given) and the classes as they appear, converts labels to the
 type of the predictions, and picks the positive class and the average the metrics report.
 """
@@ -37,7 +37,8 @@ class Targets:
     task
         ``"classification"``, ``"regression"``, or ``None`` until the first outputs tell.
     max_classes
-        Most distinct class labels; one more raises :class:`SchemaError`.
+        Most distinct class labels; one more raises
+        [`SchemaError`][modeldeploy.exceptions.SchemaError].
     on_new_class
         Called with the number of classes each time a class is added (the monitor grows its
         class-sized arrays there).
@@ -139,9 +140,9 @@ class Targets:
     def prepare_labels(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Labels converted to the predictions' type (or refused), and where they are missing.
 
-        Nothing is changed, so a :class:`SchemaError` here leaves the monitor as it was. Before
-        the task is known the labels are returned as they are (they wait for their predictions,
-        and are converted when those come).
+        Nothing is changed, so a [`SchemaError`][modeldeploy.exceptions.SchemaError] here leaves the
+        monitor as it was. Before the task is known the labels are returned as they are (they wait
+        for their predictions, and are converted when those come).
         """
         if self.task == "regression":
             numbers = to_numbers(values, "y_true")
@@ -201,7 +202,7 @@ class Targets:
         max_classes: int,
         on_new_class: Callable[[int], None] | None = None,
     ) -> Targets:
-        """Rebuild what :meth:`to_state` gave (``on_new_class`` hears of each class again)."""
+        """Rebuild what `to_state` gave (``on_new_class`` hears of each class again)."""
         out = cls(state["task"], max_classes, on_new_class)
         for label in state["class_list"]:
             out.code(scalar(label))

@@ -1,11 +1,11 @@
 """The windows a Monitor keeps: rings of per-bucket counts, over every version and per version.
 
-Everything here holds counts, never rows. :class:`Windows` owns the bucket geometry (rows or
+Everything here holds counts, never rows. `Windows` owns the bucket geometry (rows or
 seconds per bucket), the all-versions ring (quality, latency, error and drift counts per
 bucket), one smaller ring per recently seen model version (quality, latency and errors only),
 and the running totals (rows, rows per version, errors). The drift counts (binned features and
 predictions) live in the same buckets as the quality counts, so they slide with them; what they
-are compared against is :class:`~modeldeploy.monitoring._reference.DriftReference`'s.
+are compared against is `DriftReference`'s.
 """
 
 from __future__ import annotations
@@ -314,7 +314,7 @@ class Windows:
         proba: np.ndarray | None,
         drift_from: int,
     ) -> None:
-        """:meth:`add_segment` of class codes where some are ``-1``: a missing prediction
+        """`add_segment` of class codes where some are ``-1``: a missing prediction
         (no answer: counted in ``n_nan_pred``, never scored) or a missing label (not scored)."""
         arrays = self.ring.arrays
         k = arrays["pred"].shape[1]
@@ -416,7 +416,7 @@ class Windows:
         ``codes[old] = new`` maps the other's class codes to these windows' (whose class
         arrays are large enough already); only buckets of the window that ends with bucket
         ``newest`` are kept, the others having left every window. Of the other's versions,
-        those tracked here already (see :meth:`track`) are added. Returns the other's version
+        those tracked here already (see `track`) are added. Returns the other's version
         tags mapped to these windows' tags.
         """
         tags: dict[int, int] = {}
@@ -497,7 +497,7 @@ class Windows:
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any], empty: Windows) -> Windows:
-        """Rebuild what :meth:`to_state` gave.
+        """Rebuild what `to_state` gave.
 
         ``empty`` is the windows the monitor's parameters give before anything is logged: the
         saved arrays must fit it (the same buckets, its arrays and no unknown ones).

@@ -2,7 +2,7 @@
 
 A threshold is a bound on one metric of the window (a minimum for quality metrics, a maximum for
 errors, latency and error rate) or the drift rule (PSI above a bound, or a test's p-value below
-one). An :class:`AlertBook` turns the start of a breach into one :class:`Alert`; a sustained
+one). An `AlertBook` turns the start of a breach into one [`Alert`][modeldeploy.Alert]; a sustained
 breach does not alert again until the value has recovered.
 """
 
@@ -172,7 +172,7 @@ class Thresholds:
 class AlertBook:
     """Debounced alerts: what is breached now, alerts waiting to be sent, the recent ones.
 
-    Checks run under the monitor's lock and only queue alerts; :meth:`send` delivers them to the
+    Checks run under the monitor's lock and only queue alerts; `send` delivers them to the
     callbacks and to ``logging`` outside it, so a slow callback never blocks logging.
 
     Parameters
@@ -226,7 +226,7 @@ class AlertBook:
         return False
 
     def emit(self, alert: Alert) -> None:
-        """Queue an alert for :meth:`send` and remember it."""
+        """Queue an alert for `send` and remember it."""
         self.outbox.append(alert)
         self.recent.append(alert)
 
@@ -317,7 +317,7 @@ class AlertBook:
         keep: int = 100,
         clock: Clock | None = None,
     ) -> AlertBook:
-        """Rebuild what :meth:`to_state` gave, with these callbacks."""
+        """Rebuild what `to_state` gave, with these callbacks."""
         out = cls(callbacks, name, keep, clock)
         out.breached = set(state["breached"])
         for a in state["alerts"]:

@@ -1,11 +1,12 @@
 """Capture what deployers served, and the labels that come later, as Parquet segments.
 
-A deployer given ``capture=`` hands each answered request to a :class:`PredictionCapture`
-(through the :class:`~modeldeploy.typing.CaptureSink` Protocol, so serving never imports this
-module). The capture queues it and returns at once; a background thread writes append-only
-Parquet segments (the ``[pandas]`` extra brings pyarrow) to a folder or to a registry's artifact
-store. :class:`LabelCapture` does the same for ground truth arriving in any process, and
-:class:`~modeldeploy.monitoring.join.LabelJoin` matches the two by id.
+A deployer given ``capture=`` hands each answered request to a
+[`PredictionCapture`][modeldeploy.monitoring.PredictionCapture] (through the
+[`CaptureSink`][modeldeploy.typing.CaptureSink] Protocol, so serving never imports this module). The
+capture queues it and returns at once; a background thread writes append-only Parquet segments (the
+``[pandas]`` extra brings pyarrow) to a folder or to a registry's artifact store.
+[`LabelCapture`][modeldeploy.monitoring.LabelCapture] does the same for ground truth arriving in any
+process, and [`LabelJoin`][modeldeploy.monitoring.LabelJoin] matches the two by id.
 
 Schema of a prediction segment (one row per scored row):
 
@@ -224,17 +225,17 @@ class PredictionCapture(_Sink):
     """Write what a deployer served to append-only Parquet segments, off the hot path.
 
     Give it to a deployer (``OnlineDeployer(..., capture=cap)``, ``BatchDeployer(...,
-    capture=cap)``), or call :meth:`record` yourself. Recording never blocks nor raises: a
-    full queue drops the request and counts it; a location that refuses a segment (a full
-    disk, an unreachable object store) gets it spilled to ``spill`` and sent again after the
-    next segment that goes through (or on :meth:`resend`, also from a later process).
+    capture=cap)``), or call [`record`][modeldeploy.monitoring.PredictionCapture.record] yourself.
+    Recording never blocks nor raises: a full queue drops the request and counts it; a location that
+    refuses a segment (a full disk, an unreachable object store) gets it spilled to ``spill`` and
+    sent again after the next segment that goes through (or on `resend`, also from a later process).
 
     Parameters
     ----------
     location
         Where segments go: a folder (segments under ``location/prefix/``), an
-        :class:`~modeldeploy.registry.stores.ArtifactStore`, or a
-        :class:`~modeldeploy.ModelRegistry` (its artifact store: S3 for a shared registry).
+        [`ArtifactStore`][modeldeploy.registry.stores.ArtifactStore], or a
+        [`ModelRegistry`][modeldeploy.ModelRegistry] (its artifact store: S3 for a shared registry).
         Many processes may capture to the same location; segment names never collide.
     prefix
         The sub-folder or key prefix (default ``"capture"``).
@@ -251,7 +252,7 @@ class PredictionCapture(_Sink):
         A segment is written once it holds this many rows, or about this many bytes, or has
         been open this many seconds.
     close_timeout_s
-        The longest :meth:`close` waits.
+        The longest `close` waits.
     clock
         Stamps each row's ``time`` and times the rotation. Default: the system clock.
 
@@ -315,8 +316,9 @@ class PredictionCapture(_Sink):
         """``n`` fresh request ids, unique across processes and hosts (``"<writer>-<n>"``).
 
         A deployer given this capture calls it for a request that came without ids, so that
-        every captured row has one; :meth:`last_ids` gives them back to the caller. Pass them
-        on (in a response header, with the row you store) for labels to find their prediction.
+        every captured row has one; [`last_ids`][modeldeploy.monitoring.PredictionCapture.last_ids]
+        gives them back to the caller. Pass them on (in a response header, with the row you store)
+        for labels to find their prediction.
         """
         with self._ids_lock:
             start = next(self._next_id)
@@ -328,7 +330,8 @@ class PredictionCapture(_Sink):
         return ids
 
     def last_ids(self) -> np.ndarray | None:
-        """The ids :meth:`new_ids` made last in this thread (for a request sent without ids),
+        """The ids [`new_ids`][modeldeploy.monitoring.PredictionCapture.new_ids] made last in this
+        thread (for a request sent without ids),
         or None."""
         return getattr(self._local, "ids", None)
 
@@ -353,7 +356,8 @@ class PredictionCapture(_Sink):
         y_pred
             The predictions. When None, ``classes[argmax(y_proba)]`` (or the argmax).
         ids
-            One id per row; when None, :meth:`new_ids` makes them.
+            One id per row; when None, [`new_ids`][modeldeploy.monitoring.PredictionCapture.new_ids]
+            makes them.
         y_proba
             Class probabilities, one row per prediction, or None.
         version
@@ -460,17 +464,19 @@ class LabelCapture(_Sink):
     """Write ground truth to append-only Parquet segments, from any process.
 
     A web endpoint, a nightly job or a notebook logs ``(id, label)`` pairs here; a
-    :class:`~modeldeploy.monitoring.join.LabelJoin` later matches them with the captured
-    predictions. Same writer as :class:`PredictionCapture`: never blocks, spills what the
-    location refuses.
+    [`LabelJoin`][modeldeploy.monitoring.LabelJoin] later matches them with the captured
+    predictions. Same writer as [`PredictionCapture`][modeldeploy.monitoring.PredictionCapture]:
+    never blocks, spills what the location refuses.
 
     Parameters
     ----------
     location
-        A folder, an :class:`~modeldeploy.registry.stores.ArtifactStore` or a
-        :class:`~modeldeploy.ModelRegistry` (segments under ``prefix``, default ``"labels"``).
+        A folder, an [`ArtifactStore`][modeldeploy.registry.stores.ArtifactStore] or a
+        [`ModelRegistry`][modeldeploy.ModelRegistry] (segments under ``prefix``, default
+        ``"labels"``).
     prefix, spill, max_queue, segment_rows, segment_bytes, segment_s, close_timeout_s, clock
-        As for :class:`PredictionCapture`; ``clock`` stamps each label's ``time``.
+        As for [`PredictionCapture`][modeldeploy.monitoring.PredictionCapture]; ``clock`` stamps
+        each label's ``time``.
 
     Examples
     --------

@@ -1,20 +1,22 @@
 """Change points in the error stream: *when* a model's errors changed, from mergeable counts.
 
-Two parts. :class:`ErrorHistory` is state: per window bucket, the number of labelled
-predictions, the sum of their losses (0/1 for a classifier, the absolute error for a
-regressor), the sum of squared losses and when the bucket's first prediction was served.
-Counts add, so the histories of many replicas merge exactly (:meth:`ErrorHistory.merge`),
-and a fleet view detects changes the way one monitor does. :class:`ChangeDetector` is the
+Two parts. [`ErrorHistory`][modeldeploy.monitoring.ErrorHistory] is state: per window bucket, the
+number of labelled predictions, the sum of their losses (0/1 for a classifier, the absolute error
+for a regressor), the sum of squared losses and when the bucket's first prediction was served.
+Counts add, so the histories of many replicas merge exactly
+([`ErrorHistory.merge`][modeldeploy.monitoring.ErrorHistory.merge]), and a fleet view detects
+changes the way one monitor does. [`ChangeDetector`][modeldeploy.monitoring.ChangeDetector] is the
 test, run over a history when it is read: ADWIN's cut test (Bifet & Gavaldà, "Learning from
-time-changing data with adaptive windowing", SDM 2007) at the bucket boundaries. ADWIN keeps
-a window of the stream and drops its older part while some cut splits it into two parts whose
-means differ by more than
+time-changing data with adaptive windowing", SDM 2007) at the bucket boundaries. ADWIN keeps a
+window of the stream and drops its older part while some cut splits it into two parts whose means
+differ by more than
 
     eps = sqrt(2 / m * var * ln(2 / d)) + 2 / (3 m) * ln(2 / d),
 
 with ``m`` the harmonic mean of the two parts' sizes, ``var`` the variance over the window
-and ``d = delta / ln(n)``. What is left starts at the change: the :class:`ChangePoint` says
-when that was, the error rate before and after, and over how many labelled rows.
+and ``d = delta / ln(n)``. What is left starts at the change: the
+[`ChangePoint`][modeldeploy.monitoring.ChangePoint] says when that was, the error rate before and
+after, and over how many labelled rows.
 
 The bucket boundaries are the only cuts, so the change is dated to the bucket it began in
 (a tenth of the monitor's window by default), and the test costs microseconds per read.
@@ -39,7 +41,8 @@ _OWNER = "ChangeDetector"
 
 @dataclass(frozen=True)
 class ChangePoint:
-    """What a :class:`ChangeDetector` found: the start of the current regime of the errors.
+    """What a [`ChangeDetector`][modeldeploy.monitoring.ChangeDetector] found: the start of the
+    current regime of the errors.
 
     Attributes
     ----------
@@ -100,8 +103,9 @@ class ChangePoint:
 
 
 class ErrorHistory:
-    """Per-bucket loss counts of labelled predictions: the state a :class:`ChangeDetector`
-    reads. Bounded to the ``max_buckets`` most recent buckets; counts add, so histories merge.
+    """Per-bucket loss counts of labelled predictions: the state a
+    [`ChangeDetector`][modeldeploy.monitoring.ChangeDetector] reads. Bounded to the ``max_buckets``
+    most recent buckets; counts add, so histories merge.
 
     Examples
     --------
@@ -199,7 +203,8 @@ class ErrorHistory:
         return a[:, 0], a[:, 1], a[:, 2], a[:, 3]
 
     def to_state(self) -> dict[str, Any]:
-        """JSON-friendly state (see :meth:`from_state`)."""
+        """JSON-friendly state (see
+        [`from_state`][modeldeploy.monitoring.ErrorHistory.from_state])."""
         return {
             "max_buckets": self.max_buckets,
             "buckets": [[k, *v] for k, v in sorted(self._buckets.items())],
@@ -207,7 +212,8 @@ class ErrorHistory:
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> ErrorHistory:
-        """Rebuild a history saved with :meth:`to_state`."""
+        """Rebuild a history saved with
+        [`to_state`][modeldeploy.monitoring.ErrorHistory.to_state]."""
         out = cls(int(state["max_buckets"]))
         for k, t, n, s, ss in state["buckets"]:
             out._buckets[int(k)] = [
@@ -221,7 +227,8 @@ class ErrorHistory:
 
 @dataclass(frozen=True)
 class ChangeDetector:
-    """ADWIN's cut test over the bucketed error counts of an :class:`ErrorHistory`.
+    """ADWIN's cut test over the bucketed error counts of an
+    [`ErrorHistory`][modeldeploy.monitoring.ErrorHistory].
 
     Parameters
     ----------

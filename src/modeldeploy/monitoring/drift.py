@@ -2,7 +2,7 @@
 
 Each feature's reference is a set of bins fitted once: quantile edges with counts for a numeric
 feature, category counts for a categorical one. Production data are folded into the same bins as
-they arrive (see :class:`ReferenceProfile.bin`), so a drift check costs a few sums per bin, however
+they arrive (see `ReferenceProfile.bin`), so a drift check costs a few sums per bin, however
 large the window.
 
 Numeric features get two statistics:
@@ -13,10 +13,10 @@ Numeric features get two statistics:
 * **KS** (two-sample Kolmogorov-Smirnov), a test: the largest gap between the two empirical CDFs,
   evaluated at the reference bin edges, and its p-value from ``scipy.stats.kstwo`` with the
   effective size ``round(n * m / (n + m))``, as ``scipy.stats.ks_2samp(method="asymp")`` does
-  (see :func:`ks_pvalue` for the far tail).
+  (see `ks_pvalue` for the far tail).
   Evaluating at the edges only gives a lower bound of the exact statistic; with the fine sketch
   fitted from ``reference=`` data (200 quantile bins by default) the gap to the exact value is
-  a fraction of a bin's mass. With a :class:`~modeldeploy.Signature` profile (20 bins at 5%
+  a fraction of a bin's mass. With a [`Signature`][modeldeploy.Signature] profile (20 bins at 5%
   levels) the reference CDF is known only at those edges (read it as piecewise linear between
   them), so shifts that stay inside one 5% bin are invisible to KS; the effective reference size
   is the profile's row count.
@@ -203,8 +203,8 @@ def _bin_numeric(values: FloatArray, edges: FloatArray) -> IntArray:
 class ReferenceProfile:
     """The reference sketches of every feature, and the binning of production rows into them.
 
-    Build one with :meth:`from_signature` (the registered profile: 20 quantile bins) or
-    :meth:`from_data` (a finer sketch fitted once from raw reference rows).
+    Build one with `from_signature` (the registered profile: 20 quantile bins) or
+    `from_data` (a finer sketch fitted once from raw reference rows).
 
     Examples
     --------
@@ -291,12 +291,12 @@ class ReferenceProfile:
         return cls([_categorical_sketch("prediction", y.astype(object))])
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-friendly dict; :meth:`from_dict` reads it back."""
+        """A JSON-friendly dict; `from_dict` reads it back."""
         return {"sketches": [s.to_dict() for s in self.sketches]}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ReferenceProfile:
-        """Rebuild a profile from :meth:`to_dict` output."""
+        """Rebuild a profile from `to_dict` output."""
         return cls([_Sketch.from_dict(d) for d in data["sketches"]])
 
     def bin(self, X: np.ndarray) -> IntArray:
@@ -331,7 +331,7 @@ class ReferenceProfile:
         p_threshold: float = 0.01,
         min_samples: int = 1,
     ) -> DriftResult:
-        """Drift of each feature: ``current`` is an :meth:`bin`-shaped count array."""
+        """Drift of each feature: ``current`` is an `bin`-shaped count array."""
         results = [
             _compare_one(s, current[j, : s.width], method, psi_threshold, p_threshold, min_samples)
             for j, s in enumerate(self.sketches)

@@ -4,7 +4,7 @@ Confidence-based performance estimation (CBPE, as NannyML names it): when a clas
 probabilities are calibrated, the probability that a row predicted as class ``j`` truly belongs to
 class ``i`` is the row's probability for ``i``. Summing those probabilities gives the *expected*
 confusion matrix of the window, and the usual metrics of that matrix estimate the realized ones.
-The estimate is only as good as the calibration: :class:`ProbabilityCalibrator` recalibrates the
+The estimate is only as good as the calibration: `ProbabilityCalibrator` recalibrates the
 probabilities on reference rows whose labels are known (isotonic regression, one class against
 the rest), and it cannot see a change in the relation between features and labels (concept drift).
 """
@@ -86,12 +86,12 @@ class ProbabilityCalibrator:
             )
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-friendly dict; :meth:`from_dict` reads it back."""
+        """A JSON-friendly dict; `from_dict` reads it back."""
         return {"points": [[x.tolist(), y.tolist()] for x, y in self.points]}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ProbabilityCalibrator:
-        """Rebuild a calibrator from :meth:`to_dict` output."""
+        """Rebuild a calibrator from `to_dict` output."""
         self = cls.__new__(cls)
         self.points = [
             (np.asarray(x, np.float64), np.asarray(y, np.float64)) for x, y in data["points"]

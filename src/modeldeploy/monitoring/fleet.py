@@ -1,9 +1,9 @@
 """A fleet of replicas, one view: each replica's monitor publishes snapshots periodically.
 
-Every replica (a uvicorn or gunicorn worker, a pod) keeps its own :class:`~modeldeploy.Monitor`
-with a time-based window and a :class:`MonitorPublisher` that writes its snapshot to a shared
-place every few seconds; :meth:`Monitor.fleet <modeldeploy.Monitor.fleet>` merges the latest
-snapshots exactly into one monitor, the fleet view.
+Every replica (a uvicorn or gunicorn worker, a pod) keeps its own [`Monitor`][modeldeploy.Monitor]
+with a time-based window and a [`MonitorPublisher`][modeldeploy.MonitorPublisher] that writes its
+snapshot to a shared place every few seconds; [`Monitor.fleet`][modeldeploy.Monitor.fleet] merges
+the latest snapshots exactly into one monitor, the fleet view.
 """
 
 from __future__ import annotations
@@ -28,19 +28,20 @@ _OWNER = "MonitorPublisher"
 class MonitorPublisher:
     """Publish a monitor's snapshot to a shared place now and every ``every_s`` seconds.
 
-    A daemon thread calls :meth:`Monitor.publish <modeldeploy.Monitor.publish>`; a failure
-    (a full disk, an object store out of reach) is logged and counted in :attr:`failures`,
-    never raised into the serving process, and the next round tries again. :meth:`close`
-    stops the thread and publishes a last time, so a replica that shuts down cleanly leaves
-    its final counts behind (they count in the fleet view until they leave the window).
+    A daemon thread calls [`Monitor.publish`][modeldeploy.Monitor.publish]; a failure
+    (a full disk, an object store out of reach) is logged and counted in `failures`,
+    never raised into the serving process, and the next round tries again.
+    [`close`][modeldeploy.MonitorPublisher.close] stops the thread and publishes a last time, so a
+    replica that shuts down cleanly leaves its final counts behind (they count in the fleet view
+    until they leave the window).
 
     Parameters
     ----------
     monitor
         The replica's monitor (with a time-based window, so that replicas merge).
     place
-        A shared folder, an :class:`~modeldeploy.registry.ArtifactStore`, or a
-        :class:`~modeldeploy.ModelRegistry` (its artifact store).
+        A shared folder, an [`ArtifactStore`][modeldeploy.registry.stores.ArtifactStore], or a
+        [`ModelRegistry`][modeldeploy.ModelRegistry] (its artifact store).
     replica
         This replica's name; default: host name and process id.
     fleet

@@ -1,10 +1,11 @@
 """Match labels from anywhere to captured predictions by id, in memory or on Dask.
 
 Ground truth comes as a DataFrame, a Parquet or CSV file, ``(ids, labels)`` arrays or a
-:class:`~modeldeploy.monitoring.capture.LabelCapture`; predictions as a
-:class:`~modeldeploy.monitoring.capture.PredictionCapture` (its segments), a ``pyarrow.Table``
-or a DataFrame. :class:`LabelJoin` matches them by id and :meth:`JoinResult.feed` puts the
-pairs into a :class:`~modeldeploy.Monitor` at their prediction time.
+[`LabelCapture`][modeldeploy.monitoring.LabelCapture]; predictions as a
+[`PredictionCapture`][modeldeploy.monitoring.PredictionCapture] (its segments), a ``pyarrow.Table``
+or a DataFrame. [`LabelJoin`][modeldeploy.monitoring.LabelJoin] matches them by id and
+[`JoinResult.feed`][modeldeploy.monitoring.JoinResult.feed] puts the pairs into a
+[`Monitor`][modeldeploy.Monitor] at their prediction time.
 
 The rules, the same in memory and on Dask:
 
@@ -204,12 +205,12 @@ class LabelJoin:
         Parameters
         ----------
         predictions
-            A :class:`~modeldeploy.monitoring.capture.PredictionCapture` (its segments, read
+            A [`PredictionCapture`][modeldeploy.monitoring.PredictionCapture] (its segments, read
             from any process), a folder it wrote to, a ``pyarrow.Table`` or a DataFrame with
             ``id`` and ``time`` (and ``version``, ``prediction``, ``proba``) columns, or a
             ``dask.dataframe`` of them.
         labels
-            A :class:`~modeldeploy.monitoring.capture.LabelCapture`, a DataFrame or
+            A [`LabelCapture`][modeldeploy.monitoring.LabelCapture], a DataFrame or
             ``pyarrow.Table``, a ``.parquet`` / ``.csv`` file (or a folder of Parquet files),
             or ``(ids, labels)`` arrays.
 
@@ -234,7 +235,8 @@ class LabelJoin:
         return _result(table, dups, pred.num_rows, lab.num_rows, expired)
 
     def feed(self, monitor: Any, predictions: Any, labels: Any) -> JoinResult:
-        """:meth:`join`, then :meth:`JoinResult.feed` the pairs into ``monitor``."""
+        """[`join`][modeldeploy.monitoring.LabelJoin.join], then
+        [`JoinResult.feed`][modeldeploy.monitoring.JoinResult.feed] the pairs into ``monitor``."""
         result = self.join(predictions, labels)
         result.feed(monitor)
         return result
@@ -493,7 +495,7 @@ def _lookup(pred_ids: Any, lab_ids: Any, order: np.ndarray) -> tuple[np.ndarray,
 
 
 def _match_frame(pred: Any, lab: Any, ttl_us: int | None, now_us: int) -> Any:
-    """:func:`_match` on one pair of pandas partitions (the Dask engine)."""
+    """`_match` on one pair of pandas partitions (the Dask engine)."""
     pa = import_pyarrow(_OWNER)
     p = _frame_to_table(pred)
     lab_t = _frame_to_table(lab)

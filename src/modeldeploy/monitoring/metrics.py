@@ -3,7 +3,7 @@
 A window is a ring of buckets. Each bucket holds a confusion matrix (classification) or a few
 sums (regression: count, mean and sum of squared deviations of the labels, sums of absolute and
 squared errors), so adding a row is O(1) and reading the window's metrics costs one sum over the
-buckets. The metrics are computed exactly as :mod:`sklearn.metrics` computes them on the same rows
+buckets. The metrics are computed exactly as `sklearn.metrics` computes them on the same rows
 (``zero_division=0``), so they agree to floating point rounding.
 
 Count-based windows put row ``i`` (counting from the first row logged) in bucket
@@ -226,7 +226,7 @@ def regression_metrics(acc: npt.ArrayLike) -> dict[str, float]:
 def latency_percentiles(
     counts: npt.ArrayLike, quantiles: Mapping[str, float] | None = None
 ) -> dict[str, float]:
-    """Percentiles read from a latency histogram over :data:`LATENCY_EDGES`.
+    """Percentiles read from a latency histogram over `LATENCY_EDGES`.
 
     Each percentile is the geometric middle of the bin holding it (within about 6%).
 

@@ -1,9 +1,9 @@
 """The Monitor: windowed quality metrics, delayed labels, drift, latency, errors and alerts.
 
-The monitor is a facade over parts it holds, each owning its state: :class:`Windows` (the
-bucketed counts, over every version and per version), :class:`Targets` (the task and the class
-encoding), :class:`PendingLabels` (the label join), :class:`OneRowBuffer` (one-row calls
-waiting to be folded in), :class:`DriftReference` (the drift baselines) and :class:`AlertBook`
+The monitor is a facade over parts it holds, each owning its state: `Windows` (the
+bucketed counts, over every version and per version), `Targets` (the task and the class
+encoding), `PendingLabels` (the label join), `OneRowBuffer` (one-row calls
+waiting to be folded in), `DriftReference` (the drift baselines) and `AlertBook`
 (thresholds and debouncing). The monitor folds logged rows into them under one lock, and saves
 and loads them through their ``to_state`` / ``from_state``.
 """
@@ -75,7 +75,8 @@ _MAX_COLLECTED = 100_000
 
 
 class _Snapshot(NamedTuple):
-    """A copy of one monitor's state, taken under its lock, for :meth:`Monitor.combine`."""
+    """A copy of one monitor's state, taken under its lock, for
+    [`Monitor.combine`][modeldeploy.Monitor.combine]."""
 
     params: dict[str, Any]
     signature: dict[str, Any] | None
@@ -96,7 +97,7 @@ class Monitor:
     Parameters
     ----------
     signature
-        The model's input :class:`~modeldeploy.Signature`; its reference profile is the drift
+        The model's input [`Signature`][modeldeploy.Signature]; its reference profile is the drift
         baseline (20 quantile bins per numeric feature, category counts otherwise).
     reference
         Raw reference rows (a training sample) to fit a finer drift sketch from, once; used
@@ -108,7 +109,7 @@ class Monitor:
         Probabilities and true labels of reference rows, to calibrate the performance estimate.
     window
         Count-based window: the number of most recent predictions (an int). Time-based window: a
-        :class:`datetime.timedelta`.
+        `datetime.timedelta`.
     buckets
         Buckets the window is split into; it slides one bucket at a time.
     task
@@ -130,7 +131,8 @@ class Monitor:
         features, chi-squared for categorical ones and class predictions) or ``None``, with
         ``"psi"`` (default 0.25) and ``"p_value"`` (default 0.01) as the drift thresholds.
     on_alert
-        A callable, or a list of them, called with each :class:`Alert` (exceptions are logged).
+        A callable, or a list of them, called with each [`Alert`][modeldeploy.Alert] (exceptions are
+        logged).
     min_samples
         Rows a metric needs behind it before it may alert: labelled rows for quality metrics,
         rows for estimates, latency and error rate.
@@ -152,13 +154,14 @@ class Monitor:
     max_classes
         Most distinct class labels tracked.
     max_versions
-        Model versions whose rows get a window of their own (see :meth:`metrics`); when a new
-        one arrives past this bound, the least recently seen is dropped.
+        Model versions whose rows get a window of their own (see
+        [`metrics`][modeldeploy.Monitor.metrics]); when a new one arrives past this bound, the least
+        recently seen is dropped.
     name
         A name for logs, alerts and reports (``Monitor.for_version`` uses the version's ``ref``).
     clock
-        Where the monitor reads time (a :class:`~modeldeploy.typing.Clock`, e.g.
-        :class:`~modeldeploy.testing.FakeClock`): time windows, label TTLs, alert and report
+        Where the monitor reads time (a [`Clock`][modeldeploy.typing.Clock], e.g.
+        [`FakeClock`][modeldeploy.testing.FakeClock]): time windows, label TTLs, alert and report
         stamps. A bare callable returning epoch seconds (``time.time``) still works. Default:
         the system clock.
 
@@ -326,11 +329,12 @@ class Monitor:
 
     @classmethod
     def for_version(cls, model_version: Any, **kwargs: Any) -> Monitor:
-        """A monitor for a registered :class:`~modeldeploy.ModelVersion`.
+        """A monitor for a registered [`ModelVersion`][modeldeploy.ModelVersion].
 
         Drift is measured against the version's signature profile, the monitor is named after
         ``model_version.ref``, and a classifier's ``classes_`` (read from the loaded model) give
-        the column order of ``y_proba``. Other keyword arguments go to :class:`Monitor`.
+        the column order of ``y_proba``. Other keyword arguments go to
+        [`Monitor`][modeldeploy.Monitor].
 
         Examples
         --------
@@ -383,7 +387,8 @@ class Monitor:
         y_pred
             The predictions, one per row.
         ids
-            Request ids, to match labels given later to :meth:`log_labels`.
+            Request ids, to match labels given later to
+            [`log_labels`][modeldeploy.Monitor.log_labels].
         y_proba
             ``(n_rows, n_classes)`` class probabilities, for the performance estimate.
         y_true
@@ -432,7 +437,8 @@ class Monitor:
         dict
             Counts for this call: ``matched``, ``late``, ``duplicate``, ``unknown``,
             ``expired``, ``evicted``, and ``waiting`` (labels of ids not logged yet, now
-            waiting for their prediction). See :meth:`label_stats` for the running totals.
+            waiting for their prediction). See [`label_stats`][modeldeploy.Monitor.label_stats] for
+            the running totals.
 
         Examples
         --------
@@ -508,7 +514,7 @@ class Monitor:
         their ``_macro`` / ``_weighted`` / ``_micro`` variants; regression: ``mae``, ``mse``,
         ``rmse``, ``r2``. Always: ``n_predictions``, ``n_labelled``, ``error_rate``,
         ``latency_p50`` / ``_p95`` / ``_p99`` (seconds). With probabilities: ``estimated_*``,
-        the performance estimated before labels (see :mod:`modeldeploy.monitoring.estimation`).
+        the performance estimated before labels (see `modeldeploy.monitoring.estimation`).
         A metric without data (before labels, traffic or errors arrive) is ``None``, never
         ``nan``, so the dict is valid JSON; alerts and retraining triggers do not judge it.
 
@@ -552,11 +558,11 @@ class Monitor:
     def change(self) -> ChangePoint:
         """When the model's errors last changed: the start of their current regime.
 
-        The :attr:`detector` runs over the losses of the labelled predictions (0/1 for a
+        The `detector` runs over the losses of the labelled predictions (0/1 for a
         classifier, absolute errors for a regressor), counted per window bucket over the last
         ``detector.max_buckets`` buckets (longer than the window), dated by when each bucket's
         first prediction was served. ``RetrainPolicy`` reads it through
-        :func:`~modeldeploy.retraining.change_detected`.
+        [`change_detected`][modeldeploy.retraining.triggers.change_detected].
 
         Examples
         --------
@@ -691,7 +697,8 @@ class Monitor:
         self._buffer.drain(self._fold)
 
     def _fold(self, batch: Batch) -> None:
-        """Fold one batch into the parts; a :class:`SchemaError` leaves them as they were."""
+        """Fold one batch into the parts; a [`SchemaError`][modeldeploy.exceptions.SchemaError]
+        leaves them as they were."""
         X, y_pred, ids, y_proba, y_true, version, latencies, call_times, times = batch
         pred = np.asarray(y_pred)
         if pred.ndim == 2 and pred.shape[1] == 1:
@@ -1048,10 +1055,10 @@ class Monitor:
         errors, latency percentiles) is what one monitor fed every replica's rows would give.
         The inputs are not changed; the result is a new monitor that can go on logging.
 
-        The monitors must be able to merge exactly, else :class:`~modeldeploy.exceptions.
-        MergeError` says why and nothing is merged:
+        The monitors must be able to merge exactly, else ` MergeError` says why and nothing is
+        merged:
 
-        - time-based windows (``window=`` a :class:`~datetime.timedelta`): buckets align by
+        - time-based windows (``window=`` a `timedelta`): buckets align by
           time across replicas; count-based windows depend on the order rows arrived in;
         - the same settings (window, buckets, thresholds, bounds, classes, ...), except
           ``name``;
@@ -1124,7 +1131,8 @@ class Monitor:
     def merge(self, other: Monitor, *, name: str | None = None) -> Monitor:
         """This monitor merged with another: ``Monitor.combine([self, other], name=name)``.
 
-        A new monitor; neither input changes. See :meth:`combine` for what must agree.
+        A new monitor; neither input changes. See [`combine`][modeldeploy.Monitor.combine] for what
+        must agree.
 
         Examples
         --------
@@ -1142,7 +1150,8 @@ class Monitor:
         return Monitor.combine([self, other], name=name, clock=self.clock)
 
     def _snapshot(self) -> _Snapshot:
-        """A copy of the state, for :meth:`combine` (the buffered rows folded in first)."""
+        """A copy of the state, for [`combine`][modeldeploy.Monitor.combine] (the buffered rows
+        folded in first)."""
         with self._lock:
             self._flush()
             snap = _Snapshot(
@@ -1245,12 +1254,13 @@ class Monitor:
         their ids when those (and the labels) are strings, numbers or booleans.
 
         The file holds counts and sketches, never raw rows; it is written atomically. Callbacks
-        are not saved: pass ``on_alert=`` to :meth:`load`.
+        are not saved: pass ``on_alert=`` to [`load`][modeldeploy.Monitor.load].
         """
         return write_state(path, self._state())
 
     def _state(self) -> dict[str, Any]:
-        """Everything :meth:`save` writes (arrays copied, so writing needs no lock)."""
+        """Everything [`save`][modeldeploy.Monitor.save] writes (arrays copied, so writing needs no
+        lock)."""
         with self._lock:
             self._flush()
             state = {
@@ -1272,18 +1282,19 @@ class Monitor:
     # ------------------------------------------------------------------ fleets
 
     def publish(self, place: Any, *, replica: str | None = None, fleet: str = "default") -> str:
-        """Publish a snapshot of this monitor where the fleet view reads it (see :meth:`fleet`).
+        """Publish a snapshot of this monitor where the fleet view reads it (see
+        [`fleet`][modeldeploy.Monitor.fleet]).
 
         Each replica (a uvicorn worker, a pod) publishes its own snapshot under its own name,
-        replacing the previous one atomically; :class:`~modeldeploy.monitoring.fleet.
-        MonitorPublisher` does it periodically from a background thread. A snapshot holds
-        counts and sketches, never rows (the file :meth:`save` writes, stamped with the time).
+        replacing the previous one atomically; ` MonitorPublisher` does it periodically from a
+        background thread. A snapshot holds counts and sketches, never rows (the file
+        [`save`][modeldeploy.Monitor.save] writes, stamped with the time).
 
         Parameters
         ----------
         place
-            A shared folder, an :class:`~modeldeploy.registry.ArtifactStore`, or a
-            :class:`~modeldeploy.ModelRegistry` (its artifact store, e.g. S3).
+            A shared folder, an [`ArtifactStore`][modeldeploy.registry.stores.ArtifactStore], or a
+            [`ModelRegistry`][modeldeploy.ModelRegistry] (its artifact store, e.g. S3).
         replica
             This replica's name (letters, digits, ``.``, ``_``, ``-``); default: host name and
             process id, unique per process.
@@ -1319,8 +1330,8 @@ class Monitor:
         """The fleet view: one monitor merged from every replica's latest published snapshot.
 
         It equals one monitor over every replica's rows, as of their last publish (see
-        :meth:`combine`), so :class:`~modeldeploy.RetrainPolicy`, reports and exporters read
-        it as they read a monitor. Build it again to refresh it.
+        [`combine`][modeldeploy.Monitor.combine]), so [`RetrainPolicy`][modeldeploy.RetrainPolicy],
+        reports and exporters read it as they read a monitor. Build it again to refresh it.
 
         A replica that stopped publishing (it died, or was scaled down) leaves its last
         snapshot behind. Its rows happened, so they count until they leave the window; a
@@ -1331,7 +1342,7 @@ class Monitor:
         Parameters
         ----------
         place, fleet
-            Where the replicas publish (see :meth:`publish`).
+            Where the replicas publish (see [`publish`][modeldeploy.Monitor.publish]).
         stale_after_s
             Age in seconds (on ``clock``) past which a snapshot is left out.
         name, on_alert
@@ -1421,12 +1432,13 @@ class Monitor:
         on_alert: AlertCallback | Sequence[AlertCallback] | None = None,
         clock: Clock | Callable[[], float] | None = None,
     ) -> Monitor:
-        """Rebuild a monitor saved with :meth:`save`, with its windows and pending labels.
+        """Rebuild a monitor saved with [`save`][modeldeploy.Monitor.save], with its windows and
+        pending labels.
 
         Files of every earlier release load. A file that cannot be read as a monitor state
         (truncated, damaged, another kind of file) raises
-        :class:`~modeldeploy.exceptions.StateFileError` naming it; a missing or unreadable file
-        raises the ``FileNotFoundError`` or ``PermissionError`` the system gave.
+        [`StateFileError`][modeldeploy.exceptions.StateFileError] naming it; a missing or unreadable
+        file raises the ``FileNotFoundError`` or ``PermissionError`` the system gave.
         """
         clock = as_clock(clock, _OWNER)  # a bad clock is the caller's error, not the file's
         with state_file_errors(path):
@@ -1579,7 +1591,8 @@ def _check_mergeable(snaps: list[_Snapshot]) -> None:
 
 
 def _row_times(at: Any) -> np.ndarray:
-    """``at=`` of :meth:`Monitor.log_predictions` as epoch seconds (float64)."""
+    """``at=`` of [`Monitor.log_predictions`][modeldeploy.Monitor.log_predictions] as epoch seconds
+    (float64)."""
     arr = np.atleast_1d(np.asarray(at))
     if arr.dtype.kind == "M":
         return arr.astype("datetime64[us]").astype(np.int64) / 1e6

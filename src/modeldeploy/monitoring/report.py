@@ -68,12 +68,12 @@ _REPORT_CSS = (
 
 
 class Report:
-    """What a :class:`~modeldeploy.Monitor` saw, at one moment.
+    """What a [`Monitor`][modeldeploy.Monitor] saw, at one moment.
 
     Parameters
     ----------
     data
-        The snapshot, as :meth:`Monitor.report <modeldeploy.Monitor.report>` builds it.
+        The snapshot, as [`Monitor.report`][modeldeploy.Monitor.report] builds it.
 
     Examples
     --------
@@ -239,8 +239,8 @@ class Report:
         path
             Where to write.
         plots
-            Embed the plots of :meth:`plot` (needs matplotlib; skipped when it is missing and
-            ``plots`` was left at its default).
+            Embed the plots of [`plot`][modeldeploy.monitoring.Report.plot] (needs matplotlib;
+            skipped when it is missing and ``plots`` was left at its default).
         """
         images: tuple[str, ...] = ()
         if plots:

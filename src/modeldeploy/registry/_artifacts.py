@@ -71,12 +71,13 @@ class ArtifactStore(ABC):
         """Every stored key."""
 
     def scratch_dir(self) -> Path | None:
-        """A folder for staging files before :meth:`put` (``None``: the system's temp dir)."""
+        """A folder for staging files before [`put`][modeldeploy.registry.stores.ArtifactStore.put]
+        (``None``: the system's temp dir)."""
         return None
 
     def modified(self, key: str) -> float | None:
-        """When the artifact was last written (seconds since the epoch, on :meth:`now`'s
-        clock), or None if unknown.
+        """When the artifact was last written (seconds since the epoch, on
+        [`now`][modeldeploy.registry.stores.ArtifactStore.now]'s clock), or None if unknown.
 
         ``ModelRegistry.gc`` spares unreferenced artifacts written recently, which may belong to
         a registration still running in another process.
@@ -101,7 +102,7 @@ class LocalArtifactStore(ArtifactStore):
     """Artifacts as files in a folder, written with temp file, fsync and rename.
 
     A removed artifact first moves to a ``trash`` folder, so that a process killed between
-    removing the file and committing the metadata change loses nothing: :meth:`read` brings a
+    removing the file and committing the metadata change loses nothing: `read` brings a
     trashed artifact back.
     """
 

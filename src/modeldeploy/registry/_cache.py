@@ -10,7 +10,7 @@ from typing import Any
 class ModelCache:
     """Loaded models keyed by their artifact's sha256, at most ``size`` of them.
 
-    Safe from many threads. A model is never None (it has ``predict``), so :meth:`get` returns
+    Safe from many threads. A model is never None (it has ``predict``), so `get` returns
     None for a miss. ``size=0`` keeps nothing.
 
     Parameters

@@ -38,7 +38,8 @@ def environment_of(model: Any) -> dict[str, str]:
 def warn_environment(
     name: str, version: int, saved: Mapping[str, str], *, stacklevel: int = 3
 ) -> None:
-    """Warn (:class:`EnvironmentMismatchWarning`) when Python's minor version or
+    """Warn ([`EnvironmentMismatchWarning`][modeldeploy.exceptions.EnvironmentMismatchWarning]) when
+    Python's minor version or
     scikit-learn's version differ from those ``name:version`` was saved with."""
     import platform
 

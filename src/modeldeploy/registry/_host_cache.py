@@ -55,7 +55,8 @@ class HostArtifactCache:
     into the folder; every later process (a new worker, a restarted pod, a batch job) reads it
     from there at local-file speed. Files are named by their sha256 and checked against it on
     every read, before anything is deserialized: a corrupt or truncated file is removed, counted
-    in :meth:`stats` and fetched again, never loaded.
+    in [`stats`][modeldeploy.registry.stores.HostArtifactCache.stats] and fetched again, never
+    loaded.
 
     Safe for many threads and processes sharing the folder: a filler writes a temp file and
     renames it into place atomically, and fillers of one key write the same bytes. No fsync: a
@@ -113,7 +114,7 @@ class HostArtifactCache:
         """The cache that ``ModelRegistry(artifact_cache=setting)`` asks for, or None.
 
         ``None`` (the default) means: the folder of ``MODELDEPLOY_ARTIFACT_CACHE`` (``off``
-        turns it off), else :func:`default_cache_dir`, for a ``remote`` store only. ``False``
+        turns it off), else `default_cache_dir`, for a ``remote`` store only. ``False``
         turns it off, ``True`` asks for the default folder, a path for that folder.
         """
         if isinstance(setting, HostArtifactCache):

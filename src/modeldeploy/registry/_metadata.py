@@ -37,8 +37,8 @@ class MetadataStore(ABC):
     ``created_at``), so every event of a model's history comes from one source of time.
 
     A store that can announce alias moves (PostgreSQL's LISTEN/NOTIFY) sets ``notifies`` and
-    overrides :meth:`wait_for_change`; followers of an alias then swap as soon as it moves
-    instead of at their next poll.
+    overrides [`wait_for_change`][modeldeploy.registry.stores.MetadataStore.wait_for_change];
+    followers of an alias then swap as soon as it moves instead of at their next poll.
     """
 
     #: Whether :meth:`wait_for_change` returns as soon as an alias moves.
@@ -125,8 +125,9 @@ class MetadataStore(ABC):
         """The latest move of ``alias`` (promoted, rolled back, deleted) and every later event
         naming the alias, oldest first; every event naming it when it never moved.
 
-        The registry reads an alias's signature here. This default scans :meth:`events`; a
-        store overrides it with one indexed query.
+        The registry reads an alias's signature here. This default scans
+        [`events`][modeldeploy.registry.stores.MetadataStore.events]; a store overrides it with one
+        indexed query.
         """
         events = [e for e in self.events(name) if e["alias"] == alias]
         moves = [i for i, e in enumerate(events) if e["kind"] in _MOVES]

@@ -98,12 +98,13 @@ class PostgresMetadataStore(MetadataStore):
     instead of losing each other's changes. Version numbers come from a counter in that row
     (never ``MAX(version) + 1``). The tables are created on first use under an advisory lock,
     with a schema version kept for later migrations. Alias moves are announced with ``NOTIFY``,
-    so replicas following an alias learn of a promotion at once (:meth:`wait_for_change`).
+    so replicas following an alias learn of a promotion at once
+    ([`wait_for_change`][modeldeploy.registry.stores.PostgresMetadataStore.wait_for_change]).
 
     Each thread has its own connection, opened again after a fork. A lost connection (a server
     restart) is retried ``retries`` times with growing pauses, then raises
-    :class:`~modeldeploy.exceptions.StoreUnavailableError`; a transaction cut off before its
-    commit leaves nothing behind.
+    [`StoreUnavailableError`][modeldeploy.exceptions.StoreUnavailableError]; a transaction cut off
+    before its commit leaves nothing behind.
 
     Parameters
     ----------

@@ -15,12 +15,13 @@ from modeldeploy.registry.version import Event, ModelVersion, VersionSource
 
 @lru_cache(maxsize=256)
 def parse_signature(text: str | None) -> Signature | None:
-    """The :class:`Signature` stored as JSON text (parsed once per distinct text), or None."""
+    """The [`Signature`][modeldeploy.Signature] stored as JSON text (parsed once per distinct text),
+    or None."""
     return Signature.from_dict(json.loads(text)) if text else None
 
 
 def to_event(rec: Record) -> Event:
-    """An event record as an :class:`Event`."""
+    """An event record as an [`Event`][modeldeploy.Event]."""
     return Event(
         id=int(rec["id"]),
         name=rec["name"],
@@ -37,7 +38,8 @@ def to_event(rec: Record) -> Event:
 def to_model_version(
     rec: Record, aliases: Mapping[str, int], source: VersionSource | None
 ) -> ModelVersion:
-    """A version record as a :class:`ModelVersion` bound to ``source`` (its registry)."""
+    """A version record as a [`ModelVersion`][modeldeploy.ModelVersion] bound to ``source`` (its
+    registry)."""
     return ModelVersion(
         name=rec["name"],
         version=int(rec["version"]),

@@ -84,9 +84,9 @@ class S3ArtifactStore(ArtifactStore):
     Keys are content addresses (``sha256/<hex>``), so a put is conditional (``If-None-Match:
     *``): an object already there is kept only once its sha256 is verified, and a corrupt one is
     replaced conditionally on its ETag, so two writers never clobber each other. A removed
-    artifact first moves under ``trash/``, and :meth:`read` brings it back: a process stopped
+    artifact first moves under ``trash/``, and `read` brings it back: a process stopped
     between removing an artifact and committing the metadata change loses nothing. Only
-    :meth:`cleanup` (``ModelRegistry.gc``) empties the trash.
+    `cleanup` (``ModelRegistry.gc``) empties the trash.
 
     Credentials and the endpoint come from the environment as for any AWS tool
     (``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``, ``AWS_REGION``,
@@ -99,7 +99,7 @@ class S3ArtifactStore(ArtifactStore):
         ``s3://bucket`` or ``s3://bucket/prefix``.
     max_retries
         How many times the client retries a failed request before raising
-        :class:`~modeldeploy.exceptions.StoreUnavailableError`.
+        [`StoreUnavailableError`][modeldeploy.exceptions.StoreUnavailableError].
     retry_timeout_s
         The longest the client keeps retrying one request.
 

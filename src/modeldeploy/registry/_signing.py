@@ -7,7 +7,7 @@ bytes get loaded (a version's artifact hash and format, and where each alias poi
 the key, refuses records whose signature is missing or wrong.
 
 Signatures live in fields every metadata store already has: a version's in its ``tags`` under
-:data:`SEAL_TAG` (hidden from :attr:`ModelVersion.tags`), an alias move's in the ``details`` of
+`SEAL_TAG` (hidden from `ModelVersion.tags`), an alias move's in the ``details`` of
 a ``signed`` event that follows the move and names it.
 """
 
@@ -89,7 +89,7 @@ class Signer:
     ----------
     keys
         The secret keys (bytes, or str taken as UTF-8), newest first, each at least
-        :data:`MIN_KEY_BYTES` long.
+        `MIN_KEY_BYTES` long.
     """
 
     def __init__(self, keys: Sequence[bytes]) -> None:
@@ -203,7 +203,8 @@ class Signer:
         )
 
     def require_version(self, rec: Mapping[str, Any]) -> None:
-        """Raise :class:`AuthenticityError` unless the version record is signed by a known key."""
+        """Raise [`AuthenticityError`][modeldeploy.exceptions.AuthenticityError] unless the version
+        record is signed by a known key."""
         if self.note_version(rec):
             return
         problem = version_problem(self, rec)
@@ -220,7 +221,8 @@ class Signer:
     def require_loadable(
         self, metadata: MetadataStore, name: str, version: int, sha256: str, format: str
     ) -> None:
-        """Raise :class:`AuthenticityError` unless the stored record of ``name:version`` is
+        """Raise [`AuthenticityError`][modeldeploy.exceptions.AuthenticityError] unless the stored
+        record of ``name:version`` is
         signed and still says ``sha256`` and ``format`` (what a ``ModelVersion`` says)."""
         if (name, version, sha256, format) in self.authentic:
             return
@@ -239,7 +241,8 @@ class Signer:
     def require_alias(
         self, metadata: MetadataStore, name: str, alias: str, rec: Mapping[str, Any]
     ) -> None:
-        """Raise :class:`AuthenticityError` unless the alias's latest move is signed and leads
+        """Raise [`AuthenticityError`][modeldeploy.exceptions.AuthenticityError] unless the alias's
+        latest move is signed and leads
         to ``rec``."""
         version = int(rec["version"])
         _, problem = alias_problem(self, metadata.alias_events(name, alias), version)

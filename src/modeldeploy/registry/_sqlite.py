@@ -158,12 +158,13 @@ class SQLiteMetadataStore(MetadataStore):
     """Metadata in one SQLite file: WAL journal, a busy timeout, ``BEGIN IMMEDIATE`` writes.
 
     Safe from many threads (one connection per thread) and many processes (SQLite's locks).
-    SQLite's failures come out as :class:`~modeldeploy.exceptions.StoreUnavailableError`
-    (locked beyond the busy timeout, disk I/O, read-only, full) or
-    :class:`~modeldeploy.exceptions.CorruptStoreError` (damaged, not a database), naming the
-    file. A missing or zero-length database next to an ``artifacts`` folder that holds artifacts
-    is refused rather than opened as an empty registry: it is a lost or truncated database, and
-    an empty registry would let ``gc`` delete every artifact.
+    SQLite's failures come out as
+    [`StoreUnavailableError`][modeldeploy.exceptions.StoreUnavailableError] (locked beyond the busy
+    timeout, disk I/O, read-only, full) or
+    [`CorruptStoreError`][modeldeploy.exceptions.CorruptStoreError] (damaged, not a database),
+    naming the file. A missing or zero-length database next to an ``artifacts`` folder that holds
+    artifacts is refused rather than opened as an empty registry: it is a lost or truncated
+    database, and an empty registry would let ``gc`` delete every artifact.
     """
 
     def __init__(

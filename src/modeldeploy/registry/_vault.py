@@ -51,7 +51,7 @@ def deserialize(
 class ArtifactVault:
     """Writes artifacts and attachments with their records, reads them back verified.
 
-    Every artifact is addressed by its sha256 (:func:`artifact_key`) and checked against it on
+    Every artifact is addressed by its sha256 (`artifact_key`) and checked against it on
     each read. Writes stage the bytes in the artifact store's scratch folder and make sure they
     are stored inside the metadata transaction that records them.
 

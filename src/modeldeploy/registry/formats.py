@@ -1,8 +1,9 @@
 """How models become bytes and back: joblib by default, skops without pickle, or your own.
 
-A format is a :class:`Serializer`: a ``name``, ``dump(model, path)`` and ``load(data)``.
-Register one with :func:`register_format` (or ``ModelRegistry(formats=[...])``) to store model
-kinds joblib handles badly, such as a torch module.
+A format is a [`Serializer`][modeldeploy.registry.formats.Serializer]: a ``name``, ``dump(model,
+path)`` and ``load(data)``. Register one with
+[`register_format`][modeldeploy.registry.formats.register_format] (or
+``ModelRegistry(formats=[...])``) to store model kinds joblib handles badly, such as a torch module.
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ __all__ = [
 class Serializer(ABC):
     """Turns a model into a file and bytes back into a model.
 
-    Subclass it, set :attr:`name`, implement :meth:`dump` and :meth:`load`, and register an
-    instance with :func:`register_format`.
+    Subclass it, set `name`, implement [`dump`][modeldeploy.registry.formats.Serializer.dump] and
+    [`load`][modeldeploy.registry.formats.Serializer.load], and register an instance with
+    [`register_format`][modeldeploy.registry.formats.register_format].
 
     Examples
     --------
@@ -53,14 +55,16 @@ class Serializer(ABC):
 
     @abstractmethod
     def load(self, data: bytes) -> Any:
-        """Rebuild a model from the bytes :meth:`dump` wrote (already sha256-verified)."""
+        """Rebuild a model from the bytes [`dump`][modeldeploy.registry.formats.Serializer.dump]
+        wrote (already sha256-verified)."""
 
     def check(self, path: Path) -> None:  # noqa: B027 - optional hook
-        """Raise :class:`~modeldeploy.exceptions.SerializationError` when what :meth:`dump`
-        wrote to ``path`` could not be loaded back with this serializer's settings.
+        """Raise [`SerializationError`][modeldeploy.exceptions.SerializationError] when what
+        [`dump`][modeldeploy.registry.formats.Serializer.dump] wrote to ``path`` could not be loaded
+        back with this serializer's settings.
 
         The registry calls it at registration, before a version is created. The default trusts
-        :meth:`dump`.
+        [`dump`][modeldeploy.registry.formats.Serializer.dump].
         """
 
 
@@ -93,8 +97,8 @@ class SkopsSerializer(Serializer):
     """skops' secure format: loads without pickle, trusting only known types.
 
     Types skops does not trust by default must be named in ``trusted``; loading a model with
-    other types raises :class:`~modeldeploy.exceptions.SerializationError` listing them.
-    Needs the ``[skops]`` extra.
+    other types raises [`SerializationError`][modeldeploy.exceptions.SerializationError] listing
+    them. Needs the ``[skops]`` extra.
     """
 
     name = "skops"

@@ -51,8 +51,9 @@ class ModelRegistry:
     artifacts, with the same behaviour (see the "Running a fleet" guide). Every version gets the
     next integer number of its model (never reused), its artifact's sha256, the library versions
     it was saved with, and what you tell it (metrics, params, tags, description, parent, and a
-    :class:`Signature` inferred from ``sample=``). Aliases such as ``"production"`` move
-    atomically and every move is kept, so :meth:`rollback` knows where to go back to.
+    [`Signature`][modeldeploy.Signature] inferred from ``sample=``). Aliases such as
+    ``"production"`` move atomically and every move is kept, so
+    [`rollback`][modeldeploy.ModelRegistry.rollback] knows where to go back to.
 
     Parameters
     ----------
@@ -62,13 +63,13 @@ class ModelRegistry:
         from the environment (``PGPASSWORD``, ``~/.pgpass``) rather than from code. A server
         URL needs ``artifacts=``. ``registry.root`` and the repr show it without a password.
     metadata
-        A :class:`~modeldeploy.registry.stores.MetadataStore` to use instead of the one ``root``
-        names. Default: SQLite at ``root/registry.db``, or PostgreSQL for a URL.
+        A [`MetadataStore`][modeldeploy.registry.stores.MetadataStore] to use instead of the one
+        ``root`` names. Default: SQLite at ``root/registry.db``, or PostgreSQL for a URL.
     artifacts
         Where artifacts go: an ``s3://bucket/prefix`` URL (extra ``[s3]``; credentials and
         endpoint from the usual ``AWS_*`` variables), a folder, or an
-        :class:`~modeldeploy.registry.stores.ArtifactStore`. Default: ``root/artifacts`` for a
-        folder registry; required for a server one.
+        [`ArtifactStore`][modeldeploy.registry.stores.ArtifactStore]. Default: ``root/artifacts``
+        for a folder registry; required for a server one.
     artifact_cache
         A folder of this host where artifacts of a remote store are kept after their first
         fetch, so that later processes of the host load them at local-file speed (sha256
@@ -76,30 +77,32 @@ class ModelRegistry:
         on for an ``s3://`` store, at ``$MODELDEPLOY_ARTIFACT_CACHE`` if set (``off`` turns it
         off), else ``${XDG_CACHE_HOME:-~/.cache}/modeldeploy/artifacts``; off for a folder
         store. ``False`` turns it off; ``True`` turns it on for any store; a
-        :class:`~modeldeploy.registry.stores.HostArtifactCache` sets the size limit (default
-        2 GiB, least recently used first out).
+        [`HostArtifactCache`][modeldeploy.registry.stores.HostArtifactCache] sets the size limit
+        (default 2 GiB, least recently used first out).
     cache_size
         How many loaded models to keep in memory (keyed by sha256, least recently used first out).
     formats
-        Extra :class:`~modeldeploy.registry.formats.Serializer` instances to register.
+        Extra [`Serializer`][modeldeploy.registry.formats.Serializer] instances to register.
     on_event
-        A callable receiving each :class:`Event` this registry object records.
+        A callable receiving each [`Event`][modeldeploy.Event] this registry object records.
     clock
-        Where the registry reads time (a :class:`~modeldeploy.typing.Clock`, e.g.
-        :class:`~modeldeploy.testing.FakeClock`): ``created_at`` of versions and the time of
-        every history event. Default: the system clock. A :class:`RetrainPolicy` over this
-        registry uses the same clock unless given its own. Processes or hosts sharing one
-        registry folder or database compare each other's stamps, so their clocks must agree
-        (NTP).
+        Where the registry reads time (a [`Clock`][modeldeploy.typing.Clock], e.g.
+        [`FakeClock`][modeldeploy.testing.FakeClock]): ``created_at`` of versions and the time of
+        every history event. Default: the system clock. A
+        [`RetrainPolicy`][modeldeploy.RetrainPolicy] over this registry uses the same clock unless
+        given its own. Processes or hosts sharing one registry folder or database compare each
+        other's stamps, so their clocks must agree (NTP).
     signing_key
         A secret (bytes or str, at least 16 bytes) kept *outside* the registry, or a list of
         them with the signing key first and older keys still accepted (rotation). Default: the
         environment variable ``MODELDEPLOY_SIGNING_KEYS`` (comma-separated) or
         ``MODELDEPLOY_SIGNING_KEY``; none set means no signing. With a key, every version and
-        alias move is signed (HMAC-SHA256), and :meth:`load`, :meth:`get` by alias and
-        :meth:`verify` refuse records that are unsigned or badly signed: someone who can write
-        the registry but lacks the key can no longer swap an artifact or move an alias
-        unnoticed. Sign older records with :meth:`sign`.
+        alias move is signed (HMAC-SHA256), and [`load`][modeldeploy.ModelRegistry.load],
+        [`get`][modeldeploy.ModelRegistry.get] by alias and
+        [`verify`][modeldeploy.ModelRegistry.verify] refuse records that are unsigned or badly
+        signed: someone who can write the registry but lacks the key can no longer swap an artifact
+        or move an alias unnoticed. Sign older records with
+        [`sign`][modeldeploy.ModelRegistry.sign].
 
     Examples
     --------
@@ -176,7 +179,8 @@ class ModelRegistry:
 
     @property
     def notifies(self) -> bool:
-        """Whether :meth:`wait_for_change` wakes up as soon as an alias moves (PostgreSQL)."""
+        """Whether [`wait_for_change`][modeldeploy.ModelRegistry.wait_for_change] wakes up as soon
+        as an alias moves (PostgreSQL)."""
         return self.metadata.notifies
 
     def wait_for_change(self, name: str, timeout: float) -> bool:
@@ -227,9 +231,9 @@ class ModelRegistry:
             Any object with ``predict(X)``.
         sample
             Some training rows (array, DataFrame, list of dicts) to infer the
-            :class:`Signature` from: input validation and the drift baseline.
+            [`Signature`][modeldeploy.Signature] from: input validation and the drift baseline.
         signature
-            A ready :class:`Signature` instead of ``sample``.
+            A ready [`Signature`][modeldeploy.Signature] instead of ``sample``.
         metrics, params, tags
             JSON-friendly mappings (numpy scalars are converted).
         description
@@ -567,9 +571,10 @@ class ModelRegistry:
         registry's key: versions registered before a key was set, and the latest move of each
         alias pointing at them.
 
-        Signing vouches for the records *as they are now*: run :meth:`verify` first. After a
-        key rotation (``signing_key=[new, old]``) this re-signs everything with the new key;
-        then the old key can be dropped.
+        Signing vouches for the records *as they are now*: run
+        [`verify`][modeldeploy.ModelRegistry.verify] first. After a key rotation
+        (``signing_key=[new, old]``) this re-signs everything with the new key; then the old key can
+        be dropped.
 
         Parameters
         ----------

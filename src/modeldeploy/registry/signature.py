@@ -14,7 +14,8 @@ Dtype policy (what ``Signature.validate`` does with each kind of value):
   enforcement.
 * ``NaN`` (or ``None`` / ``pd.NA``) is accepted in a feature only when the registration sample had
   a missing value there; ``inf`` likewise. Pass ``allow_nan=True`` (or a list of feature names) to
-  :meth:`Signature.infer` when the sample happened to be complete but production data is not.
+  [`Signature.infer`][modeldeploy.Signature.infer] when the sample happened to be complete but
+  production data is not.
 * Features of ``object``, ``string`` or ``category`` dtype whose values are not all numbers are
   categorical: any value is accepted (unknown categories are the model's business), and the
   validated array is then an ``object`` array.
@@ -59,7 +60,7 @@ _SCHEMA_VERSION = 1
 
 @dataclass(frozen=True)
 class Feature:
-    """One input column of a :class:`Signature`.
+    """One input column of a [`Signature`][modeldeploy.Signature].
 
     Attributes
     ----------
@@ -102,11 +103,12 @@ class Feature:
 class Signature:
     """The input schema captured at registration, with a compact reference profile.
 
-    Build one with :meth:`Signature.infer` from a sample of the training data (a numpy array, a
-    pandas DataFrame or a list of dicts); the registry does this for you when ``register`` gets
-    ``sample=``. :meth:`validate` turns a request (a batch or one row, as an array, a DataFrame,
-    a dict or a list of dicts) into a 2-D array in the registered column order, or raises
-    :class:`~modeldeploy.exceptions.SchemaError` naming the column and row at fault.
+    Build one with [`Signature.infer`][modeldeploy.Signature.infer] from a sample of the training
+    data (a numpy array, a pandas DataFrame or a list of dicts); the registry does this for you when
+    ``register`` gets ``sample=``. [`validate`][modeldeploy.Signature.validate] turns a request (a
+    batch or one row, as an array, a DataFrame, a dict or a list of dicts) into a 2-D array in the
+    registered column order, or raises [`SchemaError`][modeldeploy.exceptions.SchemaError] naming
+    the column and row at fault.
 
     Examples
     --------
@@ -182,7 +184,7 @@ class Signature:
 
     @property
     def dtype(self) -> np.dtype[Any]:
-        """Dtype of the arrays :meth:`validate` returns."""
+        """Dtype of the arrays [`validate`][modeldeploy.Signature.validate] returns."""
         return self._out_dtype
 
     def __getitem__(self, name: str) -> Feature:
@@ -234,7 +236,7 @@ class Signature:
     # ------------------------------------------------------------------ (de)serialization
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-friendly dict; :meth:`from_dict` reads it back."""
+        """A JSON-friendly dict; [`from_dict`][modeldeploy.Signature.from_dict] reads it back."""
         return {
             "schema": _SCHEMA_VERSION,
             "input_type": self.input_type,
@@ -244,7 +246,7 @@ class Signature:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Signature:
-        """Rebuild a signature from :meth:`to_dict` output."""
+        """Rebuild a signature from [`to_dict`][modeldeploy.Signature.to_dict] output."""
         features = [
             Feature(
                 name=f["name"],
@@ -317,7 +319,7 @@ class Signature:
         Returns
         -------
         numpy.ndarray
-            Shape ``(n_rows, n_features)``, dtype :attr:`dtype`.
+            Shape ``(n_rows, n_features)``, dtype [`dtype`][modeldeploy.Signature.dtype].
 
         Raises
         ------

@@ -1,11 +1,15 @@
 """Where the registry keeps metadata and artifacts, behind two small interfaces.
 
-:class:`MetadataStore` holds models, versions, aliases and events; :class:`ArtifactStore` holds
-the serialized model files, addressed by their sha256. The embedded defaults are
-:class:`SQLiteMetadataStore` (one SQLite file in WAL mode) and :class:`LocalArtifactStore` (a
-folder). A fleet of hosts shares :class:`PostgresMetadataStore` (extra ``[postgres]``) and
-:class:`S3ArtifactStore` (extra ``[s3]``); any metadata store works with any artifact store.
-:class:`HostArtifactCache` keeps a remote store's artifacts on each host after their first fetch.
+[`MetadataStore`][modeldeploy.registry.stores.MetadataStore] holds models, versions, aliases and
+events; [`ArtifactStore`][modeldeploy.registry.stores.ArtifactStore] holds the serialized model
+files, addressed by their sha256. The embedded defaults are
+[`SQLiteMetadataStore`][modeldeploy.registry.stores.SQLiteMetadataStore] (one SQLite file in WAL
+mode) and [`LocalArtifactStore`][modeldeploy.registry.stores.LocalArtifactStore] (a folder). A fleet
+of hosts shares [`PostgresMetadataStore`][modeldeploy.registry.stores.PostgresMetadataStore] (extra
+``[postgres]``) and [`S3ArtifactStore`][modeldeploy.registry.stores.S3ArtifactStore] (extra
+``[s3]``); any metadata store works with any artifact store.
+[`HostArtifactCache`][modeldeploy.registry.stores.HostArtifactCache] keeps a remote store's
+artifacts on each host after their first fetch.
 """
 
 from __future__ import annotations

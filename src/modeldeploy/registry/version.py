@@ -17,8 +17,8 @@ __all__ = ["Event", "ModelVersion"]
 
 
 class VersionSource(Protocol):
-    """What a :class:`ModelVersion` asks of the registry it was read from
-    (:class:`~modeldeploy.ModelRegistry` is one)."""
+    """What a [`ModelVersion`][modeldeploy.ModelVersion] asks of the registry it was read from
+    ([`ModelRegistry`][modeldeploy.ModelRegistry] is one)."""
 
     def _load_artifact(self, name: str, version: int, sha256: str, format: str) -> Any: ...
 
@@ -42,8 +42,9 @@ class VersionSource(Protocol):
 class ModelVersion:
     """One registered version of a model, as it was recorded.
 
-    Get one from :meth:`ModelRegistry.register` or :meth:`ModelRegistry.get`; hand it to a
-    deployer or a monitor. :meth:`load` returns the model itself, verified and cached.
+    Get one from [`ModelRegistry.register`][modeldeploy.ModelRegistry.register] or
+    [`ModelRegistry.get`][modeldeploy.ModelRegistry.get]; hand it to a deployer or a monitor.
+    [`load`][modeldeploy.ModelVersion.load] returns the model itself, verified and cached.
 
     Attributes
     ----------
@@ -106,18 +107,19 @@ class ModelVersion:
 
     def attachment(self, key: str) -> bytes | None:
         """The bytes attached to this version under ``key`` (sha256-verified), or None; see
-        :meth:`ModelRegistry.attachment`."""
+        [`ModelRegistry.attachment`][modeldeploy.ModelRegistry.attachment]."""
         return self._bound("read attachments").attachment(self.name, self.version, key)
 
     def attach(self, key: str, data: bytes) -> str:
-        """Store ``data`` next to this version under ``key``; see :meth:`ModelRegistry.attach`."""
+        """Store ``data`` next to this version under ``key``; see
+        [`ModelRegistry.attach`][modeldeploy.ModelRegistry.attach]."""
         return self._bound("attach data").attach(self.name, self.version, key, data)
 
     def record_event(
         self, kind: str, *, reason: str = "", details: Mapping[str, Any] | None = None
     ) -> Event:
         """Add an event about this version to its model's history; see
-        :meth:`ModelRegistry.record_event`."""
+        [`ModelRegistry.record_event`][modeldeploy.ModelRegistry.record_event]."""
         return self._bound("record events").record_event(
             self.name, kind, version=self.version, reason=reason, details=details
         )

@@ -1,6 +1,6 @@
-"""What a :class:`~modeldeploy.retraining.RetrainPolicy` returns: the :class:`Decision` of
-whether to retrain and the :class:`Outcome` of one step. Re-exported by
-:mod:`modeldeploy.retraining`.
+"""What a [`RetrainPolicy`][modeldeploy.RetrainPolicy] returns: the
+[`Decision`][modeldeploy.retraining.Decision] of whether to retrain and the
+[`Outcome`][modeldeploy.retraining.Outcome] of one step. Re-exported by `modeldeploy.retraining`.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class Decision:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What :meth:`RetrainPolicy.run` did.
+    """What [`RetrainPolicy.run`][modeldeploy.RetrainPolicy.run] did.
 
     ``status`` is one of ``"skipped"`` (no trigger fired, or in cooldown), ``"training_failed"``
     (the trainer or the data failed, or no usable model came back), ``"judging_failed"``,

@@ -60,7 +60,8 @@ def score(model: Any, X: Any, y: Any, *, task: str = "auto") -> dict[str, float]
 
 @dataclass(frozen=True)
 class GateResult:
-    """The verdict of a :class:`Gate`, with both models' scores on the same holdout."""
+    """The verdict of a [`Gate`][modeldeploy.retraining.Gate], with both models' scores on the same
+    holdout."""
 
     passed: bool
     metric: str

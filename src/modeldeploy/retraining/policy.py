@@ -48,13 +48,14 @@ class RetrainPolicy:
     trainer
         ``trainer(X, y) -> fitted model``, or a scikit-learn estimator (cloned and fit).
     triggers
-        Callables over a :class:`~modeldeploy.retraining.triggers.TriggerContext`; retraining
-        happens when any fires (combine with ``all_of`` for "and").
+        Callables over a [`TriggerContext`][modeldeploy.retraining.triggers.TriggerContext];
+        retraining happens when any fires (combine with ``all_of`` for "and").
     gate
-        The :class:`Gate` a challenger must pass on the holdout (default: not worse on ``f1``).
+        The [`Gate`][modeldeploy.retraining.Gate] a challenger must pass on the holdout (default:
+        not worse on ``f1``).
     rollout
-        :class:`~modeldeploy.retraining.Replace` (default) or
-        :class:`~modeldeploy.retraining.CanaryRollout`.
+        [`Replace`][modeldeploy.retraining.Replace] (default) or
+        [`CanaryRollout`][modeldeploy.retraining.CanaryRollout].
     cooldown
         The least time between a rollout (a promotion or a canary) and the next retrain, so a
         policy cannot thrash.
@@ -78,7 +79,7 @@ class RetrainPolicy:
     random_state
         Kept for compatibility; the holdout is the most recent rows, not a random split.
     clock
-        Where the policy reads time (a :class:`~modeldeploy.typing.Clock`; a bare callable
+        Where the policy reads time (a [`Clock`][modeldeploy.typing.Clock]; a bare callable
         returning an aware ``datetime`` still works). Default: the registry's clock, so the
         cooldown compares times from one source: the policy's ``now`` with the times the
         registry stamped on its history, which is where a restarted policy finds its last
@@ -183,7 +184,8 @@ class RetrainPolicy:
         A retrain counts (for the cooldown) once its challenger was rolled out (promoted, or
         given a canary) or rejected by the gate. A challenger registered whose rollout never
         happened (it failed, or the process died in between) is pending: the next
-        :meth:`run` rolls it out, unless the alias was moved by hand since.
+        [`run`][modeldeploy.RetrainPolicy.run] rolls it out, unless the alias was moved by hand
+        since.
         """
         if self._restored:
             return
@@ -377,13 +379,14 @@ class RetrainPolicy:
             ``data() -> (X, y)`` (the last ``holdout`` share of the rows, taken as oldest
             first, is held out) or ``(X_train, y_train, X_holdout, y_holdout)``: recent
             labelled data. Called only when retraining. A ``data`` that takes one argument
-            gets a :class:`DataRequest`, whose ``since`` is when the change the triggers found
-            began (``None`` when none says), so the challenger trains on the rows after it.
+            gets a [`DataRequest`][modeldeploy.retraining.DataRequest], whose ``since`` is when the
+            change the triggers found began (``None`` when none says), so the challenger trains on
+            the rows after it.
         deployer
-            The online deployer to swap (a :class:`~modeldeploy.typing.SwapTarget`), or to give
-            a canary share (a :class:`~modeldeploy.typing.CanaryTarget`, needed for
-            :class:`~modeldeploy.retraining.CanaryRollout`). Before deciding, the policy
-            flushes it (when it has ``flush()``, as :class:`~modeldeploy.OnlineDeployer`
+            The online deployer to swap (a [`SwapTarget`][modeldeploy.typing.SwapTarget]), or to
+            give a canary share (a [`CanaryTarget`][modeldeploy.typing.CanaryTarget], needed for
+            [`CanaryRollout`][modeldeploy.retraining.CanaryRollout]). Before deciding, the policy
+            flushes it (when it has ``flush()``, as [`OnlineDeployer`][modeldeploy.OnlineDeployer]
             does) and then the monitor, so the monitor holds every prediction the deployer
             served and the decision does not depend on thread timing.
 
@@ -698,19 +701,20 @@ class RetrainPolicy:
 
 @dataclasses.dataclass(frozen=True)
 class DataRequest:
-    """What a ``data`` callable that takes an argument gets from :meth:`RetrainPolicy.run`.
+    """What a ``data`` callable that takes an argument gets from
+    [`RetrainPolicy.run`][modeldeploy.RetrainPolicy.run].
 
     Attributes
     ----------
     since
         When the change the triggers found began (UTC; from
-        :func:`~modeldeploy.retraining.change_detected`), or ``None`` when no trigger dates
-        one: return the labelled rows served since then (oldest first), so the challenger
-        learns the current concept only.
+        [`change_detected`][modeldeploy.retraining.triggers.change_detected]), or ``None`` when no
+        trigger dates one: return the labelled rows served since then (oldest first), so the
+        challenger learns the current concept only.
     now
         The decision's time, on the policy's clock.
     decision
-        The :class:`~modeldeploy.retraining.Decision` to retrain, with each trigger's numbers.
+        The [`Decision`][modeldeploy.retraining.Decision] to retrain, with each trigger's numbers.
     labels_since
         Labelled rows the monitor counted since ``since`` (``None`` when unknown).
     """
@@ -781,7 +785,8 @@ def _since(decision: Decision) -> tuple[datetime | None, int | None]:
 
 
 def _takes_request(data: Callable[..., Any]) -> bool:
-    """Whether ``data`` takes a positional argument (then it gets a :class:`DataRequest`)."""
+    """Whether ``data`` takes a positional argument (then it gets a
+    [`DataRequest`][modeldeploy.retraining.DataRequest])."""
     try:
         parameters = inspect.signature(data).parameters.values()
     except (TypeError, ValueError):  # a builtin without a signature: call it as before

@@ -1,9 +1,10 @@
-"""How a challenger that passed the gate goes out: :class:`Replace` or :class:`CanaryRollout`.
+"""How a challenger that passed the gate goes out: [`Replace`][modeldeploy.retraining.Replace] or
+[`CanaryRollout`][modeldeploy.retraining.CanaryRollout].
 
 A rollout is configuration with ``start()``: it puts the challenger out and hands back what
 must be watched from then on (a canary in progress, or the guard after a promotion), an object
 that owns that state and whose ``watch()`` the policy calls on every run. The policy holds the
-one watch in progress, and lends both a :class:`Release` built from its current settings
+one watch in progress, and lends both a `Release` built from its current settings
 (registry, model, alias, gate metric, rollback bounds, and the event log).
 """
 
@@ -44,7 +45,7 @@ logger = logging.getLogger("modeldeploy.retraining")
 class Release:
     """One model's release line: where a rollout moves the alias and records what it did.
 
-    Built by a :class:`~modeldeploy.retraining.RetrainPolicy` from its settings and lent to
+    Built by a [`RetrainPolicy`][modeldeploy.RetrainPolicy] from its settings and lent to
     the rollouts and to what they watch.
     """
 
@@ -160,12 +161,15 @@ def _version_metrics(monitor: MonitorView, ref: str) -> Mapping[str, float | Non
 
 
 class Rollout(ABC):
-    """How a challenger goes out; :class:`Replace` and :class:`CanaryRollout` are the two."""
+    """How a challenger goes out; [`Replace`][modeldeploy.retraining.Replace] and
+    [`CanaryRollout`][modeldeploy.retraining.CanaryRollout] are the two."""
 
     @abstractmethod
     def check_deployer(self, deployer: object) -> None:
-        """Raise :class:`~modeldeploy.exceptions.InvalidParameterError` unless this rollout
-        can work with ``deployer`` (given to :meth:`RetrainPolicy.run`)."""
+        """Raise [`InvalidParameterError`][modeldeploy.exceptions.InvalidParameterError] unless this
+        rollout
+        can work with ``deployer`` (given to
+        [`RetrainPolicy.run`][modeldeploy.RetrainPolicy.run])."""
 
     @abstractmethod
     def start(
@@ -210,9 +214,9 @@ class CanaryRollout(Rollout):
     Once the monitor has ``min_samples`` labelled predictions of each version, the challenger
     is promoted when its monitored ``metric`` (default: the gate's) is no worse than the
     champion's by more than ``margin``, and withdrawn otherwise. Needs the online deployer
-    (a :class:`~modeldeploy.typing.CanaryTarget`) in every ``RetrainPolicy.run``.
+    (a [`CanaryTarget`][modeldeploy.typing.CanaryTarget]) in every ``RetrainPolicy.run``.
 
-    Formerly ``Canary``, a name the traffic split of :mod:`modeldeploy.deployers` keeps;
+    Formerly ``Canary``, a name the traffic split of `modeldeploy.deployers` keeps;
     ``modeldeploy.retraining.Canary`` still names this class.
 
     Examples

@@ -1,8 +1,9 @@
 """When to retrain: metric decay, drift, a schedule, new labels, and any/all of them.
 
-A trigger is any callable that takes a :class:`TriggerContext` and returns a
-:class:`TriggerResult` (or a plain bool, which the policy wraps). Each built-in trigger says
-why it fired, or why not, with the numbers.
+A trigger is any callable that takes a
+[`TriggerContext`][modeldeploy.retraining.triggers.TriggerContext] and returns a
+[`TriggerResult`][modeldeploy.retraining.triggers.TriggerResult] (or a plain bool, which the policy
+wraps). Each built-in trigger says why it fired, or why not, with the numbers.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class TriggerContext:
     Attributes
     ----------
     monitor
-        The monitor of the deployed champion (a :class:`~modeldeploy.typing.MonitorView`).
+        The monitor of the deployed champion (a [`MonitorView`][modeldeploy.typing.MonitorView]).
     now
         The current time (UTC).
     last_retrain
@@ -69,7 +70,8 @@ class TriggerContext:
         return dict(self._cache["metrics"])
 
     def change(self) -> Any:
-        """The monitor's change point (see :meth:`modeldeploy.Monitor.change`), read once per
+        """The monitor's change point (see
+        [`modeldeploy.Monitor.change`][modeldeploy.Monitor.change]), read once per
         evaluation; ``None`` when the monitor does not detect changes."""
         if "change" not in self._cache:
             monitor = self.monitor
@@ -338,7 +340,7 @@ def _when(moment: datetime | None) -> str:
 
 def change_detected(*, min_samples: int = 200, refresh: float | None = 2.0) -> _ChangeDetected:
     """Fire when the monitor's change detector finds the model's errors rose since the last
-    retrain (see :meth:`modeldeploy.Monitor.change`), and say since when.
+    retrain (see [`modeldeploy.Monitor.change`][modeldeploy.Monitor.change]), and say since when.
 
     The trigger's values carry ``kind`` (``"change"`` or ``"refresh"``), ``since`` (the
     change's start, ISO 8601) and ``labels_since``; the policy

@@ -1,7 +1,8 @@
-"""What a :class:`~modeldeploy.routing.HybridRouter` hands back: handles and stats.
+"""What a [`HybridRouter`][modeldeploy.HybridRouter] hands back: handles and stats.
 
-:class:`RouteHandle` is the future-like answer to one routed request; :class:`RouterStats` a
-snapshot of the router's traffic per path. Both are re-exported by :mod:`modeldeploy.routing`.
+[`RouteHandle`][modeldeploy.routing.RouteHandle] is the future-like answer to one routed request;
+[`RouterStats`][modeldeploy.routing.RouterStats] a snapshot of the router's traffic per path. Both
+are re-exported by `modeldeploy.routing`.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ class RouteHandle:
     """The answer to one routed request: future-like and awaitable.
 
     ``result()``, ``done()``, ``exception()`` and ``add_done_callback()`` work like those of a
-    :class:`concurrent.futures.Future`; ``await handle`` waits from asyncio without blocking
+    `concurrent.futures.Future`; ``await handle`` waits from asyncio without blocking
     the event loop. A handle cannot be cancelled: its rows are scored with their batch.
 
     Attributes
@@ -33,7 +34,7 @@ class RouteHandle:
     path
         ``"online"`` (resolved when returned) or ``"batch"``.
     request
-        The :class:`Request` as the rule saw it.
+        The [`Request`][modeldeploy.routing.Request] as the rule saw it.
     """
 
     __slots__ = ("_future", "path", "request")
@@ -60,7 +61,8 @@ class RouteHandle:
             raise self._timeout(timeout) from None
 
     def exception(self, timeout: float | None = None) -> BaseException | None:
-        """The error of the request, or ``None`` once it succeeded (waits like :meth:`result`)."""
+        """The error of the request, or ``None`` once it succeeded (waits like
+        [`result`][modeldeploy.routing.RouteHandle.result])."""
         try:
             return self._future.exception(timeout)
         except cf.TimeoutError:

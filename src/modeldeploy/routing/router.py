@@ -1,8 +1,8 @@
-"""One front door over an online and a batch deployer: :class:`HybridRouter`.
+"""One front door over an online and a batch deployer: [`HybridRouter`][modeldeploy.HybridRouter].
 
-Each request goes through a routing rule (see :mod:`modeldeploy.routing.rules`): ``"online"``
+Each request goes through a routing rule (see `modeldeploy.routing.rules`): ``"online"``
 answers it now, ``"batch"`` queues it on the batch deployer and hands back a
-:class:`~modeldeploy.routing.RouteHandle` that resolves when its batch is scored.
+[`RouteHandle`][modeldeploy.routing.RouteHandle] that resolves when its batch is scored.
 """
 
 from __future__ import annotations
@@ -63,8 +63,9 @@ class HybridRouter:
 
     ``predict`` always returns predictions: requests routed online are answered at once,
     requests routed to batch are queued and waited for (at most ``timeout`` seconds).
-    ``submit`` always returns a :class:`RouteHandle` at once: already resolved for online
-    requests, resolved when its batch is scored for batch ones. Safe to call from many threads.
+    ``submit`` always returns a [`RouteHandle`][modeldeploy.routing.RouteHandle] at once: already
+    resolved for online requests, resolved when its batch is scored for batch ones. Safe to call
+    from many threads.
 
     **Default rule**: ``by_size(max_online_rows=1_000)``: requests of at most 1,000 rows go
     online, bigger ones to the batch path. A rule (or the last of a list) that returns ``None``
@@ -73,25 +74,26 @@ class HybridRouter:
     Parameters
     ----------
     online
-        An :class:`~modeldeploy.OnlineDeployer` (any :class:`~modeldeploy.Deployer`, or any
-        :class:`~modeldeploy.typing.OnlinePath`, works). Its signature validates every request
-        before routing, so a bad request raises :class:`~modeldeploy.exceptions.SchemaError`
-        in its caller's thread, whatever the path.
+        An [`OnlineDeployer`][modeldeploy.OnlineDeployer] (any [`Deployer`][modeldeploy.Deployer],
+        or any [`OnlinePath`][modeldeploy.typing.OnlinePath], works). Its signature validates every
+        request before routing, so a bad request raises
+        [`SchemaError`][modeldeploy.exceptions.SchemaError] in its caller's thread, whatever the
+        path.
     batch
-        A :class:`~modeldeploy.BatchDeployer` (any :class:`~modeldeploy.typing.BatchQueue`):
-        queued requests go to its ``submit`` and are scored together (and one by one if their
-        shared batch fails, so that one bad request never fails the others). The router does
-        not change it.
+        A [`BatchDeployer`][modeldeploy.BatchDeployer] (any
+        [`BatchQueue`][modeldeploy.typing.BatchQueue]): queued requests go to its ``submit`` and are
+        scored together (and one by one if their shared batch fails, so that one bad request never
+        fails the others). The router does not change it.
     route
-        A rule (a callable of a :class:`Request` returning ``"online"``, ``"batch"`` or
-        ``None``), a list of rules (the first that decides wins, see :func:`first_of`), or
-        ``None`` for the default rule.
+        A rule (a callable of a [`Request`][modeldeploy.routing.Request] returning ``"online"``,
+        ``"batch"`` or ``None``), a list of rules (the first that decides wins, see
+        [`first_of`][modeldeploy.routing.first_of]), or ``None`` for the default rule.
     flush_rows, flush_seconds
         Score the requests queued through the router once this many of their rows wait, or
         once the oldest has waited this long (on ``clock``): a thread of the router calls the
         batch deployer's ``flush()``. ``None``: no threshold of the router's. The batch
         deployer's own thresholds (``flush_rows``, ``flush_interval_s`` of a
-        :class:`~modeldeploy.BatchDeployer`) are left as they are and still apply, so the
+        [`BatchDeployer`][modeldeploy.BatchDeployer]) are left as they are and still apply, so the
         earlier of the two flushes; to leave the timing to the router, build the batch
         deployer with ``flush_interval_s=None`` and a ``flush_rows`` above the router's.
     allow_version_mismatch
@@ -101,8 +103,8 @@ class HybridRouter:
         Close both deployers when the router closes (by default they stay open: they are the
         caller's).
     clock
-        The :class:`~modeldeploy.typing.Clock` of ``flush_seconds`` and of request deadlines
-        (e.g. :class:`~modeldeploy.testing.FakeClock` in tests). Latencies stay on the real
+        The [`Clock`][modeldeploy.typing.Clock] of ``flush_seconds`` and of request deadlines
+        (e.g. [`FakeClock`][modeldeploy.testing.FakeClock] in tests). Latencies stay on the real
         clock. Default: the system clock.
 
     Raises
@@ -254,14 +256,16 @@ class HybridRouter:
             A request key (sticky canary on the online path).
         deadline
             When the answer is needed (``datetime``, ``timedelta`` or seconds), for
-            :func:`by_deadline`.
+            [`by_deadline`][modeldeploy.routing.by_deadline].
         timeout
             Longest wait, in seconds, for a request routed to batch (``None``: until its batch
-            is flushed by size, time, :meth:`flush` or :meth:`close`).
+            is flushed by size, time, [`flush`][modeldeploy.HybridRouter.flush] or
+            [`close`][modeldeploy.HybridRouter.close]).
         return_version
             Also return the label of the version that answered: on the online path, what
-            :class:`~modeldeploy.OnlineDeployer` answered with (the canary's, the fallback's);
-            on the batch path, the batch deployer's ``version`` (``None`` when unknown).
+            [`OnlineDeployer`][modeldeploy.OnlineDeployer] answered with (the canary's, the
+            fallback's); on the batch path, the batch deployer's ``version`` (``None`` when
+            unknown).
 
         Returns
         -------
@@ -300,7 +304,7 @@ class HybridRouter:
 
         Requests routed online are answered in the calling thread and their handle is already
         resolved (with the predictions, or the online path's error); batch ones resolve when
-        their batch is scored. Parameters as in :meth:`predict`.
+        their batch is scored. Parameters as in [`predict`][modeldeploy.HybridRouter.predict].
 
         Raises
         ------
@@ -357,9 +361,9 @@ class HybridRouter:
         timeout: float | None = None,
         return_version: bool = False,
     ) -> np.ndarray | tuple[np.ndarray, str | None]:
-        """:meth:`predict` for asyncio, never blocking the event loop: an
-        :class:`~modeldeploy.OnlineDeployer` batches the online requests on the loop (see
-        :meth:`OnlineDeployer.apredict <modeldeploy.OnlineDeployer.apredict>`), another online
+        """[`predict`][modeldeploy.HybridRouter.predict] for asyncio, never blocking the event loop:
+        an [`OnlineDeployer`][modeldeploy.OnlineDeployer] batches the online requests on the loop
+        (see [`OnlineDeployer.apredict`][modeldeploy.OnlineDeployer.apredict]), another online
         path answers in a worker thread, and a batch request is awaited."""
         import asyncio  # with the first async call: asyncio is slow to import
 
@@ -413,7 +417,7 @@ class HybridRouter:
 
     @property
     def closed(self) -> bool:
-        """Whether :meth:`close` was called."""
+        """Whether [`close`][modeldeploy.HybridRouter.close] was called."""
         return self._closed
 
     def close(self, timeout: float | None = None) -> None:
@@ -583,7 +587,7 @@ class HybridRouter:
     async def _aanswer_online(
         self, dep: OnlineDeployer, request: Request
     ) -> tuple[np.ndarray, str | None]:
-        """:meth:`_answer_online` batched on the running event loop."""
+        """`_answer_online` batched on the running event loop."""
         rec = self._recorders["online"]
         t0 = time.perf_counter()
         try:

@@ -1,8 +1,9 @@
-"""What a routing rule sees (:class:`Request`) and the declarative rules of ``HybridRouter``.
+"""What a routing rule sees ([`Request`][modeldeploy.routing.Request]) and the declarative rules of
+``HybridRouter``.
 
-A rule is any callable taking a :class:`Request` and returning ``"online"``, ``"batch"`` or
-``None`` (undecided: the next rule, or the router's default, decides). The functions here build
-the common ones; a user's lambda fits wherever they do.
+A rule is any callable taking a [`Request`][modeldeploy.routing.Request] and returning ``"online"``,
+``"batch"`` or ``None`` (undecided: the next rule, or the router's default, decides). The functions
+here build the common ones; a user's lambda fits wherever they do.
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ class Request:
     received
         The router's ``clock.monotonic()`` when it received the request.
     clock
-        The router's :class:`~modeldeploy.typing.Clock`, which :meth:`seconds_left` reads.
+        The router's [`Clock`][modeldeploy.typing.Clock], which
+        [`seconds_left`][modeldeploy.routing.Request.seconds_left] reads.
 
     Examples
     --------

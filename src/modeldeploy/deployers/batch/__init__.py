@@ -1,4 +1,5 @@
-"""Batch scoring: :class:`BatchDeployer`, the run it builds, and the sources it reads.
+"""Batch scoring: [`BatchDeployer`][modeldeploy.BatchDeployer], the run it builds, and the sources
+it reads.
 
 Data of any size in chunks with bounded memory, in parallel or on Dask, resumable.
 """

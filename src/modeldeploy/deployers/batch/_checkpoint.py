@@ -47,7 +47,7 @@ _MANIFEST_VERSION = 2
 class Entry:
     """One finished chunk: scored (``reason is None``) or skipped (``reason`` says why).
 
-    ``digest`` is the hash of the rows read (:meth:`Chunk.digest`), ``None`` when they could not
+    ``digest`` is the hash of the rows read (`Chunk.digest`), ``None`` when they could not
     be read.
     """
 

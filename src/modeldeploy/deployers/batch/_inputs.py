@@ -1,8 +1,8 @@
-"""Chunks of rows, as :class:`~modeldeploy.deployers.batch.sources.Source` objects hand them out.
+"""Chunks of rows, as [`Source`][modeldeploy.deployers.batch.Source] objects hand them out.
 
-A :class:`ChunkRef` is a picklable handle on one chunk; loading it gives a :class:`Chunk`. Lazy
+A `ChunkRef` is a picklable handle on one chunk; loading it gives a `Chunk`. Lazy
 references (rows of a ``.npy`` or Parquet file) read their rows where they are loaded, so only a
-path and a row range travel to the worker. Exported by :mod:`modeldeploy.deployers.batch`.
+path and a row range travel to the worker. Exported by `modeldeploy.deployers.batch`.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
-"""Where :class:`~modeldeploy.deployers.batch.BatchDeployer` writes scores to.
+"""Where [`BatchDeployer`][modeldeploy.BatchDeployer] writes scores to.
 
-Scored chunks are written as *parts* (see :mod:`modeldeploy.deployers._checkpoint`) and
+Scored chunks are written as *parts* (see `modeldeploy.deployers._checkpoint`) and
 assembled at the end: a ``.npy`` file preallocated with ``numpy.lib.format.open_memmap`` and
 filled chunk by chunk, or a Parquet / CSV file with the id columns carried through.
-Also importable from :mod:`modeldeploy.deployers.sources` (the documented path).
+Also importable from `modeldeploy.deployers.sources` (the documented path).
 """
 
 from __future__ import annotations

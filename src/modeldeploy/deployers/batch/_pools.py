@@ -1,11 +1,11 @@
 """What runs in the workers of a batch run, and the pools that run it.
 
-:class:`_Scorer` validates and predicts one chunk; it is shipped once to each worker (shared by
+`_Scorer` validates and predicts one chunk; it is shipped once to each worker (shared by
 threads, loaded from one ``joblib.dump`` file by worker processes, scattered to Dask workers).
 The pools (serial, threads, loky processes, Dask) start chunks and hand back futures, and
-:class:`_MonitorFeed` passes samples of the scored chunks to a monitor off the hot path, and
-:class:`_CaptureFeed` every scored row to a capture sink. The
-public face is :class:`~modeldeploy.deployers.batch.BatchDeployer`.
+`_MonitorFeed` passes samples of the scored chunks to a monitor off the hot path, and
+`_CaptureFeed` every scored row to a capture sink. The
+public face is [`BatchDeployer`][modeldeploy.BatchDeployer].
 """
 
 from __future__ import annotations
@@ -370,7 +370,7 @@ class _MonitorFeed:
 
 
 class _CaptureFeed:
-    """Hands every scored row to a :class:`~modeldeploy.typing.CaptureSink` (which queues it
+    """Hands every scored row to a [`CaptureSink`][modeldeploy.typing.CaptureSink] (which queues it
     and writes it in the background); its failures are logged, never raised."""
 
     def __init__(self, capture: CaptureSink, version: str | None, method: str, model: Any):

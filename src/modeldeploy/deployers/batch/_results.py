@@ -1,4 +1,5 @@
-"""What a :class:`~modeldeploy.deployers.batch.BatchDeployer` run reports: :class:`BatchResult`."""
+"""What a [`BatchDeployer`][modeldeploy.BatchDeployer] run reports:
+[`BatchResult`][modeldeploy.BatchResult]."""
 
 from __future__ import annotations
 

@@ -1,10 +1,10 @@
-"""One :meth:`BatchDeployer.run <modeldeploy.deployers.batch.BatchDeployer.run>`: a :class:`Run`.
+"""One [`BatchDeployer.run`][modeldeploy.BatchDeployer.run]: a `Run`.
 
 The run owns its state: the pool that scores its chunks, the chunks in flight, the checkpoint
 next to the output, the progress bar and callback, what was scored, resumed or skipped. It
 collects finished chunks in chunk order, records each into the checkpoint or the in-memory
 output (or the skipped list), and assembles the in-memory scores at the end.
-:func:`chunk_error` turns a chunk's failure into the error raised or listed, naming the chunk and
+`chunk_error` turns a chunk's failure into the error raised or listed, naming the chunk and
 its global rows.
 """
 
@@ -96,7 +96,7 @@ def _dask_client(client: Any) -> Any:
 
 
 class Run:
-    """Scores every chunk of ``source`` once; :meth:`execute` does it, once.
+    """Scores every chunk of ``source`` once; `execute` does it, once.
 
     Parameters
     ----------

@@ -1,9 +1,10 @@
-"""Scheduled batches: rows queued by :meth:`BatchDeployer.submit` and scored together.
+"""Scheduled batches: rows queued by [`BatchDeployer.submit`][modeldeploy.BatchDeployer.submit] and
+scored together.
 
 A background thread scores what waits once ``flush_rows`` rows wait or the oldest request has
-waited ``flush_interval_s`` (on the deployer's clock); :meth:`BatchDeployer.flush` and
-:meth:`BatchDeployer.close` score it at once. Submitters wait (back-pressure) while ten times
-``flush_rows`` rows are queued.
+waited ``flush_interval_s`` (on the deployer's clock);
+[`BatchDeployer.flush`][modeldeploy.BatchDeployer.flush] and `BatchDeployer.close` score it at once.
+Submitters wait (back-pressure) while ten times ``flush_rows`` rows are queued.
 """
 
 from __future__ import annotations

@@ -15,7 +15,8 @@ Each worker gets the model once: threads share it, worker processes load it from
 
 The pieces live in private modules, all importable from here: ``_batch_workers`` (the chunk
 scorer, the pools, the monitor feed), ``_batch_run`` (backend choice and a run's bookkeeping)
-and ``_schedule`` (the scheduled batches of :meth:`BatchDeployer.submit`).
+and ``_schedule`` (the scheduled batches of
+[`BatchDeployer.submit`][modeldeploy.BatchDeployer.submit]).
 """
 
 from __future__ import annotations
@@ -66,8 +67,8 @@ class BatchDeployer(Closeable):
     Parameters
     ----------
     version_or_model
-        A :class:`~modeldeploy.ModelVersion` (validated with its signature, loaded lazily) or
-        any object with ``predict``.
+        A [`ModelVersion`][modeldeploy.ModelVersion] (validated with its signature, loaded lazily)
+        or any object with ``predict``.
     chunk_size
         Rows per chunk. Peak memory follows ``chunk_size x workers x 2`` rows, not the data.
     n_jobs
@@ -86,15 +87,16 @@ class BatchDeployer(Closeable):
         ``"raise"``: a chunk failing validation or prediction raises, naming the chunk and its
         global row range. ``"skip"``: it is left out and listed in ``BatchResult.skipped``.
     monitor
-        A :class:`~modeldeploy.typing.MonitorSink`; it receives a uniform sample of up to
+        A [`MonitorSink`][modeldeploy.typing.MonitorSink]; it receives a uniform sample of up to
         ``monitor_rows`` rows of every scored chunk (ids are the id column, or the global row
         numbers), from a background thread.
     capture
-        A :class:`~modeldeploy.typing.CaptureSink` (such as
-        :class:`~modeldeploy.monitoring.capture.PredictionCapture`) that gets every scored row:
-        from :meth:`run`, ids (the first id column, or the global row numbers) and scores
-        (features stay in the source you scored); from :meth:`submit`, the features too, and
-        fresh ids from the capture for a request without ids (``capture.last_ids()``).
+        A [`CaptureSink`][modeldeploy.typing.CaptureSink] (such as
+        [`PredictionCapture`][modeldeploy.monitoring.PredictionCapture]) that gets every scored row:
+        from [`run`][modeldeploy.BatchDeployer.run], ids (the first id column, or the global row
+        numbers) and scores (features stay in the source you scored); from
+        [`submit`][modeldeploy.BatchDeployer.submit], the features too, and fresh ids from the
+        capture for a request without ids (``capture.last_ids()``).
     progress
         Show a tqdm progress bar with rows/s (needs the ``[progress]`` extra).
     signature
@@ -103,17 +105,17 @@ class BatchDeployer(Closeable):
         Rows per chunk sent to the monitor.
     fast_path
         ``"off"`` (the default), ``"auto"`` or ``"require"``: score chunks with the verified
-        fast path of :func:`~modeldeploy.fastpath.compile_fast_path` (see its guide).
+        fast path of [`compile_fast_path`][modeldeploy.fastpath.compile_fast_path] (see its guide).
         On large chunks scikit-learn's own per-call overhead is small, so this pays mainly for
         models with a slow native predict (HistGradientBoosting: about 2x here) and costs for
         others (RandomForest, linear models); measure before turning it on.
     flush_rows, flush_interval_s
-        Thresholds of the scheduled batches of :meth:`submit`: score what is waiting once this
-        many rows wait, or once the oldest has waited this long (``None``: only on size or
-        :meth:`flush`).
+        Thresholds of the scheduled batches of [`submit`][modeldeploy.BatchDeployer.submit]: score
+        what is waiting once this many rows wait, or once the oldest has waited this long (``None``:
+        only on size or [`flush`][modeldeploy.BatchDeployer.flush]).
     clock
-        The :class:`~modeldeploy.typing.Clock` that times ``flush_interval_s`` (e.g.
-        :class:`~modeldeploy.testing.FakeClock` in tests). Run times stay on the real clock.
+        The [`Clock`][modeldeploy.typing.Clock] that times ``flush_interval_s`` (e.g.
+        [`FakeClock`][modeldeploy.testing.FakeClock] in tests). Run times stay on the real clock.
         Default: the system clock.
 
     Examples
@@ -344,7 +346,8 @@ class BatchDeployer(Closeable):
         -------
         numpy.ndarray or BatchResult
             The scores when ``output`` is ``None`` (in source order; the run's
-            :class:`BatchResult` is then in :attr:`last_result`), else the :class:`BatchResult`.
+            [`BatchResult`][modeldeploy.BatchResult] is then in `last_result`), else the
+            [`BatchResult`][modeldeploy.BatchResult].
 
         Raises
         ------
@@ -410,7 +413,7 @@ class BatchDeployer(Closeable):
         concurrent.futures.Future
             Resolves to the scores of these rows once their batch runs (``asyncio`` callers:
             ``await asyncio.wrap_future(fut)``). A request failing validation fails alone, at
-            once, with a :class:`~modeldeploy.exceptions.SchemaError`.
+            once, with a [`SchemaError`][modeldeploy.exceptions.SchemaError].
         """
         with self._lock:
             # close() sets closed before it takes this lock: nothing can slip in unscored.
@@ -435,7 +438,7 @@ class BatchDeployer(Closeable):
 
     @property
     def pending_rows(self) -> int:
-        """Rows queued by :meth:`submit` and not scored yet."""
+        """Rows queued by [`submit`][modeldeploy.BatchDeployer.submit] and not scored yet."""
         schedule = self._schedule
         return 0 if schedule is None else schedule.pending_rows
 

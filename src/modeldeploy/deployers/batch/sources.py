@@ -1,4 +1,4 @@
-"""Where :class:`~modeldeploy.deployers.batch.BatchDeployer` reads rows from and writes scores to.
+"""Where [`BatchDeployer`][modeldeploy.BatchDeployer] reads rows from and writes scores to.
 
 Sources are cut into chunks of ``chunk_size`` rows, numbered from 0, each knowing its global row
 range. Random-access sources (arrays, ``.npy`` files, DataFrames, Parquet files on Dask) hand out
@@ -7,12 +7,12 @@ is scored (a worker thread, a worker process or a Dask worker), so the data neve
 through the caller. Sequential sources (CSV files, iterables) are read in the caller, one chunk
 at a time.
 
-Outputs are written per chunk as *parts* (see :mod:`modeldeploy.deployers._checkpoint`) and
+Outputs are written per chunk as *parts* (see `modeldeploy.deployers._checkpoint`) and
 assembled at the end: a ``.npy`` file preallocated with ``numpy.lib.format.open_memmap`` and
 filled chunk by chunk, or a Parquet / CSV file with the id columns carried through.
 
-The chunks and their readers live in :mod:`modeldeploy.deployers._inputs`, the writers in
-:mod:`modeldeploy.deployers._outputs`; both are re-exported here.
+The chunks and their readers live in `modeldeploy.deployers._inputs`, the writers in
+`modeldeploy.deployers._outputs`; both are re-exported here.
 """
 
 from __future__ import annotations
@@ -52,9 +52,10 @@ class Source(ABC):
     """Rows to score, cut into chunks.
 
     Subclass it to read from somewhere else (a database, an object store): implement
-    :meth:`refs` to yield one :class:`ChunkRef` per chunk, in order, with consecutive row
-    ranges, and :meth:`describe` to say what is read (checkpoints compare it on resume). Set
-    ``n_rows`` when known, for progress bars.
+    [`refs`][modeldeploy.deployers.batch.Source.refs] to yield one `ChunkRef` per chunk, in order,
+    with consecutive row ranges, and [`describe`][modeldeploy.deployers.batch.Source.describe] to
+    say what is read (checkpoints compare it on resume). Set ``n_rows`` when known, for progress
+    bars.
 
     Attributes
     ----------
@@ -189,10 +190,10 @@ class _FrameSource(Source):
 class _CsvSource(Source):
     """A CSV file read in the caller, one chunk at a time.
 
-    A malformed line (too many fields) is a :class:`SchemaError` naming the line, or, with
-    ``skip_bad_lines``, left out and listed in :attr:`bad_lines` as ``(chunk, row, line,
-    reason)``, ``row`` being the global row number the line would have had (counting one line
-    per row). A file pandas cannot parse past a point (an unterminated quote, bytes that are
+    A malformed line (too many fields) is a [`SchemaError`][modeldeploy.exceptions.SchemaError]
+    naming the line, or, with ``skip_bad_lines``, left out and listed in `bad_lines` as ``(chunk,
+    row, line, reason)``, ``row`` being the global row number the line would have had (counting one
+    line per row). A file pandas cannot parse past a point (an unterminated quote, bytes that are
     not text) always raises.
     """
 
@@ -353,14 +354,15 @@ class _IterableSource(Source):
 
 
 def open_source(data: Any, id_columns: Sequence[str] = ()) -> Source:
-    """Wrap what a user passed to ``BatchDeployer.run`` as a :class:`Source`.
+    """Wrap what a user passed to ``BatchDeployer.run`` as a
+    [`Source`][modeldeploy.deployers.batch.Source].
 
     Parameters
     ----------
     data
         A numpy array, a pandas DataFrame, a path to a ``.npy``, ``.csv`` or ``.parquet`` file,
         an iterable whose items are chunks (arrays, DataFrames, lists of rows or dicts), or a
-        :class:`Source` of your own, returned as it is.
+        [`Source`][modeldeploy.deployers.batch.Source] of your own, returned as it is.
     id_columns
         Columns of a DataFrame, CSV or Parquet source to carry to the output instead of scoring.
 

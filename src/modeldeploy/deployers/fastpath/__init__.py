@@ -1,4 +1,4 @@
-"""The documented import path of the fast paths, kept: they live in :mod:`modeldeploy.fastpath`.
+"""The documented import path of the fast paths, kept: they live in `modeldeploy.fastpath`.
 
 ``from modeldeploy.deployers.fastpath import compile_fast_path`` goes on working.
 """

@@ -1,4 +1,4 @@
-"""Real-time serving: :class:`OnlineDeployer` and the parts it holds.
+"""Real-time serving: [`OnlineDeployer`][modeldeploy.OnlineDeployer] and the parts it holds.
 
 A slot factory (load, compile, warm), an alias follower and micro-batchers, each with its own state.
 """

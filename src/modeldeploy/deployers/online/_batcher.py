@@ -114,7 +114,7 @@ def _blame_rows(exc: BaseException) -> None:
 
 class BatchTimeoutError(TimeoutError):
     """A model call did not return before its deadline (the deployer turns this into
-    :class:`~modeldeploy.exceptions.PredictionTimeoutError`)."""
+    [`PredictionTimeoutError`][modeldeploy.exceptions.PredictionTimeoutError])."""
 
 
 class BatcherClosedError(DeploymentError):
@@ -140,7 +140,8 @@ class CallPool:
     """Daemon threads that run model calls, so that a caller can stop waiting for a hung one.
 
     A thread is added whenever every thread is busy, up to ``max_threads``; past that, calls are
-    refused with :class:`~modeldeploy.exceptions.DeploymentError` (that many calls are stuck).
+    refused with [`DeploymentError`][modeldeploy.exceptions.DeploymentError] (that many calls are
+    stuck).
 
     Examples
     --------
@@ -163,7 +164,7 @@ class CallPool:
         self.abandoned = 0
 
     def call(self, fn: Callable[[Any], Any], X: Any, timeout_s: float) -> Any:
-        """Run ``fn(X)`` on a pool thread; raise :class:`BatchTimeoutError` after ``timeout_s``."""
+        """Run ``fn(X)`` on a pool thread; raise `BatchTimeoutError` after ``timeout_s``."""
         if timeout_s <= 0:
             raise BatchTimeoutError
         job = _Job(fn, X)
@@ -178,7 +179,7 @@ class CallPool:
     def start(self, fn: Callable[[Any], Any], X: Any, on_done: Callable[[_Job], None]) -> None:
         """Run ``fn(X)`` on a pool thread without waiting; ``on_done(job)`` is then called on
         that thread with ``job.result`` or ``job.error`` set. The caller bounds the wait itself
-        (and calls :meth:`abandon` when it stops waiting)."""
+        (and calls `abandon` when it stops waiting)."""
         self._put(_Job(fn, X, on_done))
 
     def abandon(self) -> None:
@@ -264,18 +265,18 @@ class MicroBatcher:
         Longest the oldest queued request waits for others before its batch runs.
     timeout_ms
         When given, each call runs on a pool thread and callers stop waiting after this long
-        from their arrival: they get :class:`BatchTimeoutError`.
+        from their arrival: they get `BatchTimeoutError`.
     pool
-        The :class:`CallPool` used with ``timeout_ms`` (a private one by default).
+        The `CallPool` used with ``timeout_ms`` (a private one by default).
     name
         What error messages call the model (``"churn:3"``).
 
     Every caller gets its own answer or an exception, never ``None``: the model's output is
     checked once per call (an array-like whose first dimension is the number of rows, else
-    :class:`~modeldeploy.exceptions.DeploymentError`). When a shared call raises, each request
-    is retried alone; one that still fails while others were answered is marked (see
-    :func:`failed_on_own_rows`). After :meth:`close`, queued requests and new ones fail at once
-    with :class:`BatcherClosedError`; requests already inside a model call wait for it.
+    [`DeploymentError`][modeldeploy.exceptions.DeploymentError]). When a shared call raises, each
+    request is retried alone; one that still fails while others were answered is marked (see
+    `failed_on_own_rows`). After `close`, queued requests and new ones fail at once
+    with `BatcherClosedError`; requests already inside a model call wait for it.
 
     Examples
     --------
@@ -485,7 +486,7 @@ class MicroBatcher:
             self._costs[c] = seconds
 
     def _run_timed(self, batch: list[Any], on_loop: bool = False) -> int:
-        """:meth:`_run` with direct model calls (the caller bounds the wait), timing it."""
+        """`_run` with direct model calls (the caller bounds the wait), timing it."""
         start = perf_counter()
         rows = self._run(batch, self._direct)
         self._learn(rows, perf_counter() - start, on_loop=on_loop)
@@ -633,7 +634,7 @@ class MicroBatcher:
     def _run(self, batch: list[Any], call: Callable[[Any, float], Any] | None = None) -> int:
         """Call the model on the batch and store each request's answer or error.
 
-        ``call(X, t0)`` makes one model call (default: :meth:`_call`, bounded by ``timeout_ms``);
+        ``call(X, t0)`` makes one model call (default: `_call`, bounded by ``timeout_ms``);
         requests are anything with ``X``, ``n``, ``t0``, ``result`` and ``error``.
         """
         if call is None:
@@ -680,7 +681,7 @@ class MicroBatcher:
         """Fail the queued requests at once, refuse new ones and release the pool threads.
 
         Requests already inside a model call get its answer (or its ``timeout_ms``); the others
-        get :class:`BatcherClosedError` without waiting for the model.
+        get `BatcherClosedError` without waiting for the model.
         """
         with self._lock:
             self._closed = True
@@ -706,7 +707,7 @@ class MicroBatcher:
 
 
 class _Pending:
-    """One request of an event loop waiting in a :class:`_LoopLane`."""
+    """One request of an event loop waiting in a `_LoopLane`."""
 
     __slots__ = ("X", "error", "fut", "n", "result", "t0")
 
@@ -720,10 +721,10 @@ class _Pending:
 
 
 class _LoopLane:
-    """The requests one event loop sends one :class:`MicroBatcher`: queued on the loop, scored
+    """The requests one event loop sends one `MicroBatcher`: queued on the loop, scored
     as one batch, answered on the loop.
 
-    Every method but :meth:`close` runs on the loop's thread. A batch is taken when the loop
+    Every method but `close` runs on the loop's thread. A batch is taken when the loop
     gets to the flush it scheduled (after the coroutines that were ready with it have queued
     theirs), and runs on the loop when the batcher's cost estimate says it is short, else on a
     helper thread, which hands the answers back with one ``call_soon_threadsafe``. One batch
@@ -931,7 +932,7 @@ class _LoopLane:
 class Batching:
     """The micro-batching settings one deployer shares among its batchers, and its call pool.
 
-    Every :class:`MicroBatcher` it :meth:`make` s takes the current settings; :meth:`configure`
+    Every `MicroBatcher` it `make` s takes the current settings; `configure`
     changes them for later batchers, and the owner hands it the live ones to change too.
 
     Examples

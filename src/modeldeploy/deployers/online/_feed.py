@@ -16,7 +16,8 @@ logger = logging.getLogger("modeldeploy.deployers.online")
 
 
 class MonitorFeed:
-    """A bounded queue to a :class:`~modeldeploy.typing.MonitorSink`, drained by a daemon thread.
+    """A bounded queue to a [`MonitorSink`][modeldeploy.typing.MonitorSink], drained by a daemon
+    thread.
 
     Items are ``(method, X, out, ids, slot, latency_s)`` for a scored request (``slot`` is
     ``None`` for the fallback) or ``("error", exc, label)``. A full queue drops the item (the

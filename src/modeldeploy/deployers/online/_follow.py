@@ -1,4 +1,4 @@
-"""Following a registry alias: the :class:`AliasFollower` an ``OnlineDeployer.follow`` holds.
+"""Following a registry alias: the `AliasFollower` an ``OnlineDeployer.follow`` holds.
 
 A daemon thread polls the registry on the deployer's clock, and wakes at once when the
 registry's store announces an alias move (PostgreSQL's LISTEN/NOTIFY); when the alias points at
@@ -60,7 +60,7 @@ class AliasFollower:
         self._thread: threading.Thread | None = None
 
     def start(self, poll_s: float) -> None:
-        """Poll every ``poll_s`` seconds (on the clock) from a daemon thread until :meth:`stop`."""
+        """Poll every ``poll_s`` seconds (on the clock) from a daemon thread until `stop`."""
 
         def loop() -> None:
             while not self._wait(poll_s):

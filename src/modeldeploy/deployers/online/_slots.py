@@ -1,8 +1,8 @@
-"""What an :class:`~modeldeploy.deployers.online.OnlineDeployer` serves: slots and routes.
+"""What an [`OnlineDeployer`][modeldeploy.OnlineDeployer] serves: slots and routes.
 
 A slot is one loaded model with its signature, micro-batchers, circuit breaker, stats recorder
 and (when one passes the check) its compiled fast path; a route says which slots answer. The
-:class:`SlotFactory` builds slots (load, fast path, warm-up, batchers), keeps the recent ones by
+`SlotFactory` builds slots (load, fast path, warm-up, batchers), keeps the recent ones by
 label, and keeps a registry version's compiled fast path as an attachment so that replicas do
 not recompile it.
 """
@@ -295,7 +295,7 @@ class SlotFactory:
         """Call the model on rows drawn from its signature, within the warm-up bound.
 
         The calls run on a daemon thread: a model that hangs cannot be stopped in CPython, so
-        the thread is abandoned (and counted in :attr:`abandoned`) and the version refused.
+        the thread is abandoned (and counted in `abandoned`) and the version refused.
         """
         example = signature.example(8)
         rows = int(example.shape[0])

@@ -1,4 +1,4 @@
-"""Real-time predictions in the caller's process: :class:`OnlineDeployer`."""
+"""Real-time predictions in the caller's process: [`OnlineDeployer`][modeldeploy.OnlineDeployer]."""
 
 from __future__ import annotations
 
@@ -66,7 +66,8 @@ logger = logging.getLogger("modeldeploy.deployers.online")
 
 
 class OnlineOptions(TypedDict, total=False):
-    """The keyword arguments of :class:`OnlineDeployer` that :meth:`OnlineDeployer.follow` passes
+    """The keyword arguments of [`OnlineDeployer`][modeldeploy.OnlineDeployer] that
+    [`OnlineDeployer.follow`][modeldeploy.OnlineDeployer.follow] passes
     on (so that ``mypy --strict`` catches a misspelled one)."""
 
     signature: Signature | None
@@ -96,10 +97,11 @@ class OnlineDeployer(Deployer):
     once. Building the deployer loads the model and warms it on rows drawn from the signature's
     profile, so the first request pays for neither.
 
-    Admin calls (:meth:`stats`, :meth:`configure`, :meth:`swap`, the canary and shadow
-    methods, :meth:`close`) never wait for a model call: loading, compiling and warming a model
-    happen outside the deployer's lock, which is only taken to install the result. When two
-    swaps overlap, the one called last wins.
+    Admin calls ([`stats`][modeldeploy.OnlineDeployer.stats],
+    [`configure`][modeldeploy.OnlineDeployer.configure], [`swap`][modeldeploy.OnlineDeployer.swap],
+    the canary and shadow methods, `close`) never wait for a model call: loading, compiling and
+    warming a model happen outside the deployer's lock, which is only taken to install the result.
+    When two swaps overlap, the one called last wins.
 
     Parameters
     ----------
@@ -109,13 +111,14 @@ class OnlineDeployer(Deployer):
     signature
         The input schema; for a bare model without one, the first request's shape defines it.
     max_batch_size
-        Most rows per model call. Change it at runtime with :meth:`configure`.
+        Most rows per model call. Change it at runtime with
+        [`configure`][modeldeploy.OnlineDeployer.configure].
     max_wait_ms
         Longest a request waits for others to share its model call. A lone caller never waits.
     timeout_ms
         When given, a request that gets no answer within this many milliseconds gets the
-        fallback, or :class:`~modeldeploy.exceptions.PredictionTimeoutError`. Model calls then
-        run on helper threads, which costs a thread hand-off per call.
+        fallback, or [`PredictionTimeoutError`][modeldeploy.exceptions.PredictionTimeoutError].
+        Model calls then run on helper threads, which costs a thread hand-off per call.
     inline_max_ms
         ``apredict`` callers: a batch of an event loop's requests whose model call is expected
         (from the calls so far) to take at most this many milliseconds runs on the loop itself,
@@ -127,14 +130,14 @@ class OnlineDeployer(Deployer):
         What answers when the model raises, times out or is cut off by the breaker: another
         ``ModelVersion``, a model, a callable of the validated batch, or a constant (a scalar for
         ``predict``, a row of probabilities for ``predict_proba``). Without one, the request
-        raises :class:`~modeldeploy.exceptions.DeploymentError` with the cause attached.
+        raises [`DeploymentError`][modeldeploy.exceptions.DeploymentError] with the cause attached.
     monitor
-        A :class:`~modeldeploy.typing.MonitorSink` (such as ``Monitor``) that receives every
+        A [`MonitorSink`][modeldeploy.typing.MonitorSink] (such as ``Monitor``) that receives every
         scored request from a background thread; a slow or failing monitor never slows or fails
         a prediction (when its queue is full, batches are dropped and counted).
     capture
-        A :class:`~modeldeploy.typing.CaptureSink` (such as
-        :class:`~modeldeploy.monitoring.capture.PredictionCapture`) that gets every answered
+        A [`CaptureSink`][modeldeploy.typing.CaptureSink] (such as
+        [`PredictionCapture`][modeldeploy.monitoring.PredictionCapture]) that gets every answered
         request (ids, version, predictions, probabilities of ``predict_proba``, features) to
         write in the background. A request without ``ids`` gets fresh ones from the capture
         (``capture.last_ids()`` in the calling thread), which the monitor gets too.
@@ -143,37 +146,39 @@ class OnlineDeployer(Deployer):
     warm
         Warm each model up on ``signature.example()`` rows before it serves.
     warmup_timeout_s
-        Longest a warm-up (at construction, :meth:`swap`, :meth:`set_canary`,
-        :meth:`set_shadow`, or following an alias) may take; a model that does not finish in
-        time is refused with :class:`~modeldeploy.exceptions.DeploymentError` and its call is
-        abandoned on a daemon thread (counted in ``stats().abandoned_calls``). Default:
-        ``timeout_ms`` when given, else ``DEFAULT_WARMUP_TIMEOUT_S`` (30 s).
+        Longest a warm-up (at construction, [`swap`][modeldeploy.OnlineDeployer.swap],
+        [`set_canary`][modeldeploy.OnlineDeployer.set_canary],
+        [`set_shadow`][modeldeploy.OnlineDeployer.set_shadow], or following an alias) may take; a
+        model that does not finish in time is refused with
+        [`DeploymentError`][modeldeploy.exceptions.DeploymentError] and its call is abandoned on a
+        daemon thread (counted in ``stats().abandoned_calls``). Default: ``timeout_ms`` when given,
+        else ``DEFAULT_WARMUP_TIMEOUT_S`` (30 s).
     fast_path
         ``"auto"`` (the default) serves each model, at load and at every swap, through a
         compiled predictor verified to answer exactly like it (see
-        :func:`~modeldeploy.fastpath.compile_fast_path`: numpy for linear models,
+        [`compile_fast_path`][modeldeploy.fastpath.compile_fast_path]: numpy for linear models,
         ONNX Runtime for tree ensembles with ``modeldeploy[fast]``), and through the model
         itself when none passes the check; ``"require"`` raises instead; ``"off"`` always calls
         the model. Compiling takes from milliseconds (linear) to about half a second (a forest).
     on_event
-        Called with a :class:`~modeldeploy.deployers.DeploymentEvent` for every change
+        Called with a [`DeploymentEvent`][modeldeploy.deployers.DeploymentEvent] for every change
         of what serves: swaps (also those following an alias), canary and shadow changes, and
         the breaker opening or closing. Its exceptions are logged, never raised.
     name
         A label for a bare model in stats (a version's label is its ``ref``, ``"churn:3"``).
     clock
-        Where the deployer reads time (a :class:`~modeldeploy.typing.Clock`, e.g.
-        :class:`~modeldeploy.testing.FakeClock`): the breaker's cool-down, alias polling and
-        the time of each :class:`~modeldeploy.deployers.DeploymentEvent`. Latencies,
+        Where the deployer reads time (a [`Clock`][modeldeploy.typing.Clock], e.g.
+        [`FakeClock`][modeldeploy.testing.FakeClock]): the breaker's cool-down, alias polling and
+        the time of each [`DeploymentEvent`][modeldeploy.deployers.DeploymentEvent]. Latencies,
         ``max_wait_ms`` and ``timeout_ms`` stay on the real clock: they measure and bound real
         model calls. Default: the system clock.
 
     Notes
     -----
-    Closing (:meth:`close`, or leaving a ``with`` block) stops serving, following and the
+    Closing (`close`, or leaving a ``with`` block) stops serving, following and the
     background threads; calling it twice is fine. Requests not yet inside a model call fail at
-    once with :class:`~modeldeploy.exceptions.DeploymentError`; requests inside one get its
-    answer (or their ``timeout_ms``). Closing waits for no model call: queued shadow copies are
+    once with [`DeploymentError`][modeldeploy.exceptions.DeploymentError]; requests inside one get
+    its answer (or their ``timeout_ms``). Closing waits for no model call: queued shadow copies are
     scored in the background if the shadow answers, and the monitor gets what was queued for it
     (waiting at most a few seconds for a stuck monitor).
 
@@ -305,12 +310,14 @@ class OnlineDeployer(Deployer):
 
     @property
     def max_batch_size(self) -> int:
-        """Most rows per model call (change it with :meth:`configure`)."""
+        """Most rows per model call (change it with
+        [`configure`][modeldeploy.OnlineDeployer.configure])."""
         return self._batching.max_batch_size
 
     @property
     def max_wait_ms(self) -> float:
-        """Longest a request waits for others (change it with :meth:`configure`)."""
+        """Longest a request waits for others (change it with
+        [`configure`][modeldeploy.OnlineDeployer.configure])."""
         return self._batching.max_wait_ms
 
     # ------------------------------------------------------------------ alternative constructor
@@ -331,19 +338,20 @@ class OnlineDeployer(Deployer):
         A background thread polls the registry every ``poll_s`` seconds; when the alias points
         at another version (or the same number with another sha256), the new version is loaded,
         warmed and swapped in. Every replica that follows the same alias of a shared registry
-        thus follows a promotion or a rollback by itself. :meth:`poll` checks at once.
+        thus follows a promotion or a rollback by itself. [`poll`][modeldeploy.OnlineDeployer.poll]
+        checks at once.
 
         Parameters
         ----------
         registry
-            A :class:`~modeldeploy.ModelRegistry` (anything with ``get(name, alias=...)``).
+            A [`ModelRegistry`][modeldeploy.ModelRegistry] (anything with ``get(name, alias=...)``).
         name, alias
             The model and the alias to follow (positional: ``name=`` among ``kwargs`` names the
-            deployer, as for :class:`OnlineDeployer`).
+            deployer, as for [`OnlineDeployer`][modeldeploy.OnlineDeployer]).
         poll_s
             Seconds between two checks.
         **kwargs
-            Passed to :class:`OnlineDeployer` (the keys of :class:`OnlineOptions`).
+            Passed to [`OnlineDeployer`][modeldeploy.OnlineDeployer] (the keys of `OnlineOptions`).
         """
         poll_s = check_float(poll_s, "poll_s", f"{_OWNER}.follow", min_value=0, min_inclusive=False)
         dep = cls(registry.get(name, alias=alias), **kwargs)
@@ -362,7 +370,8 @@ class OnlineDeployer(Deployer):
     def poll(self) -> bool:
         """Check the followed alias now; swap and return True if it moved.
 
-        A following deployer serves its alias: a manual :meth:`swap` lasts until the next poll.
+        A following deployer serves its alias: a manual [`swap`][modeldeploy.OnlineDeployer.swap]
+        lasts until the next poll.
         """
         if self._follower is None:
             raise InvalidParameterError(
@@ -432,7 +441,8 @@ class OnlineDeployer(Deployer):
     def predict_proba(
         self, X: Any, *, ids: Any = None, key: Any = None, return_version: bool = False
     ) -> np.ndarray | tuple[np.ndarray, str]:
-        """Class probabilities, one row per row of ``X`` (see :meth:`predict`)."""
+        """Class probabilities, one row per row of ``X`` (see
+        [`predict`][modeldeploy.OnlineDeployer.predict])."""
         return self._serve_request("predict_proba", X, ids, key, return_version)
 
     @overload
@@ -448,15 +458,15 @@ class OnlineDeployer(Deployer):
     async def apredict(
         self, X: Any, *, ids: Any = None, key: Any = None, return_version: bool = False
     ) -> np.ndarray | tuple[np.ndarray, str]:
-        """:meth:`predict` for asyncio, batched on the event loop.
+        """[`predict`][modeldeploy.OnlineDeployer.predict] for asyncio, batched on the event loop.
 
         The requests of the coroutines of one loop queue together and are scored as one batch;
         their answers are handed back on the loop, with no thread hand-off per request. A batch
         runs on the loop itself when it is a verified compiled fast path expected to take at
         most ``inline_max_ms`` (and there is no ``timeout_ms``), else on one helper thread
         while the loop goes on. Validation, canary and shadow routing, timeouts, fallback,
-        stats and the monitor behave as for :meth:`predict`. Cancelling the awaiting task
-        withdraws its request and touches no other.
+        stats and the monitor behave as for [`predict`][modeldeploy.OnlineDeployer.predict].
+        Cancelling the awaiting task withdraws its request and touches no other.
         """
         out, label = await self._aserve_request("predict", X, ids, key)
         return (out, label) if return_version else out
@@ -474,7 +484,8 @@ class OnlineDeployer(Deployer):
     async def apredict_proba(
         self, X: Any, *, ids: Any = None, key: Any = None, return_version: bool = False
     ) -> np.ndarray | tuple[np.ndarray, str]:
-        """:meth:`predict_proba` for asyncio (see :meth:`apredict`)."""
+        """[`predict_proba`][modeldeploy.OnlineDeployer.predict_proba] for asyncio (see
+        [`apredict`][modeldeploy.OnlineDeployer.apredict])."""
         out, label = await self._aserve_request("predict_proba", X, ids, key)
         return (out, label) if return_version else out
 
@@ -808,7 +819,7 @@ class OnlineDeployer(Deployer):
     async def _aserve_request(
         self, method: str, X: Any, ids: Any, key: Any
     ) -> tuple[np.ndarray, str]:
-        """:meth:`_serve_request` on an event loop: the model call is awaited through the
+        """`_serve_request` on an event loop: the model call is awaited through the
         batcher's lane for this loop; returns ``(answer, label of what answered)``."""
         import asyncio  # with the first async call: asyncio is slow to import
 

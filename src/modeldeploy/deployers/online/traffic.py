@@ -1,4 +1,4 @@
-"""Traffic policies of :class:`~modeldeploy.deployers.online.OnlineDeployer`: canary and shadow.
+"""Traffic policies of [`OnlineDeployer`][modeldeploy.OnlineDeployer]: canary and shadow.
 
 Also the bounded background worker that keeps shadow scoring and monitor calls off the hot path.
 """

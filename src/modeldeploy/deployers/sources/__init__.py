@@ -1,5 +1,5 @@
 """The documented import path of batch sources, kept: they live in
-:mod:`modeldeploy.deployers.batch`.
+`modeldeploy.deployers.batch`.
 
 ``from modeldeploy.deployers.sources import Source`` goes on working.
 """
