@@ -14,11 +14,11 @@ from __future__ import annotations
 import io
 import logging
 import os
-import queue
 import secrets
 import socket
 import tempfile
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,6 +28,9 @@ from modeldeploy._files import fsync_dir
 from modeldeploy.exceptions import InvalidParameterError, MissingDependencyError
 from modeldeploy.registry.stores import ArtifactStore, LocalArtifactStore, S3ArtifactStore
 from modeldeploy.typing import Clock
+
+#: How often the writer thread takes what callers queued (seconds): it is not woken per request.
+POLL_S = 0.05
 
 logger = logging.getLogger("modeldeploy.monitoring.capture")
 
@@ -177,6 +180,15 @@ class SegmentWriter:
         The kind of rows, for logs and the thread's name.
     """
 
+    # The queue between callers and the thread (made by _new_queue, again after a fork).
+    _lock: threading.Lock
+    _pending: deque[tuple[Any, int]]
+    _pending_rows: int
+    _orders: deque[tuple[str, Any]]
+    _wake: threading.Event
+    _wake_items: int
+    _idle: bool
+
     def __init__(
         self,
         location: Location,
@@ -211,8 +223,7 @@ class SegmentWriter:
         }
         self.max_queue = max_queue
         self._pid = os.getpid()
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_queue)
-        self._lock = threading.Lock()
+        self._new_queue()
         # Sending spilled segments waits on the location: never under _lock, which offer takes.
         self._resend_lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -231,14 +242,24 @@ class SegmentWriter:
             self._start()
         with self._lock:  # held for a few counter updates only: never across I/O
             self.counts["queued"] += rows
-            if self._closed:
+            pending = self._pending
+            if self._closed or len(pending) >= self.max_queue:
                 self.counts["dropped"] += rows
                 return False
-            try:
-                self._queue.put_nowait(("rows", item, rows))
-            except queue.Full:
-                self.counts["dropped"] += rows
-                return False
+            pending.append((item, rows))
+            self._pending_rows += rows
+            # The writer is not woken for each request (a thread switch per request would cost
+            # the caller more than the capture itself): an idle writer is woken by the first
+            # request, a busy one drains the queue every POLL_S, or at once when a segment's
+            # worth of rows or a quarter of the queue is waiting.
+            wake = (
+                self._idle
+                or self._pending_rows >= self.segment_rows
+                or len(pending) >= self._wake_items
+            )
+            self._idle = False
+        if wake:
+            self._wake.set()
         return True
 
     def flush(self, timeout: float) -> bool:
@@ -246,10 +267,7 @@ class SegmentWriter:
         if self._thread is None:
             return True
         done = threading.Event()
-        try:
-            self._queue.put(("flush", done, 0), timeout=timeout)
-        except queue.Full:
-            return False
+        self._control(("flush", done))
         return done.wait(timeout)
 
     def close(self, timeout: float) -> bool:
@@ -262,10 +280,7 @@ class SegmentWriter:
             thread = self._thread
         if thread is None:
             return True
-        try:
-            self._queue.put(("close", None, 0), timeout=timeout)
-        except queue.Full:
-            return False
+        self._control(("close", None))
         thread.join(timeout)
         return not thread.is_alive()
 
@@ -279,8 +294,7 @@ class SegmentWriter:
         self._pid = os.getpid()
         self.token = writer_token()
         self.counts = dict.fromkeys(self.counts, 0)
-        self._queue = queue.Queue(maxsize=self.max_queue)
-        self._lock = threading.Lock()
+        self._new_queue()
         self._resend_lock = threading.Lock()
         self._thread = None
         self._seq = 0
@@ -297,38 +311,61 @@ class SegmentWriter:
             )
             self._thread.start()
 
+    def _new_queue(self) -> None:
+        """The queue between callers and the thread: requests, and flush / close orders."""
+        self._lock = threading.Lock()
+        self._pending = deque()
+        self._pending_rows = 0
+        self._orders = deque()
+        self._wake = threading.Event()
+        self._wake_items = max(1, self.max_queue // 4)
+        self._idle = False  # the writer waits for the next request, without a timeout
+
+    def _control(self, order: tuple[str, Any]) -> None:
+        with self._lock:
+            self._orders.append(order)
+        self._wake.set()
+
     def _run(self) -> None:
         items: list[Any] = []
         rows = 0
         nbytes = 0
         opened = 0.0
         while True:
-            wait = None if not items else max(0.0, opened + self.segment_s - self.clock.monotonic())
-            try:
-                kind, payload, n = self._queue.get(timeout=wait)
-            except queue.Empty:
-                kind, payload, n = "rotate", None, 0
-            if kind == "rows":
+            wait: float | None = POLL_S
+            if items:
+                wait = min(POLL_S, max(0.0, opened + self.segment_s - self.clock.monotonic()))
+            else:
+                with self._lock:
+                    self._idle = not self._pending and not self._orders
+                    if self._idle:
+                        wait = None
+            self._wake.wait(wait)
+            self._wake.clear()
+            with self._lock:
+                taken = list(self._pending)
+                self._pending.clear()
+                self._pending_rows = 0
+                orders = list(self._orders)
+                self._orders.clear()
+            for payload, n in taken:
                 if not items:
                     opened = self.clock.monotonic()
                 items.append(payload)
                 rows += n
                 nbytes += _size_of(payload)
-                due = (
-                    rows >= self.segment_rows
-                    or nbytes >= self.segment_bytes
-                    or self.clock.monotonic() - opened >= self.segment_s
-                )
-                if not due:
-                    continue
-            if items:
+                if rows >= self.segment_rows or nbytes >= self.segment_bytes:
+                    self._write(items, rows)
+                    items, rows, nbytes = [], 0, 0
+            if items and (orders or self.clock.monotonic() - opened >= self.segment_s):
                 self._write(items, rows)
                 items, rows, nbytes = [], 0, 0
             self._warn_drops()
-            if kind == "flush":
-                payload.set()
-            elif kind == "close":
-                return
+            for kind, payload in orders:
+                if kind == "flush":
+                    payload.set()
+                elif kind == "close":
+                    return
 
     def _segment_name(self, rows: int) -> str:
         self._seq += 1
